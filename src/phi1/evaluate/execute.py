@@ -1,0 +1,92 @@
+"""Run completions against their benchmark's tests in the sandbox, and turn verdicts into scores."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+from phi1.evaluate.benchmarks import Benchmark
+from phi1.evaluate.generate import Sample
+from phi1.evaluate.passk import mean_pass_at_k
+from phi1.progress import progress_bar
+from phi1.sandbox import STATUSES, Limits, Sandbox
+
+
+@dataclass(frozen=True)
+class Result:
+    task_id: str
+    completion_id: int
+    completion: str
+    passed: bool
+    status: str
+    detail: str
+    tests_passed: int
+
+    def row(self, benchmark: Benchmark) -> dict:
+        row = asdict(self)
+        tests = row.pop("tests_passed")
+        for column, needed in benchmark.columns.items():
+            row[column] = tests >= needed
+        return row
+
+
+def execute(
+    benchmark: Benchmark, samples: Sequence[Sample], sandbox: Sandbox, limits: Limits | None = None
+) -> list[Result]:
+    """Judge every sample; results come back in (task order, completion_id) order."""
+    order = {tid: i for i, tid in enumerate(benchmark.problems)}
+    samples = sorted(samples, key=lambda s: (order[s.task_id], s.completion_id))
+    programs = [benchmark.problems[s.task_id].program(s.completion) for s in samples]
+    results: list[Result | None] = [None] * len(samples)
+    statuses: Counter[str] = Counter()
+    with progress_bar(
+        len(samples),
+        f"testing {benchmark.name}",
+        unit="samples",
+        extra=lambda: f"passed {statuses['passed']}",
+    ) as advance:
+        for i, verdict in sandbox.map(programs, limits or benchmark.limits):
+            s = samples[i]
+            problem = benchmark.problems[s.task_id]
+            detail = verdict.detail
+            if verdict.failed_stage is not None:
+                detail = f"{detail} ({problem.stage_name(verdict.failed_stage)})"
+            results[i] = Result(
+                s.task_id,
+                s.completion_id,
+                s.completion,
+                verdict.passed,
+                verdict.status,
+                detail,
+                problem.tests_passed(verdict.stages_passed),
+            )
+            statuses[verdict.status] += 1
+            advance(1)
+    return [r for r in results if r is not None]
+
+
+def summarize(benchmark: Benchmark, results: Sequence[Result], ks: Sequence[int], wall_s: float) -> dict:
+    """pass@k per metric, counts per status, throughput."""
+    per_task: dict[str, list[Result]] = defaultdict(list)
+    for r in results:
+        per_task[r.task_id].append(r)
+    pass_at: dict[str, dict[str, float]] = {}
+    for metric, needed in benchmark.metrics.items():
+        counts = [(len(rs), sum(r.tests_passed >= needed for r in rs)) for rs in per_task.values()]
+        pass_at[metric] = mean_pass_at_k(counts, ks)
+    status_counts = Counter(r.status for r in results)
+    return {
+        "benchmark": benchmark.name,
+        "problems": len(benchmark.problems),
+        "tasks_evaluated": len(per_task),
+        "samples": len(results),
+        "samples_per_task": {
+            "min": min(map(len, per_task.values()), default=0),
+            "max": max(map(len, per_task.values()), default=0),
+        },
+        "pass_at_k": pass_at,
+        "status_counts": {s: status_counts.get(s, 0) for s in STATUSES},
+        "wall_s": round(wall_s, 3),
+        "samples_per_s": round(len(results) / wall_s, 2) if wall_s > 0 else None,
+    }

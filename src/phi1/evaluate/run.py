@@ -1,0 +1,134 @@
+"""`phi1 eval`: completions in, pass@k out, every completion judged in the sandbox."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from phi1.errors import Phi1Error
+from phi1.evaluate import benchmarks
+from phi1.evaluate.execute import Result, execute, summarize
+from phi1.evaluate.generate import (
+    Sample,
+    Sampling,
+    generate_with_endpoint,
+    generate_with_model,
+    read_samples,
+    reference_samples,
+)
+from phi1.records import write_json, write_jsonl
+from phi1.sandbox import Limits, Mode, Sandbox
+
+
+@dataclass(frozen=True)
+class Source:
+    """Exactly one of: a samples file, a local checkpoint, an endpoint, or the canonical solutions."""
+
+    samples: Path | None = None
+    model: Path | None = None
+    endpoint: str | None = None
+    model_name: str | None = None
+    canonical: bool = False
+
+    def check(self) -> None:
+        given = [self.samples is not None, self.model is not None, self.endpoint is not None, self.canonical]
+        if sum(given) != 1:
+            raise Phi1Error("give exactly one of --samples FILE, --model DIR, --endpoint URL, --canonical")
+        if self.endpoint is not None and not self.model_name:
+            raise Phi1Error("--endpoint needs --model-name (the model the server serves)")
+
+    def describe(self) -> dict:
+        if self.samples is not None:
+            return {"samples": str(self.samples)}
+        if self.model is not None:
+            return {"model": str(self.model)}
+        if self.endpoint is not None:
+            return {"endpoint": self.endpoint, "model_name": self.model_name}
+        return {"canonical": True}
+
+
+def run_eval(
+    benchmark_name: str,
+    source: Source,
+    out: Path,
+    problems: Path | None = None,
+    ks: Sequence[int] = (1, 10, 100),
+    sampling: Sampling | None = None,
+    workers: int | None = None,
+    sandbox_mode: Mode = "bwrap",
+    timeout_s: float | None = None,
+    batch_size: int = 8,
+) -> dict:
+    source.check()
+    if source.samples is not None and not source.samples.exists():
+        raise Phi1Error(f"{source.samples}: no such file")
+    sampling = sampling or Sampling()
+    start = time.perf_counter()
+    with Sandbox(workers=workers or (os.cpu_count() or 1), mode=sandbox_mode) as sb:
+        bench = benchmarks.load(benchmark_name, problems)
+        samples = _completions(bench, source, sampling, batch_size)
+        limits = Limits(timeout_s=timeout_s) if timeout_s else None
+        results = execute(bench, samples, sb, limits)
+    summary = summarize(bench, results, ks, time.perf_counter() - start)
+    summary.update(
+        source=source.describe(),
+        problems_file=bench.source,
+        sandbox=sandbox_mode,
+        sampling=vars(sampling) if not source.samples and not source.canonical else None,
+    )
+    write_results(out, bench, results, summary)
+    # Piped output (CI logs, files) gets a wide table rather than rich's 80-column default.
+    Console(width=None if sys.stdout.isatty() else 160).print(table(summary))
+    return summary
+
+
+def _completions(
+    bench: benchmarks.Benchmark, source: Source, sampling: Sampling, batch_size: int
+) -> list[Sample]:
+    if source.samples is not None:
+        return read_samples(source.samples, bench)
+    if source.canonical:
+        return reference_samples(bench)
+    if source.model is not None:
+        return generate_with_model(source.model, bench, sampling, batch_size=batch_size)
+    assert source.endpoint and source.model_name
+    return generate_with_endpoint(source.endpoint, source.model_name, bench, sampling)
+
+
+def write_results(out: Path, bench: benchmarks.Benchmark, results: Sequence[Result], summary: dict) -> None:
+    """results.jsonl first, summary.json last: a folder with a summary holds a complete result."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "summary.json").unlink(missing_ok=True)
+    write_jsonl(out / "results.jsonl", (r.row(bench) for r in results))
+    write_json(out / "summary.json", summary)
+
+
+def table(summary: dict) -> Table:
+    ks = sorted({k for m in summary["pass_at_k"].values() for k in m}, key=lambda k: int(k.split("@")[1]))
+    t = Table(
+        title=f"{summary['benchmark']}: {summary['samples']} samples, {summary['tasks_evaluated']}"
+        f"/{summary['problems']} problems"
+    )
+    t.add_column("metric", no_wrap=True)
+    for k in ks:
+        t.add_column(k, justify="right")
+    for status in summary["status_counts"]:
+        t.add_column(status, justify="right")
+    t.add_column("wall", justify="right")
+    t.add_column("samples/s", justify="right")
+    for metric, values in summary["pass_at_k"].items():
+        t.add_row(
+            metric,
+            *[f"{100 * values[k]:.1f}%" if k in values else "-" for k in ks],
+            *[str(v) for v in summary["status_counts"].values()],
+            f"{summary['wall_s']:.1f}s",
+            f"{summary['samples_per_s'] or 0:.1f}",
+        )
+    return t

@@ -1,0 +1,512 @@
+"""Running untrusted Python (model completions, teacher-written exercises) and judging it.
+
+Every program runs under bubblewrap: no network, a read-only root holding only /usr and the interpreter,
+a private size-capped /tmp, an empty environment, a non-root uid, memory / CPU / process limits, and a
+PID namespace whose teardown kills every process the program started. A wall-clock timeout kills the
+whole tree.
+
+A program is a list of *stages* of Python source run one after another in one namespace: stage 0 is the
+code under test, the later stages are its tests. The harness reports each completed test stage on a
+separate pipe with a random nonce that only the harness was given, so exiting early with status 0
+(``sys.exit(0)``, ``os._exit(0)``) or printing "passed" does not count as passing. Code that goes out of
+its way to dig the nonce out of the interpreter's memory could still forge it; the sandbox contains what
+such code can do, the verdict is about honest mistakes and naive cheating.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import queue
+import secrets
+import selectors
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from phi1.errors import Phi1Error
+
+Status = Literal["passed", "failed", "error", "timeout", "killed"]
+Mode = Literal["bwrap", "none"]
+
+STATUSES: tuple[Status, ...] = ("passed", "failed", "error", "timeout", "killed")
+
+# Runs inside the sandbox as `python -I -S -c HARNESS`. Reads "nonce report_fd\n" + a JSON list of stages
+# from stdin.
+_HARNESS = r"""
+import os, sys
+def _phi1_harness():
+    import json
+    raw = sys.stdin.buffer.read()
+    header, _, body = raw.partition(b"\n")
+    nonce, _, report_fd = header.partition(b" ")
+    stages = json.loads(body)
+    del raw, body, header
+    report = os.fdopen(int(report_fd), "wb", buffering=0)
+    namespace = {"__name__": "__main__", "__builtins__": __builtins__}
+    for index, source in enumerate(stages):
+        try:
+            exec(compile(source, "<stage%d>" % index, "exec"), namespace)
+        except BaseException as exc:
+            kind = "failed" if isinstance(exc, (AssertionError, SystemExit)) else "error"
+            text = ("%s %d %s: %s" % (kind, index, type(exc).__name__, exc))[:400]
+            try:
+                report.write(text.replace("\n", " ").encode("utf-8", "replace") + b"\n")
+            finally:
+                _phi1_exit(1)
+        if index:
+            report.write(nonce + b" %d\n" % index)
+    report.close()
+    _phi1_exit(0)
+def _phi1_exit(code):
+    # os._exit skips the flush of buffered output; the program's output is still wanted.
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except BaseException:
+            pass
+    os._exit(code)
+_phi1_harness()
+"""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits for one sandboxed program."""
+
+    timeout_s: float = 10.0
+    memory_mb: int = 2048  # address space (RLIMIT_AS)
+    nproc: int = 64  # processes and threads of the program's tree
+    output_bytes: int = 1 << 20  # stdout + stderr; the program is killed past it
+    tmp_mb: int = 64  # private writable /tmp
+    file_mb: int = 64  # largest file the program may write
+
+    @property
+    def cpu_s(self) -> int:
+        return int(self.timeout_s) + 1
+
+
+@dataclass(frozen=True)
+class Verdict:
+    status: Status
+    detail: str
+    stages_passed: int  # stages after stage 0 that ran to their end
+    wall_s: float
+    returncode: int | None = None
+    stdout: str = ""
+    stderr: str = ""
+    failed_stage: int | None = None  # the stage that raised, when one did
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "passed"
+
+
+class SandboxUnavailable(Phi1Error):
+    """bubblewrap is missing or does not work on this machine."""
+
+
+INSTALL_HINT = (
+    "bubblewrap is not installed: install it with `sudo apt-get install bubblewrap` (Debian/Ubuntu) or "
+    "`sudo dnf install bubblewrap`, or pass --sandbox none to run untrusted code WITHOUT isolation (unsafe)"
+)
+
+
+@dataclass
+class _Slot:
+    uid: int
+    cgroup: Path | None
+
+
+@dataclass
+class Sandbox:
+    """A pool of sandbox slots: each concurrent run gets its own uid and pids cgroup.
+
+    RLIMIT_NPROC counts every process of a uid, so concurrent programs must not share one; a pids cgroup
+    (when this process may create one) bounds the tree even if a uid were shared.
+    """
+
+    workers: int = field(default_factory=lambda: os.cpu_count() or 1)
+    mode: Mode = "bwrap"
+    limits: Limits = field(default_factory=Limits)
+    _slots: queue.Queue[_Slot] = field(init=False, repr=False)
+    _cgroups: list[Path] = field(init=False, repr=False, default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.workers < 1:
+            raise Phi1Error(f"workers must be at least 1, got {self.workers}")
+        if self.mode == "bwrap" and shutil.which("bwrap") is None:
+            raise SandboxUnavailable(INSTALL_HINT)
+        if self.mode not in ("bwrap", "none"):
+            raise Phi1Error(f"unknown sandbox mode {self.mode!r}: use 'bwrap' or 'none'")
+        self._python = _interpreter()
+        base_uid = 200_000 + (os.getpid() % 50_000) * 64
+        self._slots = queue.Queue()
+        for i in range(self.workers):
+            cgroup = _make_pids_cgroup(f"phi1-{os.getpid()}-{i}", self.limits.nproc)
+            if cgroup is not None:
+                self._cgroups.append(cgroup)
+            self._slots.put(_Slot(uid=base_uid + i, cgroup=cgroup))
+        if self.mode == "bwrap":
+            self._check_works()
+
+    # -- public -------------------------------------------------------------------------------------
+
+    def run(self, stages: Sequence[str], limits: Limits | None = None) -> Verdict:
+        """Run one program (stage 0: code under test, stages 1..: tests) and judge it."""
+        slot = self._slots.get()
+        try:
+            return self._run_in_slot(slot, list(stages), limits or self.limits)
+        finally:
+            self._slots.put(slot)
+
+    def map(
+        self,
+        programs: Iterable[Sequence[str]],
+        limits: Limits | Callable[[int], Limits] | None = None,
+    ) -> Iterator[tuple[int, Verdict]]:
+        """Run many programs on `workers` threads; yields (index, verdict) as they finish."""
+        programs = list(programs)
+
+        def job(i: int) -> tuple[int, Verdict]:
+            lim = limits(i) if callable(limits) else limits
+            return i, self.run(programs[i], lim)
+
+        with ThreadPoolExecutor(max_workers=self.workers) as pool:
+            futures = [pool.submit(job, i) for i in range(len(programs))]
+            for fut in as_completed(futures):
+                yield fut.result()
+
+    def close(self) -> None:
+        for cg in self._cgroups:
+            _kill_cgroup(cg)
+            with contextlib.suppress(OSError):
+                cg.rmdir()
+        self._cgroups.clear()
+
+    def __enter__(self) -> Sandbox:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- internals ----------------------------------------------------------------------------------
+
+    def _check_works(self) -> None:
+        verdict = self.run(["x = 1", "assert x == 1"], Limits(timeout_s=20))
+        if not verdict.passed:
+            raise SandboxUnavailable(
+                "bubblewrap is installed but a trivial program failed in it "
+                f"({verdict.status}: {verdict.detail or verdict.stderr.strip()[-300:]}); "
+                "pass --sandbox none to run without isolation (unsafe)"
+            )
+
+    def _command(self, slot: _Slot, limits: Limits) -> list[str]:
+        py = self._python
+        rlimits = [
+            "/usr/bin/prlimit",
+            f"--as={limits.memory_mb * 1024 * 1024}",
+            f"--cpu={limits.cpu_s}",
+            f"--fsize={limits.file_mb * 1024 * 1024}",
+            "--nofile=256",
+            "--core=0",
+        ]
+        if self.mode == "none":
+            return [*rlimits, "--", py.host_exe, "-I", "-S", "-c", _HARNESS]
+        cmd = [
+            "bwrap",
+            "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
+            "--die-with-parent", "--new-session", "--clearenv",
+            "--tmpfs", "/",
+            "--ro-bind", "/usr", "/usr",
+            "--symlink", "usr/lib", "/lib",
+            "--symlink", "usr/lib64", "/lib64",
+            "--symlink", "usr/bin", "/bin",
+            "--proc", "/proc",
+            "--dev", "/dev",
+            "--perms", "1777", "--size", str(limits.tmp_mb * 1024 * 1024), "--tmpfs", "/tmp",
+        ]  # fmt: skip
+        if py.bind_from:
+            cmd += ["--ro-bind", py.bind_from, py.bind_to, "--setenv", "LD_LIBRARY_PATH", f"{py.bind_to}/lib"]
+        cmd += [
+            "--remount-ro", "/",
+            "--chdir", "/tmp",
+            "--setenv", "PATH", "/usr/bin:/bin",
+            "--setenv", "HOME", "/tmp",
+            "--setenv", "PYTHONHASHSEED", "0",
+        ]  # fmt: skip
+        if os.geteuid() == 0:
+            # Root needs no user namespace; switch to an unprivileged uid and drop every capability.
+            cmd += [
+                "--", "/usr/bin/setpriv", f"--reuid={slot.uid}", f"--regid={slot.uid}", "--clear-groups",
+                "--no-new-privs", "--inh-caps=-all", "--bounding-set=-all",
+                *rlimits, f"--nproc={limits.nproc}", "--", py.inner_exe, "-I", "-S", "-c", _HARNESS,
+            ]  # fmt: skip
+        else:
+            # Unprivileged users get a user namespace instead; RLIMIT_NPROC would count all of their own
+            # processes, so it is raised by what they already run.
+            cmd += ["--unshare-user", "--uid", "65534", "--gid", "65534", "--"]
+            cmd += [*rlimits, f"--nproc={limits.nproc + _count_own_processes()}", "--"]
+            cmd += [py.inner_exe, "-I", "-S", "-c", _HARNESS]
+        return cmd
+
+    def _run_in_slot(self, slot: _Slot, stages: list[str], limits: Limits) -> Verdict:
+        nonce = secrets.token_hex(16).encode()
+        cmd = self._command(slot, limits)
+        if slot.cgroup is not None:
+            # Join the cgroup before bwrap starts so that everything below it is counted.
+            cmd = ["/bin/sh", "-c", 'echo $$ > "$0" && exec "$@"', str(slot.cgroup / "cgroup.procs"), *cmd]
+        report_r, report_w = os.pipe()
+        header = nonce + b" %d\n" % report_w
+        payload = header + json.dumps(stages).encode("utf-8", "surrogatepass")
+        start = time.monotonic()
+        try:
+            proc = subprocess.Popen(
+                cmd,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                pass_fds=(report_w,),
+                env={} if self.mode == "bwrap" else {"PATH": "/usr/bin:/bin"},
+                start_new_session=True,
+                close_fds=True,
+            )
+        finally:
+            os.close(report_w)
+        try:
+            out, err, report, reason = _communicate(proc, payload, report_r, limits, start)
+        finally:
+            os.close(report_r)
+            if proc.poll() is None:
+                _kill_tree(proc)
+            proc.wait()
+            if slot.cgroup is not None:
+                _kill_cgroup(slot.cgroup)
+        wall = time.monotonic() - start
+        return _judge(nonce, len(stages) - 1, proc.returncode, out, err, report, reason, wall, limits)
+
+
+# -- helpers -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Python:
+    host_exe: str
+    inner_exe: str
+    bind_from: str | None
+    bind_to: str
+
+
+def _interpreter() -> _Python:
+    """The real interpreter behind this (possibly virtual) environment, and where it appears inside.
+
+    The sandbox runs the base interpreter with -I -S: the standard library only, no site-packages.
+    Its prefix is bound read-only at /py unless it already lives under /usr, because a prefix under a
+    private home (pyenv's /root/.pyenv) cannot be reached by the sandbox's unprivileged uid.
+    """
+    prefix = os.path.realpath(sys.base_prefix)
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    candidates = [os.path.join(prefix, "bin", version), os.path.join(prefix, "bin", "python3")]
+    host_exe = next((c for c in candidates if os.path.exists(c)), os.path.realpath(sys.executable))
+    rel = os.path.relpath(host_exe, prefix)
+    if prefix == "/usr" or prefix.startswith("/usr/"):
+        return _Python(host_exe, host_exe, None, prefix)
+    return _Python(host_exe, f"/py/{rel}", prefix, "/py")
+
+
+def _communicate(
+    proc: subprocess.Popen[bytes], payload: bytes, report_fd: int, limits: Limits, start: float
+) -> tuple[bytes, bytes, bytes, str | None]:
+    """Feed stdin, collect stdout/stderr (capped) and the report pipe until exit or a limit."""
+    assert proc.stdin and proc.stdout and proc.stderr
+    sel = selectors.DefaultSelector()
+    buffers: dict[int, bytearray] = {
+        proc.stdout.fileno(): bytearray(),
+        proc.stderr.fileno(): bytearray(),
+        report_fd: bytearray(),
+    }
+    for fd in buffers:
+        os.set_blocking(fd, False)
+        sel.register(fd, selectors.EVENT_READ)
+    stdin_fd = proc.stdin.fileno()
+    os.set_blocking(stdin_fd, False)
+    sel.register(stdin_fd, selectors.EVENT_WRITE)
+    view = memoryview(payload)
+    open_reads = 3
+    reason: str | None = None
+    deadline = start + limits.timeout_s
+    try:
+        while open_reads:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                reason = "timeout"
+                break
+            for key, _ in sel.select(timeout=min(remaining, 1.0)):
+                fd = key.fd
+                if fd == stdin_fd:
+                    try:
+                        n = os.write(fd, view[:65536])
+                        view = view[n:]
+                    except (BrokenPipeError, BlockingIOError) as exc:
+                        if isinstance(exc, BrokenPipeError):
+                            view = view[:0]
+                    if not view:
+                        sel.unregister(fd)
+                        proc.stdin.close()
+                    continue
+                try:
+                    chunk = os.read(fd, 65536)
+                except BlockingIOError:
+                    continue
+                if not chunk:
+                    sel.unregister(fd)
+                    open_reads -= 1
+                    continue
+                buffers[fd] += chunk
+                if fd != report_fd:
+                    total = len(buffers[proc.stdout.fileno()]) + len(buffers[proc.stderr.fileno()])
+                    if total > limits.output_bytes:
+                        reason = "output"
+                        raise StopIteration
+                elif len(buffers[fd]) > 1 << 16:
+                    reason = "report"
+                    raise StopIteration
+    except StopIteration:
+        pass
+    finally:
+        sel.close()
+        if not proc.stdin.closed:
+            with contextlib.suppress(OSError):
+                proc.stdin.close()
+    if reason is None:
+        # Every pipe closed: the program has exited or is about to; give it a moment, not forever.
+        try:
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            reason = "timeout"
+    return (
+        bytes(buffers[proc.stdout.fileno()]),
+        bytes(buffers[proc.stderr.fileno()]),
+        bytes(buffers[report_fd]),
+        reason,
+    )
+
+
+def _judge(
+    nonce: bytes,
+    n_tests: int,
+    returncode: int | None,
+    out: bytes,
+    err: bytes,
+    report: bytes,
+    reason: str | None,
+    wall: float,
+    limits: Limits,
+) -> Verdict:
+    stages_passed = 0
+    failure = ""
+    for line in report.splitlines():
+        head, _, rest = line.partition(b" ")
+        if head == nonce and rest.strip() == str(stages_passed + 1).encode():
+            stages_passed += 1
+        elif head in (b"failed", b"error") and not failure:
+            failure = line.decode("utf-8", "replace")
+    stdout = out[: limits.output_bytes].decode("utf-8", "replace")
+    stderr = err[: limits.output_bytes].decode("utf-8", "replace")
+
+    def verdict(status: Status, detail: str, stage: int | None = None) -> Verdict:
+        return Verdict(status, detail[:500], stages_passed, wall, returncode, stdout, stderr, stage)
+
+    if reason == "timeout":
+        return verdict("timeout", f"no result after {limits.timeout_s:g}s wall time")
+    if reason == "output":
+        return verdict("killed", f"output exceeded {limits.output_bytes} bytes")
+    if reason == "report":
+        return verdict("killed", "flooded the report channel")
+    if returncode == 0 and stages_passed == n_tests and not failure:
+        return verdict("passed", "")
+    if failure:
+        kind, _, rest = failure.partition(" ")
+        stage, _, msg = rest.partition(" ")
+        return verdict("failed" if kind == "failed" else "error", msg, int(stage))
+    if returncode is not None and (returncode < 0 or returncode >= 128):
+        signum = -returncode if returncode < 0 else returncode - 128
+        name = signal.Signals(signum).name if signum in signal.Signals._value2member_map_ else str(signum)
+        hint = {
+            "SIGKILL": "memory, CPU or process limit",
+            "SIGXCPU": "CPU time limit",
+            "SIGXFSZ": "file size limit",
+            "SIGSEGV": "crash",
+        }.get(name, "signal")
+        return verdict("killed", f"killed by {name} ({hint})")
+    tail = stderr.strip().splitlines()[-1:] or [""]
+    return verdict(
+        "failed",
+        f"exited with status {returncode} before the tests finished"
+        + (f" ({stages_passed}/{n_tests} test stages)" if n_tests > 1 else "")
+        + (f": {tail[0]}" if tail[0] else ""),
+    )
+
+
+def _kill_tree(proc: subprocess.Popen[bytes]) -> None:
+    # bwrap leads its own session (start_new_session): killing the group kills bwrap, and its PID
+    # namespace takes every process inside with it (--die-with-parent covers the namespace's init).
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError):
+        proc.kill()
+
+
+_CGROUP_ROOTS = (Path("/sys/fs/cgroup/pids"), Path("/sys/fs/cgroup"))
+
+
+def _make_pids_cgroup(name: str, max_pids: int) -> Path | None:
+    for root in _CGROUP_ROOTS:
+        if not (root / "cgroup.procs").exists() or not os.access(root, os.W_OK):
+            continue
+        if root == Path("/sys/fs/cgroup"):
+            controllers = root / "cgroup.subtree_control"
+            if not controllers.exists() or "pids" not in controllers.read_text():
+                continue
+        path = root / name
+        try:
+            path.mkdir(exist_ok=True)
+            (path / "pids.max").write_text(str(max_pids))
+            return path
+        except OSError:
+            with contextlib.suppress(OSError):
+                path.rmdir()
+    return None
+
+
+def _kill_cgroup(path: Path) -> None:
+    for _ in range(50):
+        try:
+            pids = [int(p) for p in (path / "cgroup.procs").read_text().split()]
+        except OSError:
+            return
+        if not pids:
+            return
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.01)
+
+
+def _count_own_processes() -> int:
+    uid = os.getuid()
+    count = 0
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if entry.stat().st_uid == uid:
+                    count += 1
+    return count
