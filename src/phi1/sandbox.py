@@ -16,7 +16,7 @@ such code can do, the verdict is about honest mistakes and naive cheating.
 from __future__ import annotations
 
 import contextlib
-import json
+import itertools
 import os
 import queue
 import secrets
@@ -25,6 +25,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -38,19 +39,37 @@ Status = Literal["passed", "failed", "error", "timeout", "killed"]
 Mode = Literal["bwrap", "none"]
 
 STATUSES: tuple[Status, ...] = ("passed", "failed", "error", "timeout", "killed")
+_MAX_WORKERS = 64
+_instances = itertools.count()
 
-# Runs inside the sandbox as `python -I -S -c HARNESS`. Reads "nonce report_fd\n" + a JSON list of stages
-# from stdin.
+# Runs inside the sandbox as `python -I -S -c HARNESS`, as root when the host is root. Reads from stdin one
+# header line "nonce report_fd uid rlimit=value... ; stage byte lengths" and then the stages' bytes; sets
+# the limits, drops to `uid` (bwrap already set no_new_privs and mounts everything nosuid, so no
+# capability can come back), and only then runs the stages. It imports nothing but `resource`: every
+# module costs start-up time on each of thousands of runs.
 _HARNESS = r"""
 import os, sys
 def _phi1_harness():
-    import json
     raw = sys.stdin.buffer.read()
     header, _, body = raw.partition(b"\n")
-    nonce, _, report_fd = header.partition(b" ")
-    stages = json.loads(body)
+    settings, _, lengths = header.partition(b" ; ")
+    fields = settings.split()
+    nonce, report_fd, uid = fields[0], int(fields[1]), int(fields[2])
+    if len(fields) > 3:
+        import resource
+        for item in fields[3:]:
+            name, _, value = item.decode().partition("=")
+            resource.setrlimit(getattr(resource, name), (int(value), int(value)))
+    if uid >= 0:
+        os.setgroups([])
+        os.setresgid(uid, uid, uid)
+        os.setresuid(uid, uid, uid)
+    stages, pos = [], 0
+    for n in lengths.split():
+        stages.append(body[pos:pos + int(n)])
+        pos += int(n)
     del raw, body, header
-    report = os.fdopen(int(report_fd), "wb", buffering=0)
+    report = os.fdopen(report_fd, "wb", buffering=0)
     namespace = {"__name__": "__main__", "__builtins__": __builtins__}
     for index, source in enumerate(stages):
         try:
@@ -147,15 +166,21 @@ class Sandbox:
             raise SandboxUnavailable(INSTALL_HINT)
         if self.mode not in ("bwrap", "none"):
             raise Phi1Error(f"unknown sandbox mode {self.mode!r}: use 'bwrap' or 'none'")
+        if self.workers > _MAX_WORKERS:
+            raise Phi1Error(f"at most {_MAX_WORKERS} sandbox workers, got {self.workers}")
         self._python = _interpreter()
-        base_uid = 200_000 + (os.getpid() % 50_000) * 64
+        # Every sandbox of every phi1 process gets uids and cgroups of its own.
+        instance = next(_instances) % 256
+        base_uid = 100_000 + ((os.getpid() % 100_000) * 256 + instance) * _MAX_WORKERS
         self._slots = queue.Queue()
         for i in range(self.workers):
-            cgroup = _make_pids_cgroup(f"phi1-{os.getpid()}-{i}", self.limits.nproc)
+            cgroup = _make_pids_cgroup(f"phi1-{os.getpid()}-{instance}-{i}", self.limits.nproc)
             if cgroup is not None:
                 self._cgroups.append(cgroup)
             self._slots.put(_Slot(uid=base_uid + i, cgroup=cgroup))
         if self.mode == "bwrap":
+            _become_subreaper()
+            _remove_stale_cgroups()
             self._check_works()
 
     # -- public -------------------------------------------------------------------------------------
@@ -187,7 +212,7 @@ class Sandbox:
 
     def close(self) -> None:
         for cg in self._cgroups:
-            _kill_cgroup(cg)
+            _kill_cgroup(cg, wait=True)
             with contextlib.suppress(OSError):
                 cg.rmdir()
         self._cgroups.clear()
@@ -209,21 +234,14 @@ class Sandbox:
                 "pass --sandbox none to run without isolation (unsafe)"
             )
 
-    def _command(self, slot: _Slot, limits: Limits) -> list[str]:
+    def _command(self) -> list[str]:
         py = self._python
-        rlimits = [
-            "/usr/bin/prlimit",
-            f"--as={limits.memory_mb * 1024 * 1024}",
-            f"--cpu={limits.cpu_s}",
-            f"--fsize={limits.file_mb * 1024 * 1024}",
-            "--nofile=256",
-            "--core=0",
-        ]
+        harness = ["-I", "-S", "-X", "frozen_modules=on", "-c", _HARNESS]
         if self.mode == "none":
-            return [*rlimits, "--", py.host_exe, "-I", "-S", "-c", _HARNESS]
+            return [py.host_exe, *harness]
         cmd = [
             "bwrap",
-            "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
+            "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
             "--die-with-parent", "--new-session", "--clearenv",
             "--tmpfs", "/",
             "--ro-bind", "/usr", "/usr",
@@ -232,7 +250,7 @@ class Sandbox:
             "--symlink", "usr/bin", "/bin",
             "--proc", "/proc",
             "--dev", "/dev",
-            "--perms", "1777", "--size", str(limits.tmp_mb * 1024 * 1024), "--tmpfs", "/tmp",
+            "--perms", "1777", "--size", str(self.limits.tmp_mb * 1024 * 1024), "--tmpfs", "/tmp",
         ]  # fmt: skip
         if py.bind_from:
             cmd += ["--ro-bind", py.bind_from, py.bind_to, "--setenv", "LD_LIBRARY_PATH", f"{py.bind_to}/lib"]
@@ -243,42 +261,54 @@ class Sandbox:
             "--setenv", "HOME", "/tmp",
             "--setenv", "PYTHONHASHSEED", "0",
         ]  # fmt: skip
-        if os.geteuid() == 0:
-            # Root needs no user namespace; switch to an unprivileged uid and drop every capability.
-            cmd += [
-                "--", "/usr/bin/setpriv", f"--reuid={slot.uid}", f"--regid={slot.uid}", "--clear-groups",
-                "--no-new-privs", "--inh-caps=-all", "--bounding-set=-all",
-                *rlimits, f"--nproc={limits.nproc}", "--", py.inner_exe, "-I", "-S", "-c", _HARNESS,
-            ]  # fmt: skip
-        else:
-            # Unprivileged users get a user namespace instead; RLIMIT_NPROC would count all of their own
-            # processes, so it is raised by what they already run.
-            cmd += ["--unshare-user", "--uid", "65534", "--gid", "65534", "--"]
-            cmd += [*rlimits, f"--nproc={limits.nproc + _count_own_processes()}", "--"]
-            cmd += [py.inner_exe, "-I", "-S", "-c", _HARNESS]
-        return cmd
+        if os.geteuid() != 0:
+            # Without root, a user namespace maps the program to nobody; the harness cannot switch uid.
+            cmd += ["--unshare-user", "--uid", "65534", "--gid", "65534"]
+        return [*cmd, "--", py.inner_exe, *harness]
+
+    def _header(self, slot: _Slot, limits: Limits, nonce: bytes, report_fd: int) -> bytes:
+        """The harness's settings: which uid to become and which limits to set before any stage runs."""
+        root = os.geteuid() == 0
+        uid = slot.uid if root and self.mode == "bwrap" else -1
+        rlimits = {
+            "RLIMIT_AS": limits.memory_mb * 1024 * 1024,
+            "RLIMIT_CPU": limits.cpu_s,
+            "RLIMIT_FSIZE": limits.file_mb * 1024 * 1024,
+            "RLIMIT_NOFILE": 256,
+            "RLIMIT_CORE": 0,
+        }
+        if uid >= 0:
+            rlimits["RLIMIT_NPROC"] = limits.nproc  # counted per uid: each slot has its own
+        elif self.mode == "bwrap":
+            # In a user namespace RLIMIT_NPROC counts all of the user's own processes on the host.
+            rlimits["RLIMIT_NPROC"] = limits.nproc + _count_own_processes()
+        items = " ".join(f"{k}={v}" for k, v in rlimits.items())
+        return f"{nonce.decode()} {report_fd} {uid} {items}".encode()
 
     def _run_in_slot(self, slot: _Slot, stages: list[str], limits: Limits) -> Verdict:
         nonce = secrets.token_hex(16).encode()
-        cmd = self._command(slot, limits)
+        cmd = self._command()
         if slot.cgroup is not None:
             # Join the cgroup before bwrap starts so that everything below it is counted.
             cmd = ["/bin/sh", "-c", 'echo $$ > "$0" && exec "$@"', str(slot.cgroup / "cgroup.procs"), *cmd]
         report_r, report_w = os.pipe()
-        header = nonce + b" %d\n" % report_w
-        payload = header + json.dumps(stages).encode("utf-8", "surrogatepass")
+        sources = [stage.encode("utf-8", "surrogatepass") for stage in stages]
+        lengths = " ".join(str(len(src)) for src in sources).encode()
+        payload = self._header(slot, limits, nonce, report_w) + b" ; " + lengths + b"\n" + b"".join(sources)
         start = time.monotonic()
         try:
-            proc = subprocess.Popen(
-                cmd,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                pass_fds=(report_w,),
-                env={} if self.mode == "bwrap" else {"PATH": "/usr/bin:/bin"},
-                start_new_session=True,
-                close_fds=True,
-            )
+            with _spawn_lock:  # the orphan reaper must never see our own child unregistered
+                proc = subprocess.Popen(
+                    cmd,
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    pass_fds=(report_w,),
+                    env={} if self.mode == "bwrap" else {"PATH": "/usr/bin:/bin"},
+                    start_new_session=True,
+                    close_fds=True,
+                )
+                _spawned.add(proc.pid)
         finally:
             os.close(report_w)
         try:
@@ -288,8 +318,11 @@ class Sandbox:
             if proc.poll() is None:
                 _kill_tree(proc)
             proc.wait()
+            with _spawn_lock:
+                _spawned.discard(proc.pid)
             if slot.cgroup is not None:
                 _kill_cgroup(slot.cgroup)
+            _reap_orphans()
         wall = time.monotonic() - start
         return _judge(nonce, len(stages) - 1, proc.returncode, out, err, report, reason, wall, limits)
 
@@ -322,82 +355,104 @@ def _interpreter() -> _Python:
     return _Python(host_exe, f"/py/{rel}", prefix, "/py")
 
 
+class _Limit(Exception):
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
 def _communicate(
     proc: subprocess.Popen[bytes], payload: bytes, report_fd: int, limits: Limits, start: float
 ) -> tuple[bytes, bytes, bytes, str | None]:
-    """Feed stdin, collect stdout/stderr (capped) and the report pipe until exit or a limit."""
+    """Feed stdin, collect stdout/stderr (capped) and the report pipe until exit or a limit.
+
+    The end of the program is watched through a pidfd in the same select() as the pipes: waiting on
+    pipe EOF and then polling for the exit would add milliseconds to each of thousands of runs.
+    """
     assert proc.stdin and proc.stdout and proc.stderr
+    out_fd, err_fd, stdin_fd = proc.stdout.fileno(), proc.stderr.fileno(), proc.stdin.fileno()
+    buffers: dict[int, bytearray] = {out_fd: bytearray(), err_fd: bytearray(), report_fd: bytearray()}
     sel = selectors.DefaultSelector()
-    buffers: dict[int, bytearray] = {
-        proc.stdout.fileno(): bytearray(),
-        proc.stderr.fileno(): bytearray(),
-        report_fd: bytearray(),
-    }
     for fd in buffers:
         os.set_blocking(fd, False)
         sel.register(fd, selectors.EVENT_READ)
-    stdin_fd = proc.stdin.fileno()
     os.set_blocking(stdin_fd, False)
     sel.register(stdin_fd, selectors.EVENT_WRITE)
+    pidfd = _pidfd_open(proc.pid)
+    if pidfd is not None:
+        sel.register(pidfd, selectors.EVENT_READ)
     view = memoryview(payload)
-    open_reads = 3
+    reading = set(buffers)
+    exited = False
     reason: str | None = None
     deadline = start + limits.timeout_s
+
+    def read(fd: int) -> bool:
+        """Read what is there; False at EOF or when nothing is left."""
+        try:
+            chunk = os.read(fd, 65536)
+        except BlockingIOError:
+            return False
+        if not chunk:
+            sel.unregister(fd)
+            reading.discard(fd)
+            return False
+        buffers[fd] += chunk
+        if fd == report_fd:
+            if len(buffers[fd]) > 1 << 16:
+                raise _Limit("report")
+        elif len(buffers[out_fd]) + len(buffers[err_fd]) > limits.output_bytes:
+            raise _Limit("output")
+        return True
+
     try:
-        while open_reads:
+        while reading and not exited:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 reason = "timeout"
                 break
             for key, _ in sel.select(timeout=min(remaining, 1.0)):
-                fd = key.fd
-                if fd == stdin_fd:
+                if key.fd == pidfd:
+                    exited = True
+                elif key.fd == stdin_fd:
                     try:
-                        n = os.write(fd, view[:65536])
-                        view = view[n:]
-                    except (BrokenPipeError, BlockingIOError) as exc:
-                        if isinstance(exc, BrokenPipeError):
-                            view = view[:0]
+                        view = view[os.write(stdin_fd, view[:65536]) :]
+                    except BlockingIOError:
+                        pass
+                    except BrokenPipeError:
+                        view = view[:0]
                     if not view:
-                        sel.unregister(fd)
+                        sel.unregister(stdin_fd)
                         proc.stdin.close()
-                    continue
-                try:
-                    chunk = os.read(fd, 65536)
-                except BlockingIOError:
-                    continue
-                if not chunk:
-                    sel.unregister(fd)
-                    open_reads -= 1
-                    continue
-                buffers[fd] += chunk
-                if fd != report_fd:
-                    total = len(buffers[proc.stdout.fileno()]) + len(buffers[proc.stderr.fileno()])
-                    if total > limits.output_bytes:
-                        reason = "output"
-                        raise StopIteration
-                elif len(buffers[fd]) > 1 << 16:
-                    reason = "report"
-                    raise StopIteration
-    except StopIteration:
-        pass
+                elif key.fd in reading:
+                    read(key.fd)
+        if exited:
+            # Take what the program left in the pipes; never wait for a writer that outlives it.
+            for fd in list(reading):
+                while read(fd):
+                    pass
+    except _Limit as limit:
+        reason = limit.reason
     finally:
         sel.close()
+        if pidfd is not None:
+            os.close(pidfd)
         if not proc.stdin.closed:
             with contextlib.suppress(OSError):
                 proc.stdin.close()
-    if reason is None:
-        # Every pipe closed: the program has exited or is about to; give it a moment, not forever.
+    if reason is None and not exited:
+        # Every pipe closed (no pidfd here): the program has exited or is about to.
         try:
             proc.wait(timeout=max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             reason = "timeout"
-    return (
-        bytes(buffers[proc.stdout.fileno()]),
-        bytes(buffers[proc.stderr.fileno()]),
-        bytes(buffers[report_fd]),
-        reason,
-    )
+    return bytes(buffers[out_fd]), bytes(buffers[err_fd]), bytes(buffers[report_fd]), reason
+
+
+def _pidfd_open(pid: int) -> int | None:
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return None
 
 
 def _judge(
@@ -487,8 +542,22 @@ def _make_pids_cgroup(name: str, max_pids: int) -> Path | None:
     return None
 
 
-def _kill_cgroup(path: Path) -> None:
-    for _ in range(50):
+def _remove_stale_cgroups() -> None:
+    """Cgroups left by phi1 processes that died without closing their sandbox."""
+    for root in _CGROUP_ROOTS:
+        for path in root.glob("phi1-*-*-*"):
+            pid = path.name.split("-")[1]
+            if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+                _kill_cgroup(path, wait=True)
+                with contextlib.suppress(OSError):
+                    path.rmdir()
+
+
+def _kill_cgroup(path: Path, wait: bool = False) -> None:
+    """SIGKILL whatever is left in a slot's cgroup. After a run, what is left is a PID namespace being
+    torn down: killed already, it cannot act, so there is no need to wait (which costs ~10 ms a run) unless
+    the cgroup itself is to be removed."""
+    for attempt in range(200 if wait else 1):
         try:
             pids = [int(p) for p in (path / "cgroup.procs").read_text().split()]
         except OSError:
@@ -498,7 +567,8 @@ def _kill_cgroup(path: Path) -> None:
         for pid in pids:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
-        time.sleep(0.01)
+        if wait:
+            time.sleep(0.001 if attempt < 20 else 0.01)
 
 
 def _count_own_processes() -> int:
@@ -510,3 +580,40 @@ def _count_own_processes() -> int:
                 if entry.stat().st_uid == uid:
                     count += 1
     return count
+
+
+# bwrap's outer process can exit before the PID namespace's init does, and processes killed with the
+# namespace outlive their parents for a moment: such orphans go to the nearest "child subreaper". A
+# container's PID 1 often reaps nothing, so their zombies would pile up (and count against the pids
+# cgroup); as a subreaper, this process reaps them itself. Only zombies that are the sandbox's own (bwrap,
+# or a sandbox uid) and not children that subprocess is waiting for are reaped.
+_spawn_lock = threading.Lock()
+_spawned: set[int] = set()
+_SANDBOX_UIDS = range(100_000, 100_000 + 100_000 * 256 * _MAX_WORKERS)
+
+
+def _become_subreaper() -> None:
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+
+
+def _reap_orphans() -> None:
+    with _spawn_lock:
+        children: set[int] = set()
+        with contextlib.suppress(OSError):
+            for task in os.listdir("/proc/self/task"):
+                with contextlib.suppress(OSError):
+                    children.update(int(p) for p in Path(f"/proc/self/task/{task}/children").read_text().split())
+        for pid in children - _spawned:
+            try:
+                stat = Path(f"/proc/{pid}/stat").read_text()
+                status = Path(f"/proc/{pid}/status").read_text()
+            except OSError:
+                continue
+            comm, state = stat[stat.index("(") + 1 : stat.rindex(")")], stat[stat.rindex(")") + 2]
+            uid_line = next((line for line in status.splitlines() if line.startswith("Uid:")), "Uid: 0")
+            if state == "Z" and (comm == "bwrap" or int(uid_line.split()[1]) in _SANDBOX_UIDS):
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(pid, os.WNOHANG)

@@ -190,9 +190,7 @@ async def _endpoint_async(
                 raise Phi1Error(f"{endpoint}: completion request for {tid} failed: {exc}") from None
             choices = sorted(resp.choices or [], key=lambda c: c.index)
             if len(choices) != sampling.n:
-                raise Phi1Error(
-                    f"{endpoint}: asked for {sampling.n} completions of {tid}, got {len(choices)}"
-                )
+                raise Phi1Error(f"{endpoint}: asked for {sampling.n} completions of {tid}, got {len(choices)}")
             for i, choice in enumerate(choices):
                 out.append(Sample(tid, i, truncate(choice.text or "", benchmark.stop)))
             advance(sampling.n)  # type: ignore[operator]

@@ -89,9 +89,7 @@ def run_eval(
     return summary
 
 
-def _completions(
-    bench: benchmarks.Benchmark, source: Source, sampling: Sampling, batch_size: int
-) -> list[Sample]:
+def _completions(bench: benchmarks.Benchmark, source: Source, sampling: Sampling, batch_size: int) -> list[Sample]:
     if source.samples is not None:
         return read_samples(source.samples, bench)
     if source.canonical:

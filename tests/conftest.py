@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from phi1.sandbox import Sandbox
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+def shared_file(name: str) -> Path:
+    path = SHARED_DATA / name
+    if not path.exists():
+        pytest.fail(f"test data {path} is missing (see ../shared/data/README.md)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def sandbox() -> Sandbox:
+    with Sandbox(workers=2) as sb:
+        yield sb
+
+
+@pytest.fixture
+def cli_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT / "src")
+    return env
+
+
+def phi1_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "phi1.cli", *args]
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A randomly initialised PhiForCausalLM with a byte-level BPE tokenizer trained on a few stdlib
+    files, saved like any checkpoint."""
+    import sysconfig
+
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PhiConfig, PhiForCausalLM, PreTrainedTokenizerFast
+
+    path = tmp_path_factory.mktemp("tiny-ckpt")
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    texts = [(stdlib / name).read_text() for name in ("textwrap.py", "heapq.py", "bisect.py", "shlex.py")]
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=512, special_tokens=["<|endoftext|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    tok.train_from_iterator(texts, trainer)
+    hf_tok = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", pad_token="<|endoftext|>")
+    hf_tok.save_pretrained(path)
+    torch.manual_seed(0)
+    config = PhiConfig(
+        vocab_size=512, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        max_position_embeddings=1024, eos_token_id=0, pad_token_id=0, bos_token_id=0,
+    )  # fmt: skip
+    PhiForCausalLM(config).save_pretrained(path)
+    return path

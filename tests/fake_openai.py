@@ -1,0 +1,123 @@
+"""A real HTTP server on loopback that speaks the OpenAI completions and chat-completions API, with faults
+on demand: 429 with Retry-After, 500, a slow answer, a malformed body, a body without choices, a dropped
+connection. Tests start it in a thread; it counts every request it receives."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+Responder = Callable[[dict], str]
+
+
+@dataclass
+class FakeOpenAI:
+    respond: Responder = lambda body: "ok"
+    latency_s: float = 0.0
+    faults: deque[str] = field(default_factory=deque)
+    requests: list[dict] = field(default_factory=list)
+    port: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def __enter__(self) -> FakeOpenAI:
+        ready = threading.Event()
+        self._loop = asyncio.new_event_loop()
+
+        def serve() -> None:
+            asyncio.set_event_loop(self._loop)
+            app = web.Application()
+            app.router.add_post("/v1/completions", self._completions)
+            app.router.add_post("/v1/chat/completions", self._chat)
+            app.router.add_get("/v1/models", self._models)
+            self._runner = web.AppRunner(app, access_log=None)
+            self._loop.run_until_complete(self._runner.setup())
+            site = web.TCPSite(self._runner, "127.0.0.1", 0, backlog=1024)
+            self._loop.run_until_complete(site.start())
+            self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+            ready.set()
+            self._loop.run_forever()
+
+        self._thread = threading.Thread(target=serve, daemon=True)
+        self._thread.start()
+        ready.wait(10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        async def stop() -> None:
+            await self._runner.cleanup()
+
+        asyncio.run_coroutine_threadsafe(stop(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+    # -- handlers ------------------------------------------------------------------------------------
+
+    async def _fault(self, request: web.Request) -> web.StreamResponse | None:
+        with self._lock:
+            fault = self.faults.popleft() if self.faults else None
+        if fault is None:
+            if self.latency_s:
+                await asyncio.sleep(self.latency_s)
+            return None
+        if fault.startswith("429"):
+            return web.json_response({"error": {"message": "slow down"}}, status=429, headers={"Retry-After": "0.2"})
+        if fault == "500":
+            return web.json_response({"error": {"message": "boom"}}, status=500)
+        if fault == "slow":
+            await asyncio.sleep(30)
+            return None
+        if fault == "malformed":
+            return web.Response(text='{"id": "x", "choices": [', content_type="application/json")
+        if fault == "nochoices":
+            return web.json_response({"id": "x", "object": "chat.completion", "created": 0, "model": "m"})
+        if fault == "drop":
+            assert request.transport is not None
+            request.transport.close()
+            raise ConnectionResetError
+        raise AssertionError(f"unknown fault {fault}")
+
+    async def _completions(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        with self._lock:
+            self.requests.append(body)
+        fault = await self._fault(request)
+        if fault is not None:
+            return fault
+        n = int(body.get("n") or 1)
+        texts = [self.respond(body) for _ in range(n)]
+        return web.json_response({
+            "id": "cmpl-1", "object": "text_completion", "created": int(time.time()), "model": body["model"],
+            "choices": [{"index": i, "text": t, "finish_reason": "stop", "logprobs": None}
+                        for i, t in enumerate(texts)],
+            "usage": {"prompt_tokens": 10, "completion_tokens": 5 * n, "total_tokens": 10 + 5 * n},
+        })  # fmt: skip
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        with self._lock:
+            self.requests.append(body)
+        fault = await self._fault(request)
+        if fault is not None:
+            return fault
+        text = self.respond(body)
+        prompt_tokens = sum(len(m.get("content", "").split()) for m in body.get("messages", []))
+        completion_tokens = len(text.split())
+        return web.json_response({
+            "id": "chatcmpl-1", "object": "chat.completion", "created": int(time.time()), "model": body["model"],
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                      "total_tokens": prompt_tokens + completion_tokens},
+        })  # fmt: skip
+
+    async def _models(self, request: web.Request) -> web.StreamResponse:
+        return web.json_response({"object": "list", "data": [{"id": "fake", "object": "model"}]})

