@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 
 from conftest import phi1_cmd, shared_file
-from fake_openai import FakeOpenAI
 from phi1.evaluate import benchmarks
 from phi1.evaluate.execute import execute, summarize
 from phi1.evaluate.generate import Sample, Sampling, generate_with_model, truncate
 from phi1.evaluate.passk import mean_pass_at_k, pass_at_k
 from phi1.evaluate.run import Source, run_eval
 from phi1.sandbox import Limits, Sandbox
+from phi1.teacher.fake_server import FakeOpenAI
 
 
 def test_humaneval_canonical_solutions_all_pass(tmp_path: Path) -> None:

@@ -77,6 +77,32 @@ def eval_cmd(
     typer.echo(f"results: {out / 'results.jsonl'}  summary: {out / 'summary.json'}")
 
 
+teacher_app = typer.Typer(help="Teacher LLM utilities.", no_args_is_help=True)
+app.add_typer(teacher_app, name="teacher")
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", help="run config YAML (default: built-in defaults)")]
+SetOpt = Annotated[list[str] | None, typer.Option("--set", help="override a config value: key.sub=value")]
+
+
+@teacher_app.command("check")
+def teacher_check(config: ConfigOpt = None, set_: SetOpt = None) -> None:
+    """Send one small request to the configured teacher; print latency, model and usage."""
+    from phi1.config import load_config
+    from phi1.teacher import Params, Request, make_teacher
+
+    cfg = load_config(config, set_).teacher
+    teacher = make_teacher(cfg.model_copy(update={"cache_path": None}))  # a check must reach the backend
+    request = Request.chat("Reply with the single word: ready", params=Params(temperature=0.0, max_tokens=8))
+    response = teacher.complete(request)
+    if response.error is not None:
+        raise Phi1Error(f"teacher {cfg.backend}:{cfg.model} at {cfg.base_url or 'default URL'}: {response.error}")
+    typer.echo(f"backend:  {cfg.backend}")
+    typer.echo(f"model:    {response.model or cfg.model}")
+    typer.echo(f"latency:  {response.latency_s * 1000:.0f} ms")
+    typer.echo(f"usage:    {response.prompt_tokens} prompt + {response.completion_tokens} completion tokens")
+    typer.echo(f"answer:   {response.text.strip()[:200]!r}")
+
+
 def main() -> None:
     # Usage errors are click's (exit 2); a Phi1Error is the user's input or environment: one line, exit 2.
     try:

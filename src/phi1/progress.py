@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import time
 from collections.abc import Callable, Iterator
 
 from rich.console import Console
@@ -33,11 +34,20 @@ def progress_bar(
         TextColumn("ETA"),
         TimeRemainingColumn(),
     ]
-    with Progress(*columns, console=console, disable=not sys.stderr.isatty(), transient=False) as bar:
+    enabled = sys.stderr.isatty()
+    with Progress(*columns, console=console, disable=not enabled, transient=False) as bar:
         task = bar.add_task(description, total=total, rate="")
+        last = 0.0
 
         def advance(n: int = 1) -> None:
+            nonlocal last
             bar.advance(task, n)
+            now = time.monotonic()
+            # The rate text is refreshed a few times a second: computing it walks rich's samples, and
+            # advance() runs once per item on hot paths (thousands of teacher responses a second).
+            if not enabled or now - last < 0.25:
+                return
+            last = now
             t = bar.tasks[task]
             speed = t.finished_speed or t.speed
             rate = f"{speed:.1f} {unit}/s" if speed else ""

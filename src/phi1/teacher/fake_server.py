@@ -1,10 +1,13 @@
 """A real HTTP server on loopback that speaks the OpenAI completions and chat-completions API, with faults
 on demand: 429 with Retry-After, 500, a slow answer, a malformed body, a body without choices, a dropped
-connection. Tests start it in a thread; it counts every request it receives."""
+connection. Tests start it in a thread and benchmarks in a process of its own
+(`python -m phi1.teacher.fake_server --port P --latency 0.2`); it counts every request it receives.
+It needs aiohttp (the `dev` extra)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from collections import deque
@@ -22,7 +25,11 @@ class FakeOpenAI:
     latency_s: float = 0.0
     faults: deque[str] = field(default_factory=deque)
     requests: list[dict] = field(default_factory=list)
+    times: list[float] = field(default_factory=list)  # arrival time of each request
+    authorization: set[str] = field(default_factory=set)
+    max_inflight: int = 0
     port: int = 0
+    _inflight: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -39,9 +46,10 @@ class FakeOpenAI:
             app.router.add_post("/v1/completions", self._completions)
             app.router.add_post("/v1/chat/completions", self._chat)
             app.router.add_get("/v1/models", self._models)
-            self._runner = web.AppRunner(app, access_log=None)
+            app.router.add_get("/stats", self._stats)
+            self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
             self._loop.run_until_complete(self._runner.setup())
-            site = web.TCPSite(self._runner, "127.0.0.1", 0, backlog=1024)
+            site = web.TCPSite(self._runner, "127.0.0.1", self.port, backlog=4096)
             self._loop.run_until_complete(site.start())
             self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
             ready.set()
@@ -62,6 +70,16 @@ class FakeOpenAI:
 
     # -- handlers ------------------------------------------------------------------------------------
 
+    async def _arrive(self, request: web.Request) -> dict:
+        body = await request.json()
+        with self._lock:
+            self.requests.append(body)
+            self.times.append(time.monotonic())
+            self.authorization.add(request.headers.get("Authorization", ""))
+            self._inflight += 1
+            self.max_inflight = max(self.max_inflight, self._inflight)
+        return body
+
     async def _fault(self, request: web.Request) -> web.StreamResponse | None:
         with self._lock:
             fault = self.faults.popleft() if self.faults else None
@@ -71,10 +89,12 @@ class FakeOpenAI:
             return None
         if fault.startswith("429"):
             return web.json_response({"error": {"message": "slow down"}}, status=429, headers={"Retry-After": "0.2"})
+        if fault == "400":
+            return web.json_response({"error": {"message": "bad request"}}, status=400)
         if fault == "500":
             return web.json_response({"error": {"message": "boom"}}, status=500)
         if fault == "slow":
-            await asyncio.sleep(30)
+            await asyncio.sleep(10)
             return None
         if fault == "malformed":
             return web.Response(text='{"id": "x", "choices": [', content_type="application/json")
@@ -87,10 +107,11 @@ class FakeOpenAI:
         raise AssertionError(f"unknown fault {fault}")
 
     async def _completions(self, request: web.Request) -> web.StreamResponse:
-        body = await request.json()
-        with self._lock:
-            self.requests.append(body)
-        fault = await self._fault(request)
+        body = await self._arrive(request)
+        try:
+            fault = await self._fault(request)
+        finally:
+            self._inflight -= 1
         if fault is not None:
             return fault
         n = int(body.get("n") or 1)
@@ -103,10 +124,11 @@ class FakeOpenAI:
         })  # fmt: skip
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
-        body = await request.json()
-        with self._lock:
-            self.requests.append(body)
-        fault = await self._fault(request)
+        body = await self._arrive(request)
+        try:
+            fault = await self._fault(request)
+        finally:
+            self._inflight -= 1
         if fault is not None:
             return fault
         text = self.respond(body)
@@ -119,5 +141,27 @@ class FakeOpenAI:
                       "total_tokens": prompt_tokens + completion_tokens},
         })  # fmt: skip
 
+    async def _stats(self, request: web.Request) -> web.StreamResponse:
+        return web.json_response({"requests": len(self.requests), "max_inflight": self.max_inflight})
+
     async def _models(self, request: web.Request) -> web.StreamResponse:
         return web.json_response({"object": "list", "data": [{"id": "fake", "object": "model"}]})
+
+
+def main() -> None:
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(description="loopback OpenAI-compatible server for tests and benchmarks")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--latency", type=float, default=0.0)
+    args = parser.parse_args()
+    server = FakeOpenAI(latency_s=args.latency, port=args.port)
+    with server:
+        print(server.port, flush=True)  # the parent reads the port from the first line
+        with contextlib.suppress(KeyboardInterrupt):
+            sys.stdin.read()  # runs until stdin closes
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,99 @@
+"""The run configuration: pydantic models of the YAML file, presets, and `--set key=value` overrides.
+
+Every section is its own model so that a stage's cache key can hash exactly the section it reads.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from phi1.errors import Phi1Error
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TeacherConfig(Section):
+    """Which LLM writes and rates data, and how to talk to it."""
+
+    backend: Literal["offline", "openai", "hf"] = "offline"
+    model: str = "phi1-offline"
+    base_url: str | None = None  # openai: e.g. https://api.openai.com/v1, http://localhost:8000/v1
+    api_key_env: str = "OPENAI_API_KEY"  # the *name* of the variable; the key itself is never stored
+    concurrency: int = Field(16, ge=1, le=4096)
+    max_retries: int = Field(6, ge=0)
+    timeout_s: float = Field(120.0, gt=0)
+    backoff_base_s: float = Field(0.5, ge=0)
+    backoff_max_s: float = Field(60.0, ge=0)
+    requests_per_minute: float | None = Field(None, gt=0)
+    tokens_per_minute: float | None = Field(None, gt=0)
+    price_prompt_per_m: float | None = Field(None, ge=0)  # USD per million prompt tokens
+    price_completion_per_m: float | None = Field(None, ge=0)
+    cache_path: str | None = None  # default: <run dir>/teacher-cache.sqlite
+    batch_size: int = Field(8, ge=1)  # hf: prompts per generate() call
+    device: str | None = None  # hf: cuda / cpu; default: cuda when present
+
+
+class Config(Section):
+    name: str = "phi1"
+    seed: int = 1234
+    teacher: TeacherConfig = TeacherConfig()
+
+
+def _set_path(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    node = tree
+    for key in keys[:-1]:
+        child = node.get(key)
+        if child is None:
+            child = node[key] = {}
+        if not isinstance(child, dict):
+            raise Phi1Error(f"--set {dotted}: {key} is not a section")
+        node = child
+    node[keys[-1]] = value
+
+
+def parse_override(item: str) -> tuple[str, Any]:
+    """`key.sub=value`; the value is read as YAML (numbers, booleans, lists, null)."""
+    key, sep, raw = item.partition("=")
+    if not sep or not key.strip():
+        raise Phi1Error(f"--set needs key=value, got {item!r}")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.strip(), value
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Read a YAML config (or the defaults), apply `--set` overrides, validate with errors naming fields."""
+    tree: dict[str, Any] = {}
+    where = "config (defaults and --set)"
+    if path is not None:
+        path = Path(path)
+        where = str(path)
+        if not path.exists():
+            raise Phi1Error(f"{path}: no such config file")
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            line = f":{mark.line + 1}" if mark is not None else ""
+            raise Phi1Error(f"{path}{line}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+        if not isinstance(loaded, dict):
+            raise Phi1Error(f"{path}: the config must be a mapping of sections")
+        tree = loaded
+    for item in overrides or []:
+        key, value = parse_override(item)
+        _set_path(tree, key, value)
+    try:
+        return Config.model_validate(tree)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"])
+        raise Phi1Error(f"{where}: {field}: {first['msg']}") from None

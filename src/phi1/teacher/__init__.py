@@ -1,0 +1,38 @@
+"""Teachers: one interface to any LLM (an OpenAI-compatible endpoint, a local checkpoint, or the
+built-in offline teacher), sharing a persistent SQLite cache and usage accounting."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from phi1.config import TeacherConfig
+from phi1.errors import Phi1Error
+from phi1.teacher.base import Params, Request, Response, Teacher, Usage
+from phi1.teacher.cache import Cache
+
+__all__ = ["Cache", "Params", "Request", "Response", "Teacher", "Usage", "make_teacher"]
+
+
+def make_teacher(config: TeacherConfig, cache_path: str | Path | None = None) -> Teacher:
+    """Build the configured backend. The cache is `config.cache_path` if set, else `cache_path`
+    (normally the run directory's), else none."""
+    path = config.cache_path or cache_path
+    cache = Cache(path) if path else None
+    prices = {"price_prompt_per_m": config.price_prompt_per_m, "price_completion_per_m": config.price_completion_per_m}
+    if config.backend == "offline":
+        from phi1.teacher.offline import OfflineTeacher
+
+        return OfflineTeacher(config.model, cache, concurrency=config.concurrency, **prices)
+    if config.backend == "openai":
+        from phi1.teacher.openai_compat import OpenAITeacher
+
+        return OpenAITeacher(
+            config.model, config.base_url, config.api_key_env, cache, config.concurrency, config.max_retries,
+            config.timeout_s, config.backoff_base_s, config.backoff_max_s, config.requests_per_minute,
+            config.tokens_per_minute, **prices,
+        )  # fmt: skip
+    if config.backend == "hf":
+        from phi1.teacher.hf_local import HFTeacher
+
+        return HFTeacher(config.model, cache, config.batch_size, config.device, **prices)
+    raise Phi1Error(f"teacher.backend: unknown backend {config.backend!r}")

@@ -1,0 +1,246 @@
+"""What every teacher backend shares: requests, responses, usage accounting, and the cached, streaming
+`generate` loop. A backend only implements `_complete` (one request, async)."""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import hashlib
+import json
+import queue
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from phi1.progress import progress_bar
+from phi1.teacher.cache import Cache
+
+
+@dataclass(frozen=True)
+class Params:
+    temperature: float = 0.7
+    top_p: float = 1.0
+    max_tokens: int = 1024
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
+class Request:
+    """Chat messages (or a plain `prompt` for a completions endpoint), sampling parameters, and the index
+    of this sample among several asked of the same prompt. `metadata` travels with the request and is not
+    part of its identity."""
+
+    messages: tuple[tuple[str, str], ...] = ()  # (role, content)
+    prompt: str | None = None
+    params: Params = Params()
+    sample: int = 0
+    metadata: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    @staticmethod
+    def chat(user: str, system: str | None = None, **kw: Any) -> Request:
+        messages = ((("system", system),) if system else ()) + (("user", user),)
+        return Request(messages=messages, **kw)
+
+    def key(self, backend: str, model: str) -> str:
+        ident = {
+            "backend": backend,
+            "model": model,
+            "messages": [list(m) for m in self.messages],
+            "prompt": self.prompt,
+            "params": asdict(self.params),
+            "sample": self.sample,
+        }
+        return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()
+
+    @property
+    def text(self) -> str:
+        """The request as one text (for backends and token estimates)."""
+        if self.prompt is not None:
+            return self.prompt
+        return "\n\n".join(content for _, content in self.messages)
+
+
+@dataclass(frozen=True)
+class Response:
+    request: Request
+    text: str
+    finish_reason: str
+    prompt_tokens: int
+    completion_tokens: int
+    latency_s: float
+    cached: bool = False
+    error: str | None = None
+    model: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass
+class Usage:
+    """Per-stage teacher usage: written into the stage manifest."""
+
+    requests: int = 0  # responses delivered, cached or not
+    calls: int = 0  # requests that reached the backend
+    cache_hits: int = 0
+    errors: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float | None = None
+
+    def add(self, r: Response, price_prompt: float | None, price_completion: float | None) -> None:
+        self.requests += 1
+        if r.cached:
+            self.cache_hits += 1
+        else:
+            self.calls += 1
+        if r.error is not None:
+            self.errors += 1
+            return
+        if not r.cached:
+            # Tokens paid for: a cache hit costs nothing again.
+            self.prompt_tokens += r.prompt_tokens
+            self.completion_tokens += r.completion_tokens
+            if price_prompt is not None or price_completion is not None:
+                cost = r.prompt_tokens * (price_prompt or 0) / 1e6 + r.completion_tokens * (price_completion or 0) / 1e6
+                self.cost_usd = (self.cost_usd or 0.0) + cost
+
+    def merge(self, other: Usage) -> None:
+        for name in ("requests", "calls", "cache_hits", "errors", "prompt_tokens", "completion_tokens"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        if other.cost_usd is not None:
+            self.cost_usd = (self.cost_usd or 0.0) + other.cost_usd
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Teacher(abc.ABC):
+    """A backend plus the shared cache. Subclasses implement `_complete`; `concurrency` bounds how many
+    `_complete` calls run at once."""
+
+    backend = "base"
+
+    def __init__(
+        self,
+        model: str,
+        cache: Cache | None = None,
+        concurrency: int = 16,
+        price_prompt_per_m: float | None = None,
+        price_completion_per_m: float | None = None,
+    ) -> None:
+        self.model = model
+        self.cache = cache
+        self.concurrency = concurrency
+        self.price_prompt = price_prompt_per_m
+        self.price_completion = price_completion_per_m
+        self.usage = Usage()
+
+    @abc.abstractmethod
+    async def _complete(self, request: Request) -> Response:
+        """Answer one request (each backend's own)."""
+
+    async def _complete_many(self, requests: list[Request]) -> list[Response]:
+        """Backends that batch (hf) override this; the default runs `_complete` concurrently."""
+        return list(await asyncio.gather(*(self._complete(r) for r in requests)))
+
+    def batch_size(self) -> int:
+        return 1
+
+    async def aclose(self) -> None:  # noqa: B027 - only backends with connections need it
+        """Release connections (called on the loop that made them)."""
+
+    # -- the shared loop ----------------------------------------------------------------------------
+
+    def generate(
+        self, requests: Iterable[Request], usage: Usage | None = None, progress: str | None = None
+    ) -> Iterator[Response]:
+        """Yield a response for every request as it finishes, in any order. Cached responses come first
+        and cost nothing; every new response is in the cache before it is yielded, so a crash loses none.
+        A failed request yields a response with `error` set; the batch goes on."""
+        requests = list(requests)
+        keys = [r.key(self.backend, self.model) for r in requests]
+        cached = self.cache.get_many(keys) if self.cache is not None else {}
+        todo = [(r, k) for r, k in zip(requests, keys, strict=True) if k not in cached]
+        stage_usage = usage if usage is not None else Usage()
+
+        def tokens_text() -> str:
+            return f"{stage_usage.prompt_tokens + stage_usage.completion_tokens} tok"
+
+        def account(r: Response) -> Response:
+            for u in {id(self.usage): self.usage, id(stage_usage): stage_usage}.values():
+                u.add(r, self.price_prompt, self.price_completion)
+            return r
+
+        with progress_bar(len(requests), progress or "teacher", unit="req", extra=tokens_text) as advance:
+            for request, key in zip(requests, keys, strict=True):
+                hit = cached.get(key)
+                if hit is not None:
+                    advance(1)
+                    yield account(Response(request, **hit, cached=True))
+            if not todo:
+                return
+            for response in self._run_async(todo):
+                advance(1)
+                yield account(response)
+
+    def _run_async(self, todo: list[tuple[Request, str]]) -> Iterator[Response]:
+        """Run the backend on an event loop in a worker thread; hand responses over as they finish."""
+        results: queue.Queue[Response | BaseException | None] = queue.Queue()
+        stop = threading.Event()
+
+        async def main() -> None:
+            gate = asyncio.Semaphore(self.concurrency)
+            size = self.batch_size()
+            batches = [todo[i : i + size] for i in range(0, len(todo), size)]
+
+            async def run(batch: list[tuple[Request, str]]) -> None:
+                async with gate:
+                    if stop.is_set():
+                        return
+                    try:
+                        responses = await self._complete_many([r for r, _ in batch])
+                    except Exception as exc:  # a backend bug must not lose the rest of the batch
+                        responses = [error_response(r, f"{type(exc).__name__}: {exc}", self.model) for r, _ in batch]
+                    for (_, key), response in zip(batch, responses, strict=True):
+                        if response.error is None and self.cache is not None:
+                            self.cache.put(key, self.backend, self.model, response)
+                        results.put(response)
+
+            try:
+                await asyncio.gather(*(run(b) for b in batches))
+            finally:
+                await self.aclose()
+
+        def thread_main() -> None:
+            try:
+                asyncio.run(main())
+            except BaseException as exc:
+                results.put(exc)
+            finally:
+                results.put(None)
+
+        worker = threading.Thread(target=thread_main, name="phi1-teacher", daemon=True)
+        worker.start()
+        try:
+            while True:
+                item = results.get()
+                if item is None:
+                    break
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            stop.set()
+            worker.join()
+
+    def complete(self, request: Request) -> Response:
+        """One request, through the cache: for `phi1 teacher check` and small jobs."""
+        return next(iter(self.generate([request])))
+
+
+def error_response(request: Request, message: str, model: str) -> Response:
+    return Response(request, "", "error", 0, 0, 0.0, error=message, model=model)

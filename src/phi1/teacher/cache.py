@@ -1,0 +1,91 @@
+"""The persistent teacher cache: SQLite in WAL mode, one row per finished response.
+
+Each response is committed on its own as soon as it arrives, so a process killed with SIGKILL loses none
+that had finished; WAL lets several processes read and write one cache file at once.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from phi1.errors import Phi1Error
+
+if TYPE_CHECKING:
+    from phi1.teacher.base import Response
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS responses (
+    key TEXT PRIMARY KEY,
+    backend TEXT NOT NULL,
+    model TEXT NOT NULL,
+    request TEXT NOT NULL,
+    text TEXT NOT NULL,
+    finish_reason TEXT NOT NULL,
+    prompt_tokens INTEGER NOT NULL,
+    completion_tokens INTEGER NOT NULL,
+    latency_s REAL NOT NULL,
+    created REAL NOT NULL
+)
+"""
+
+
+class Cache:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        try:
+            self._db = sqlite3.connect(self.path, timeout=60, check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable against process kill
+            self._db.execute(_SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise Phi1Error(f"{self.path}: not a usable teacher cache ({exc})") from None
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
+        keys = list(keys)
+        found: dict[str, dict[str, Any]] = {}
+        with self._lock:
+            for start in range(0, len(keys), 500):
+                chunk = keys[start : start + 500]
+                rows = self._db.execute(
+                    "SELECT key, text, finish_reason, prompt_tokens, completion_tokens, latency_s, model "
+                    f"FROM responses WHERE key IN ({','.join('?' * len(chunk))})",
+                    chunk,
+                ).fetchall()
+                for key, text, finish, pt, ct, lat, model in rows:
+                    found[key] = {
+                        "text": text,
+                        "finish_reason": finish,
+                        "prompt_tokens": pt,
+                        "completion_tokens": ct,
+                        "latency_s": lat,
+                        "model": model,
+                    }
+        return found
+
+    def put(self, key: str, backend: str, model: str, response: Response) -> None:
+        req = response.request
+        request_json = json.dumps(
+            {"messages": [list(m) for m in req.messages], "prompt": req.prompt, "sample": req.sample}
+        )
+        with self._lock:
+            self._db.execute(
+                "INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (key, backend, model, request_json, response.text, response.finish_reason,
+                 response.prompt_tokens, response.completion_tokens, response.latency_s, time.time()),
+            )  # fmt: skip
+
+    def __len__(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM responses").fetchone()[0])
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

@@ -1,0 +1,223 @@
+"""Teachers against a real HTTP server on loopback: faults, retries, the cache, a SIGKILL mid-batch."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import deque
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, phi1_cmd
+from phi1.config import TeacherConfig
+from phi1.teacher import Cache, Params, Request, make_teacher
+from phi1.teacher.fake_server import FakeOpenAI
+from phi1.teacher.openai_compat import OpenAITeacher, RateLimiter
+
+
+def _teacher(server: FakeOpenAI, cache: Path | None = None, **kw) -> OpenAITeacher:
+    cfg = TeacherConfig(backend="openai", model="fake", base_url=server.url, backoff_base_s=0.01, **kw)
+    return make_teacher(cfg, cache)  # type: ignore[return-value]
+
+
+def _reqs(n: int, prefix: str = "q") -> list[Request]:
+    return [Request.chat(f"{prefix} {i}", params=Params(max_tokens=16)) for i in range(n)]
+
+
+def test_chat_requests_and_usage() -> None:
+    with FakeOpenAI(respond=lambda body: "answer to " + body["messages"][-1]["content"]) as server:
+        t = _teacher(server, price_prompt_per_m=1.0, price_completion_per_m=2.0)
+        out = list(t.generate(_reqs(5)))
+    assert sorted(r.text for r in out) == [f"answer to q {i}" for i in range(5)]
+    assert all(r.ok and not r.cached and r.latency_s > 0 for r in out)
+    assert t.usage.requests == 5 and t.usage.calls == 5 and t.usage.errors == 0
+    assert t.usage.prompt_tokens == 10 and t.usage.completion_tokens == 20  # words, as the server counts
+    assert t.usage.cost_usd == pytest.approx((10 * 1.0 + 20 * 2.0) / 1e6)
+
+
+@pytest.mark.parametrize("fault", ["429", "500", "malformed", "nochoices", "drop", "slow"])
+def test_each_fault_is_retried_to_success(fault: str) -> None:
+    with FakeOpenAI(faults=deque([fault])) as server:
+        t = _teacher(server, timeout_s=1.0)
+        [r] = list(t.generate(_reqs(1)))
+        assert r.ok, r.error
+        assert r.text == "ok"
+        assert len(server.requests) == 2  # the fault, then the success
+
+
+def test_retry_after_is_honoured() -> None:
+    with FakeOpenAI(faults=deque(["429"])) as server:
+        t = _teacher(server)
+        [r] = list(t.generate(_reqs(1)))
+        assert r.ok
+        assert server.times[1] - server.times[0] >= 0.2  # the server said Retry-After: 0.2
+
+
+def test_retry_budget_ends_in_a_clear_error_and_the_batch_goes_on() -> None:
+    with FakeOpenAI(faults=deque(["500"] * 3)) as server:
+        t = _teacher(server, max_retries=2, concurrency=1)
+        out = list(t.generate(_reqs(3)))
+    errors = [r for r in out if not r.ok]
+    assert len(errors) == 1 and "gave up after 3 attempts: HTTP 500" in (errors[0].error or "")
+    assert sum(r.ok for r in out) == 2
+    assert len(server.requests) == 5
+    assert t.usage.errors == 1
+
+
+def test_client_errors_are_not_retried() -> None:
+    with FakeOpenAI(faults=deque(["400"])) as server:
+        [r] = list(_teacher(server).generate(_reqs(1)))
+        assert not r.ok and "HTTP 400" in (r.error or "") and len(server.requests) == 1
+
+
+def test_unreachable_endpoint_gives_an_error_not_a_hang() -> None:
+    cfg = TeacherConfig(backend="openai", model="m", base_url="http://127.0.0.1:9/v1", max_retries=1,
+                        backoff_base_s=0.01, timeout_s=2)  # fmt: skip
+    start = time.monotonic()
+    [r] = list(make_teacher(cfg).generate(_reqs(1)))
+    assert not r.ok and "connection failed" in (r.error or "")
+    assert time.monotonic() - start < 10
+
+
+def test_concurrency_is_bounded() -> None:
+    with FakeOpenAI(latency_s=0.1) as server:
+        out = list(_teacher(server, concurrency=3).generate(_reqs(12)))
+        assert len(out) == 12 and server.max_inflight == 3
+
+
+def test_cache_serves_reruns_without_calls(tmp_path: Path) -> None:
+    cache = tmp_path / "cache.sqlite"
+    with FakeOpenAI() as server:
+        first = list(_teacher(server, cache).generate(_reqs(6)))
+        assert len(server.requests) == 6
+        t2 = _teacher(server, cache)
+        second = list(t2.generate(_reqs(6)))
+        assert len(server.requests) == 6
+    assert all(r.cached for r in second) and t2.usage.cache_hits == 6 and t2.usage.calls == 0
+    assert sorted(r.text for r in first) == sorted(r.text for r in second)
+    # A different sample index or parameter is a different request.
+    assert Request.chat("x").key("openai", "m") != Request.chat("x", sample=1).key("openai", "m")
+    assert Request.chat("x").key("openai", "m") != Request.chat("x", params=Params(temperature=0)).key("openai", "m")
+
+
+def test_api_key_is_sent_but_never_stored(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    secret = "sk-phi1-test-" + os.urandom(8).hex()
+    monkeypatch.setenv("PHI1_TEST_KEY", secret)
+    cache = tmp_path / "cache.sqlite"
+    with FakeOpenAI() as server:
+        list(_teacher(server, cache, api_key_env="PHI1_TEST_KEY").generate(_reqs(2)))
+        assert server.authorization == {f"Bearer {secret}"}
+    for path in tmp_path.iterdir():
+        assert secret.encode() not in path.read_bytes()
+
+
+def test_several_processes_share_one_cache(tmp_path: Path) -> None:
+    cache = tmp_path / "shared.sqlite"
+    a, b = Cache(cache), Cache(cache)
+    with FakeOpenAI() as server:
+        t = _teacher(server)
+        t.cache = a
+        list(t.generate(_reqs(3)))
+        t.cache = b
+        out = list(t.generate(_reqs(3)))
+    assert all(r.cached for r in out) and len(b) == 3
+
+
+def test_rate_limiter_holds_back_past_the_limit() -> None:
+    async def scenario() -> bool:
+        limiter = RateLimiter(rpm=2, tpm=None)
+        await limiter.acquire(10)
+        await limiter.acquire(10)
+        try:
+            await asyncio.wait_for(limiter.acquire(10), timeout=0.3)
+        except TimeoutError:
+            return True
+        return False
+
+    assert asyncio.run(scenario())
+
+
+_KILL_SCRIPT = """
+import sys
+from phi1.config import TeacherConfig
+from phi1.teacher import Params, Request, make_teacher
+cfg = TeacherConfig(backend="openai", model="fake", base_url=sys.argv[1], concurrency=4)
+teacher = make_teacher(cfg, sys.argv[2])
+requests = [Request.chat(f"job {i}", params=Params(max_tokens=8)) for i in range(60)]
+for response in teacher.generate(requests):
+    pass
+"""
+
+
+def test_sigkill_mid_batch_loses_no_finished_response(tmp_path: Path) -> None:
+    cache_path = tmp_path / "cache.sqlite"
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    with FakeOpenAI(latency_s=0.05, respond=lambda body: "done " + body["messages"][-1]["content"]) as server:
+        proc = subprocess.Popen([sys.executable, "-c", _KILL_SCRIPT, server.url, str(cache_path)], env=env)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if cache_path.exists() and len(Cache(cache_path)) >= 12:
+                break
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        finished = {row for row in _cached_prompts(cache_path)}
+        assert 12 <= len(finished) < 60, "the kill must land mid-batch"
+        sent_before = len(server.requests)
+
+        t = _teacher(server, cache_path)
+        out = list(t.generate([Request.chat(f"job {i}", params=Params(max_tokens=8)) for i in range(60)]))
+        again = {body["messages"][-1]["content"] for body in server.requests[sent_before:]}
+    assert len(out) == 60 and all(r.ok for r in out)
+    assert sorted(r.text for r in out) == sorted(f"done job {i}" for i in range(60))
+    assert not (again & finished), "a response that had finished was asked for again"
+    assert t.usage.cache_hits == len(finished)
+
+
+def _cached_prompts(path: Path) -> list[str]:
+    import json
+    import sqlite3
+
+    with sqlite3.connect(path) as db:
+        return [json.loads(r)["messages"][-1][1] for (r,) in db.execute("SELECT request FROM responses")]
+
+
+def test_teacher_check_command(cli_env: dict) -> None:
+    with FakeOpenAI(respond=lambda body: "ready") as server:
+        proc = subprocess.run(
+            phi1_cmd("teacher", "check", "--set", "teacher.backend=openai", "--set", f"teacher.base_url={server.url}",
+                     "--set", "teacher.model=fake-model"),
+            capture_output=True, text=True, env=cli_env, timeout=120,
+        )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "model:    fake" in proc.stdout and "latency:" in proc.stdout and "ready" in proc.stdout
+    assert "usage:    " in proc.stdout
+    proc = subprocess.run(phi1_cmd("teacher", "check", "--set", "teacher.backend=openai", "--set",
+                                   "teacher.base_url=http://127.0.0.1:9/v1", "--set", "teacher.max_retries=0"),
+                          capture_output=True, text=True, env=cli_env, timeout=120)  # fmt: skip
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "connection failed" in proc.stderr
+
+
+def test_hf_local_checkpoint_teacher(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    cfg = TeacherConfig(backend="hf", model=str(tiny_checkpoint), batch_size=2)
+    t = make_teacher(cfg, tmp_path / "c.sqlite")
+    reqs = [Request.chat(f"def f{i}():", params=Params(temperature=0.0, max_tokens=6)) for i in range(3)]
+    out = list(t.generate(reqs))
+    assert len(out) == 3 and all(r.ok and r.completion_tokens > 0 for r in out)
+    assert t.usage.calls == 3
+    again = list(make_teacher(cfg, tmp_path / "c.sqlite").generate(reqs))
+    assert all(r.cached for r in again)
+    assert {r.request.messages: r.text for r in out} == {r.request.messages: r.text for r in again}
+
+
+def test_openai_backend_needs_an_endpoint_or_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    from phi1.errors import Phi1Error
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with pytest.raises(Phi1Error, match="base_url"):
+        make_teacher(TeacherConfig(backend="openai", model="gpt-4o-mini"))

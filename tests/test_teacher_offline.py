@@ -1,0 +1,136 @@
+"""The offline teacher answers every phi1 prompt template with output of the right shape: code that
+parses, exercises whose solutions pass their own tests in the sandbox, scores on the rubric's scale."""
+
+from __future__ import annotations
+
+import ast
+import re
+import sysconfig
+from pathlib import Path
+
+from phi1 import prompts
+from phi1.config import TeacherConfig
+from phi1.markdown import code_blocks
+from phi1.sandbox import Sandbox
+from phi1.teacher import Request, make_teacher
+from phi1.teacher.offline import edu_score
+
+TOPICS = [
+    ("Loops", "while loops", "use a while loop"),
+    ("Strings", "string methods", "no imports"),
+    ("Recursion", "recursive functions", "use recursion"),
+    ("Dictionaries", "counting with dicts", "return a dict"),
+    ("Classes", "methods and state", "define a small class"),
+    ("Exceptions", "try and except", "handle errors"),
+    ("Sorting", "merging", "do not call sort"),
+    ("Generators", "yield", "use a generator"),
+]
+
+
+def _offline():
+    return make_teacher(TeacherConfig())
+
+
+def test_exercises_parse_and_pass_their_own_tests_in_the_sandbox(sandbox: Sandbox) -> None:
+    teacher = _offline()
+    requests = [
+        Request.chat(prompts.render("exercise", topic=t, subtopic=s, audience="a beginner",
+                                    function_name=f"task_{i}_{k}", constraint=c), sample=k)
+        for i, (t, s, c) in enumerate(TOPICS) for k in range(4)
+    ]  # fmt: skip
+    programs, names = [], []
+    for response in teacher.generate(requests):
+        blocks = code_blocks(response.text)
+        assert len(blocks) == 2, response.text
+        code, tests = blocks
+        tree = ast.parse(code)
+        ast.parse(tests)
+        name = re.search(r"Function name: (\w+)", response.request.messages[-1][1]).group(1)
+        assert any(isinstance(n, ast.FunctionDef) and n.name == name for n in tree.body)
+        func = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == name)
+        assert ast.get_docstring(func) and ">>>" in ast.get_docstring(func)
+        asserts = [line for line in tests.splitlines() if line.startswith("assert ")]
+        assert 3 <= len(asserts) <= 8 and all(name in a for a in asserts)
+        programs.append([code, tests])
+        names.append(name)
+    verdicts = dict(sandbox.map(programs))
+    failed = [names[i] for i, v in verdicts.items() if not v.passed]
+    assert not failed, failed
+    # Diversity: different topics give different functions.
+    assert len({p[0].split("\n", 1)[1] for p in programs}) >= len(programs) * 0.6
+
+
+def test_textbook_sections_are_markdown_with_code_that_parses() -> None:
+    teacher = _offline()
+    for i, (topic, sub, _) in enumerate(TOPICS):
+        prompt = prompts.render("textbook", topic=topic, subtopic=sub, audience="a chemistry student",
+                                style="tutorial", function_name=f"helper_{i}", words="river, lemon")  # fmt: skip
+        [response] = list(teacher.generate([Request.chat(prompt)]))
+        text = response.text
+        assert text.startswith("## "), text[:80]
+        blocks = code_blocks(text)
+        assert len(blocks) >= 2
+        for block in blocks:
+            ast.parse(block)
+        assert f"def helper_{i}(" in text
+        prose = re.sub(r"```.*?```", "", text, flags=re.S)
+        assert len(prose.split()) >= 40  # real prose around the code, not just code
+        assert "chemistry student" in prose and "river" in prose
+
+
+def test_answers_are_deterministic_and_vary_with_the_sample_index() -> None:
+    prompt = prompts.render("exercise", topic="Lists", subtopic="slicing", audience="a student",
+                            function_name="f", constraint="none")  # fmt: skip
+    a = _offline().complete(Request.chat(prompt))
+    b = _offline().complete(Request.chat(prompt))
+    assert a.text == b.text
+    texts = {_offline().complete(Request.chat(prompt, sample=k)).text for k in range(8)}
+    assert len(texts) >= 4
+
+
+def test_annotation_answer_has_the_required_final_line() -> None:
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    teacher = _offline()
+    for name in ("heapq.py", "colorsys.py", "keyword.py"):
+        code = (stdlib / name).read_text()
+        response = teacher.complete(Request.chat(prompts.render("annotate", code=code)))
+        last = response.text.strip().splitlines()[-1]
+        assert re.fullmatch(r"Educational score: [0-5]", last), last
+
+
+TEXTBOOK_STYLE = '''
+"""Counting words: a small example of dictionaries."""
+
+
+def count_words(text: str) -> dict[str, int]:
+    """Return how often each word occurs in `text`.
+
+    >>> count_words("a b a")
+    {'a': 2, 'b': 1}
+    """
+    counts: dict[str, int] = {}
+    # Walk over the words one by one.
+    for word in text.split():
+        # get() returns 0 the first time we see a word.
+        counts[word] = counts.get(word, 0) + 1
+    return counts
+
+
+def most_common(text: str) -> str:
+    """Return the most frequent word of `text`."""
+    counts = count_words(text)
+    # max() with a key picks the word with the highest count.
+    return max(counts, key=counts.get)
+'''
+
+GENERATED_TABLE = "# Auto-generated by tablegen. DO NOT EDIT.\n" + "\n".join(
+    f"ENTRY_{i} = ({i}, {i * 7 % 13}, 0x{i * 2654435761 % 2**32:08x}, '{chr(65 + i % 26)}')" for i in range(120)
+)
+
+
+def test_heuristic_rates_textbook_code_above_a_generated_table() -> None:
+    good, _ = edu_score(TEXTBOOK_STYLE)
+    bad, reasons = edu_score(GENERATED_TABLE)
+    assert good >= 4 and bad <= 1 and good > bad
+    assert any("generated" in r for r in reasons)
+    assert edu_score("def broken(:\n")[0] == 0
