@@ -103,6 +103,50 @@ def teacher_check(config: ConfigOpt = None, set_: SetOpt = None) -> None:
     typer.echo(f"answer:   {response.text.strip()[:200]!r}")
 
 
+RunDirOpt = Annotated[Path | None, typer.Option("--run-dir", help="run directory (default: runs/<config name>)")]
+
+
+def _setup(config: Path | None, overrides: list[str] | None, run_dir: Path | None):
+    from phi1.config import load_config, save_config
+
+    cfg = load_config(config, overrides)
+    path = run_dir or Path("runs") / cfg.name
+    path.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, path / "config.yaml")
+    return cfg, path
+
+
+@app.command("curate")
+def curate_cmd(
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    run_dir: RunDirOpt = None,
+    force: Annotated[bool, typer.Option(help="redo every step, ignoring finished work")] = False,
+    show_prompt: Annotated[bool, typer.Option(help="print the annotation prompt and exit")] = False,
+) -> None:
+    """Rate a raw code corpus for educational value and keep the textbook-quality part."""
+    if show_prompt:
+        from phi1 import prompts
+
+        typer.echo(prompts.template("annotate"))
+        return
+    from phi1.curate import run_curate
+    from phi1.teacher import make_teacher
+
+    cfg, path = _setup(config, set_, run_dir)
+    teacher = make_teacher(cfg.teacher, path / "teacher-cache.sqlite")
+    result = run_curate(cfg, path, teacher, force)
+    m = result["classifier"].get("metrics", {})
+    f = result["filtered"]["counts"]
+    typer.echo(f"corpus:      {result['corpus']['counts']['documents']} files read, skipped {f['skipped'] or 'none'}")
+    typer.echo(f"annotated:   {result['annotations']['counts']['valid']} valid of "
+               f"{result['annotations']['counts']['sampled']} sampled")  # fmt: skip
+    typer.echo(f"classifier:  accuracy {m.get('accuracy')}  macro-F1 {m.get('macro_f1')}  ROC-AUC {m.get('roc_auc')}")
+    typer.echo(
+        f"kept:        {f['kept']} of {f['scored']} files (~{f['kept_tokens_approx']} tokens) -> {path / 'filtered'}"
+    )
+
+
 def main() -> None:
     # Usage errors are click's (exit 2); a Phi1Error is the user's input or environment: one line, exit 2.
     try:

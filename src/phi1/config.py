@@ -39,10 +39,53 @@ class TeacherConfig(Section):
     device: str | None = None  # hf: cuda / cpu; default: cuda when present
 
 
+class CorpusConfig(Section):
+    """The raw code corpus. `auto` infers the kind from `path` (a folder, .jsonl[.gz|.zst], .parquet); with no
+    path it is Python's own standard library."""
+
+    kind: Literal["auto", "stdlib", "folder", "jsonl", "parquet", "hf"] = "auto"
+    path: str | None = None  # folder or file; for hf: a dataset name or a local dataset folder
+    glob: str = "**/*.py"  # folders
+    text_field: str = "content"  # jsonl / parquet / hf
+    hf_data_dir: str | None = None  # e.g. data/python for bigcode/the-stack-dedup
+    hf_split: str = "train"
+    hf_streaming: bool = True
+    max_files: int | None = Field(None, ge=1)
+    max_bytes: int = Field(1_000_000, ge=1)  # larger files are skipped as oversized
+    shard_size: int = Field(5_000, ge=1)
+
+
+class CurateConfig(Section):
+    """Annotate a sample with the teacher, embed, train a classifier, keep the educational part."""
+
+    annotate_samples: int = Field(300, ge=10)
+    annotate_max_chars: int = Field(6_000, ge=200)  # longer files are cut for the teacher
+    annotate_temperature: float = Field(0.0, ge=0)
+    annotate_max_tokens: int = Field(256, ge=16)
+    score_threshold: int = Field(3, ge=1, le=5)  # educational = teacher score >= this
+    encoder: str = "minilm"  # minilm | hf:<path or name> | causal:<path> (mean-pooled last hidden states)
+    max_tokens: int = Field(256, ge=8)  # tokens per chunk given to the encoder
+    chunking: Literal["truncate", "mean"] = "truncate"  # mean: average the embeddings of all chunks
+    max_chunks: int = Field(8, ge=1)
+    embed_batch_size: int = Field(32, ge=1)  # sequences of max_tokens per batch (a token budget)
+    device: str | None = None  # default: cuda when present
+    bf16: bool = True  # bf16 autocast where the device supports it
+    classifier: Literal["random_forest", "logistic", "regression"] = "random_forest"
+    n_estimators: int = Field(300, ge=1)
+    test_fraction: float = Field(0.2, gt=0, lt=1)
+    decision_threshold: float = Field(0.5, gt=0, lt=1)  # for the metrics of the classifier
+    keep: Literal["threshold", "top_fraction", "token_budget"] = "threshold"
+    keep_threshold: float = Field(0.5, ge=0, le=1)
+    keep_fraction: float = Field(0.3, gt=0, le=1)
+    token_budget: int | None = Field(None, ge=1)  # approximate tokens (bytes / 3.5) to keep
+
+
 class Config(Section):
     name: str = "phi1"
     seed: int = 1234
     teacher: TeacherConfig = TeacherConfig()
+    corpus: CorpusConfig = CorpusConfig()
+    curate: CurateConfig = CurateConfig()
 
 
 def _set_path(tree: dict[str, Any], dotted: str, value: Any) -> None:
@@ -97,3 +140,10 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first["loc"])
         raise Phi1Error(f"{where}: {field}: {first['msg']}") from None
+
+
+def save_config(config: Config, path: str | Path) -> None:
+    from phi1.records import atomic_write
+
+    with atomic_write(path) as fh:
+        yaml.safe_dump(config.model_dump(mode="json"), fh, sort_keys=False)

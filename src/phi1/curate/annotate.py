@@ -1,0 +1,83 @@
+"""Annotation: the teacher rates a random sample of the corpus for educational value, on the additive
+0-5 scale of `phi1/prompts/annotate.md`. An answer without a parseable final score line is asked once
+more (as another sample of the same prompt), then recorded as invalid."""
+
+from __future__ import annotations
+
+import random
+import re
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from phi1 import prompts
+from phi1.config import CurateConfig
+from phi1.rundir import Stage, read_table, stage_key, write_shard
+from phi1.teacher import Params, Request, Teacher, Usage
+
+_SCORE = re.compile(r"Educational score:\s*\**\s*([0-5])\b", re.I)
+
+SCHEMA = pa.schema([("id", pa.string()), ("score", pa.int64()), ("valid", pa.bool_()), ("answer", pa.string())])
+
+
+def parse_score(answer: str) -> int | None:
+    """The score on the answer's last 'Educational score: N' line, or None."""
+    matches = _SCORE.findall(answer)
+    return int(matches[-1]) if matches else None
+
+
+def annotation_request(code: str, cfg: CurateConfig, sample: int = 0) -> Request:
+    if len(code) > cfg.annotate_max_chars:
+        code = code[: cfg.annotate_max_chars] + "\n# ... (truncated)"
+    params = Params(temperature=cfg.annotate_temperature, max_tokens=cfg.annotate_max_tokens)
+    return Request.chat(prompts.render("annotate", code=code), params=params, sample=sample)
+
+
+def annotate_key(cfg: CurateConfig, corpus_key: str, teacher: Teacher, seed: int) -> str:
+    fields = {k: getattr(cfg, k) for k in ("annotate_samples", "annotate_max_chars", "annotate_temperature",
+                                           "annotate_max_tokens")}  # fmt: skip
+    fields.update(teacher=f"{teacher.backend}:{teacher.model}", seed=seed, prompt=prompts.template("annotate"))
+    return stage_key(fields, [corpus_key])
+
+
+def annotate(run_dir: Path, cfg: CurateConfig, teacher: Teacher, corpus_key: str, seed: int,
+             force: bool = False) -> dict[str, Any]:  # fmt: skip
+    stage = Stage(run_dir, "annotations", annotate_key(cfg, corpus_key, teacher, seed))
+    if stage.is_complete() and not force:
+        return stage.manifest() or {}
+    stage.begin(cfg, {"corpus": corpus_key}, force=force)
+    corpus = read_table(run_dir / "corpus", ["id", "text"])
+    ids, texts = corpus.column("id").to_pylist(), corpus.column("text").to_pylist()
+    text_of = dict(zip(ids, texts, strict=True))
+    order = sorted(range(len(ids)), key=lambda i: ids[i])  # a sample independent of shard order
+    chosen = random.Random(seed).sample(order, min(cfg.annotate_samples, len(order)))
+    usage = Usage()
+    answers: dict[str, tuple[int | None, str]] = {}
+    with stage.timed("teacher_s"):
+        requests = [annotation_request(texts[i], cfg) for i in chosen]
+        for i, request in enumerate(requests):
+            request.metadata["id"] = ids[chosen[i]]
+        retry: list[Request] = []
+        for response in teacher.generate(requests, usage, progress="annotating"):
+            score = parse_score(response.text) if response.ok else None
+            rid = response.request.metadata["id"]
+            answers[rid] = (score, response.text if response.ok else f"error: {response.error}")
+            if score is None:
+                again = annotation_request(text_of[rid], cfg, sample=1)
+                again.metadata["id"] = rid
+                retry.append(again)
+        for response in teacher.generate(retry, usage, progress="annotating (retry)"):
+            score = parse_score(response.text) if response.ok else None
+            if score is not None or response.ok:
+                answers[response.request.metadata["id"]] = (score, response.text)
+    rows = [{"id": rid, "score": score, "valid": score is not None, "answer": answer}
+            for rid, (score, answer) in sorted(answers.items())]  # fmt: skip
+    write_shard(stage.shard_path(0), rows, SCHEMA)
+    valid = [r["score"] for r in rows if r["valid"]]
+    return stage.finish(
+        counts={"sampled": len(chosen), "valid": len(valid), "invalid": len(rows) - len(valid),
+                "retried": len(retry)},
+        score_histogram={str(s): valid.count(s) for s in range(6)},
+        teacher={"backend": teacher.backend, "model": teacher.model, **usage.as_dict()},
+    )  # fmt: skip

