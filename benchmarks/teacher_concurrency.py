@@ -41,14 +41,17 @@ def main() -> None:
     # The server runs in a process of its own so that it does not share this one's interpreter lock.
     server = subprocess.Popen(
         [sys.executable, "-m", "phi1.teacher.fake_server", "--latency", str(args.latency)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         port = int(server.stdout.readline())  # type: ignore[union-attr]
         with tempfile.TemporaryDirectory() as tmp:
             cache = Path(tmp) / "cache.sqlite"
-            cfg = TeacherConfig(backend="openai", model="bench", base_url=f"http://127.0.0.1:{port}/v1",
-                                concurrency=args.concurrency)  # fmt: skip
+            cfg = TeacherConfig(
+                backend="openai", model="bench", base_url=f"http://127.0.0.1:{port}/v1", concurrency=args.concurrency
+            )
             requests = [Request.chat(f"request {i}", params=Params(max_tokens=16)) for i in range(args.requests)]
 
             teacher = make_teacher(cfg, cache)
@@ -71,8 +74,10 @@ def main() -> None:
     rate = done / cold
     ratio = rate / ideal
     print(f"requests: {args.requests}  concurrency: {args.concurrency}  server latency: {args.latency * 1000:.0f} ms")
-    print(f"cold: {done} ok in {cold:.2f}s = {rate:.1f} req/s (ideal {ideal:.0f} req/s); "
-          f"server saw {stats['requests']} requests, at most {stats['max_inflight']} at once")  # fmt: skip
+    print(
+        f"cold: {done} ok in {cold:.2f}s = {rate:.1f} req/s (ideal {ideal:.0f} req/s); "
+        f"server saw {stats['requests']} requests, at most {stats['max_inflight']} at once"
+    )
     print(f"server process CPU during the cold run: {server_cpu:.2f}s")
     print(f"warm cache: {warm_done} served from cache in {warm:.2f}s, {warm_calls} requests reached the server")
     status = "met" if ratio >= 0.9 and done == args.requests else "missed"

@@ -60,8 +60,15 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     hf_tok.save_pretrained(path)
     torch.manual_seed(0)
     config = PhiConfig(
-        vocab_size=512, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-        max_position_embeddings=1024, eos_token_id=0, pad_token_id=0, bos_token_id=0,
-    )  # fmt: skip
+        vocab_size=512,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=1024,
+        eos_token_id=0,
+        pad_token_id=0,
+        bos_token_id=0,
+    )
     PhiForCausalLM(config).save_pretrained(path)
     return path

@@ -28,11 +28,38 @@ from phi1.teacher import make_teacher
 from phi1.teacher.fake_server import FakeOpenAI
 from phi1.teacher.offline import edu_score
 
-STDLIB_FILES = ["heapq.py", "bisect.py", "textwrap.py", "colorsys.py", "keyword.py", "shlex.py", "fnmatch.py",
-                "glob.py", "sched.py", "queue.py", "string.py", "copy.py", "abc.py", "numbers.py", "random.py",
-                "statistics.py", "fractions.py", "graphlib.py", "operator.py", "reprlib.py", "stat.py",
-                "token.py", "this.py", "tabnanny.py", "cmd.py", "code.py", "dis.py", "pprint.py", "calendar.py",
-                "difflib.py"]  # fmt: skip
+STDLIB_FILES = [
+    "heapq.py",
+    "bisect.py",
+    "textwrap.py",
+    "colorsys.py",
+    "keyword.py",
+    "shlex.py",
+    "fnmatch.py",
+    "glob.py",
+    "sched.py",
+    "queue.py",
+    "string.py",
+    "copy.py",
+    "abc.py",
+    "numbers.py",
+    "random.py",
+    "statistics.py",
+    "fractions.py",
+    "graphlib.py",
+    "operator.py",
+    "reprlib.py",
+    "stat.py",
+    "token.py",
+    "this.py",
+    "tabnanny.py",
+    "cmd.py",
+    "code.py",
+    "dis.py",
+    "pprint.py",
+    "calendar.py",
+    "difflib.py",
+]
 
 
 @pytest.fixture(scope="module")
@@ -60,9 +87,15 @@ def test_folder_corpus_skips_broken_files_by_reason(messy_folder: Path) -> None:
 
 
 def test_jsonl_corpus_counts_malformed_lines(tmp_path: Path) -> None:
-    lines = [json.dumps({"content": "def f():\n    return 1\n"}), "{not json", json.dumps({"other": "x"}),
-             json.dumps({"content": ""}), json.dumps({"content": "x" * 2000}), json.dumps([1, 2]),
-             json.dumps({"content": "print('ok')\n"})]  # fmt: skip
+    lines = [
+        json.dumps({"content": "def f():\n    return 1\n"}),
+        "{not json",
+        json.dumps({"other": "x"}),
+        json.dumps({"content": ""}),
+        json.dumps({"content": "x" * 2000}),
+        json.dumps([1, 2]),
+        json.dumps({"content": "print('ok')\n"}),
+    ]
     text = "\n".join(lines) + "\n"
     plain = tmp_path / "c.jsonl"
     plain.write_text(text)
@@ -99,8 +132,10 @@ def test_parse_score() -> None:
 @pytest.fixture(scope="module")
 def curated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     run_dir = tmp_path_factory.mktemp("curate-run")
-    cfg = load_config(None, ["corpus.max_files=600", "corpus.shard_size=200", "curate.annotate_samples=420",
-                             "curate.n_estimators=200"])  # fmt: skip
+    cfg = load_config(
+        None,
+        ["corpus.max_files=600", "corpus.shard_size=200", "curate.annotate_samples=420", "curate.n_estimators=200"],
+    )
     teacher = make_teacher(cfg.teacher, run_dir / "teacher-cache.sqlite")
     return run_dir, run_curate(cfg, run_dir, teacher)
 
@@ -143,8 +178,10 @@ def test_classifier_reproduces_the_annotator_on_unseen_files(curated: tuple[Path
 
 def test_rerun_does_nothing_and_resume_redoes_only_what_is_missing(curated: tuple[Path, dict]) -> None:
     run_dir, result = curated
-    cfg = load_config(None, ["corpus.max_files=600", "corpus.shard_size=200", "curate.annotate_samples=420",
-                             "curate.n_estimators=200"])  # fmt: skip
+    cfg = load_config(
+        None,
+        ["corpus.max_files=600", "corpus.shard_size=200", "curate.annotate_samples=420", "curate.n_estimators=200"],
+    )
     before = {p: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file() and "sqlite" not in p.name}
     teacher = make_teacher(cfg.teacher, run_dir / "teacher-cache.sqlite")
     again = run_curate(cfg, run_dir, teacher)
@@ -183,8 +220,15 @@ def test_unparseable_answers_are_retried_once_then_invalid(tmp_path: Path) -> No
     for name in ["heapq.py", "bisect.py", "textwrap.py", *STDLIB_FILES[3:20]]:
         shutil.copy(stdlib_path() / name, folder / name)
     with FakeOpenAI(respond=respond) as server:
-        cfg = load_config(None, [f"corpus.path={folder}", "curate.annotate_samples=20",
-                                 "curate.score_threshold=3", "curate.n_estimators=20"])  # fmt: skip
+        cfg = load_config(
+            None,
+            [
+                f"corpus.path={folder}",
+                "curate.annotate_samples=20",
+                "curate.score_threshold=3",
+                "curate.n_estimators=20",
+            ],
+        )
         teacher = make_teacher(
             TeacherConfig(backend="openai", model="fake", base_url=server.url), tmp_path / "c.sqlite"
         )
@@ -213,6 +257,10 @@ def test_curate_cli_show_prompt_and_bad_config(tmp_path: Path, cli_env: dict) ->
     assert proc.returncode == 0 and "Educational score: <total points>" in proc.stdout
     bad = tmp_path / "bad.yaml"
     bad.write_text("curate:\n  annotate_samples: lots\n")
-    proc = subprocess.run(phi1_cmd("curate", "--config", str(bad), "--run-dir", str(tmp_path / "r")),
-                          capture_output=True, text=True, env=cli_env)  # fmt: skip
+    proc = subprocess.run(
+        phi1_cmd("curate", "--config", str(bad), "--run-dir", str(tmp_path / "r")),
+        capture_output=True,
+        text=True,
+        env=cli_env,
+    )
     assert proc.returncode == 2 and "curate.annotate_samples" in proc.stderr and proc.stderr.count("\n") == 1

@@ -202,9 +202,11 @@ def test_cli_prints_table_and_writes_files(tmp_path: Path, cli_env: dict) -> Non
     samples = tmp_path / "s.jsonl"
     bench = benchmarks.load_humaneval()
     samples.write_text(
-        json.dumps({"task_id": "HumanEval/0", "completion": bench.problems["HumanEval/0"].reference}) + "\n"
-        + json.dumps({"task_id": "HumanEval/1", "completion": "    return []\n"}) + "\n"
-    )  # fmt: skip
+        json.dumps({"task_id": "HumanEval/0", "completion": bench.problems["HumanEval/0"].reference})
+        + "\n"
+        + json.dumps({"task_id": "HumanEval/1", "completion": "    return []\n"})
+        + "\n"
+    )
     out = tmp_path / "out"
     proc = _run_cli(["eval", "--benchmark", "humaneval", "--samples", str(samples), "--out", str(out)], cli_env)
     assert proc.returncode == 0, proc.stderr
@@ -225,9 +227,13 @@ def test_endpoint_completions_are_scored(tmp_path: Path) -> None:
 
     with FakeOpenAI(respond=respond) as server:
         summary = run_eval(
-            "humaneval", Source(endpoint=server.url, model_name="fake"), tmp_path, ks=[1, 2],
-            sampling=Sampling(n=2, temperature=0.8), workers=2,
-        )  # fmt: skip
+            "humaneval",
+            Source(endpoint=server.url, model_name="fake"),
+            tmp_path,
+            ks=[1, 2],
+            sampling=Sampling(n=2, temperature=0.8),
+            workers=2,
+        )
         assert len(server.requests) == 164
         assert server.requests[0]["model"] == "fake" and server.requests[0]["n"] == 2
     assert summary["samples"] == 328

@@ -76,8 +76,9 @@ def test_client_errors_are_not_retried() -> None:
 
 
 def test_unreachable_endpoint_gives_an_error_not_a_hang() -> None:
-    cfg = TeacherConfig(backend="openai", model="m", base_url="http://127.0.0.1:9/v1", max_retries=1,
-                        backoff_base_s=0.01, timeout_s=2)  # fmt: skip
+    cfg = TeacherConfig(
+        backend="openai", model="m", base_url="http://127.0.0.1:9/v1", max_retries=1, backoff_base_s=0.01, timeout_s=2
+    )
     start = time.monotonic()
     [r] = list(make_teacher(cfg).generate(_reqs(1)))
     assert not r.ok and "connection failed" in (r.error or "")
@@ -190,16 +191,40 @@ def _cached_prompts(path: Path) -> list[str]:
 def test_teacher_check_command(cli_env: dict) -> None:
     with FakeOpenAI(respond=lambda body: "ready") as server:
         proc = subprocess.run(
-            phi1_cmd("teacher", "check", "--set", "teacher.backend=openai", "--set", f"teacher.base_url={server.url}",
-                     "--set", "teacher.model=fake-model"),
-            capture_output=True, text=True, env=cli_env, timeout=120,
-        )  # fmt: skip
+            phi1_cmd(
+                "teacher",
+                "check",
+                "--set",
+                "teacher.backend=openai",
+                "--set",
+                f"teacher.base_url={server.url}",
+                "--set",
+                "teacher.model=fake-model",
+            ),
+            capture_output=True,
+            text=True,
+            env=cli_env,
+            timeout=120,
+        )
     assert proc.returncode == 0, proc.stderr
     assert "model:    fake" in proc.stdout and "latency:" in proc.stdout and "ready" in proc.stdout
     assert "usage:    " in proc.stdout
-    proc = subprocess.run(phi1_cmd("teacher", "check", "--set", "teacher.backend=openai", "--set",
-                                   "teacher.base_url=http://127.0.0.1:9/v1", "--set", "teacher.max_retries=0"),
-                          capture_output=True, text=True, env=cli_env, timeout=120)  # fmt: skip
+    proc = subprocess.run(
+        phi1_cmd(
+            "teacher",
+            "check",
+            "--set",
+            "teacher.backend=openai",
+            "--set",
+            "teacher.base_url=http://127.0.0.1:9/v1",
+            "--set",
+            "teacher.max_retries=0",
+        ),
+        capture_output=True,
+        text=True,
+        env=cli_env,
+        timeout=120,
+    )
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "connection failed" in proc.stderr
 
 

@@ -34,10 +34,15 @@ def _offline():
 def test_exercises_parse_and_pass_their_own_tests_in_the_sandbox(sandbox: Sandbox) -> None:
     teacher = _offline()
     requests = [
-        Request.chat(prompts.render("exercise", topic=t, subtopic=s, audience="a beginner",
-                                    function_name=f"task_{i}_{k}", constraint=c), sample=k)
-        for i, (t, s, c) in enumerate(TOPICS) for k in range(4)
-    ]  # fmt: skip
+        Request.chat(
+            prompts.render(
+                "exercise", topic=t, subtopic=s, audience="a beginner", function_name=f"task_{i}_{k}", constraint=c
+            ),
+            sample=k,
+        )
+        for i, (t, s, c) in enumerate(TOPICS)
+        for k in range(4)
+    ]
     programs, names = [], []
     for response in teacher.generate(requests):
         blocks = code_blocks(response.text)
@@ -63,8 +68,15 @@ def test_exercises_parse_and_pass_their_own_tests_in_the_sandbox(sandbox: Sandbo
 def test_textbook_sections_are_markdown_with_code_that_parses() -> None:
     teacher = _offline()
     for i, (topic, sub, _) in enumerate(TOPICS):
-        prompt = prompts.render("textbook", topic=topic, subtopic=sub, audience="a chemistry student",
-                                style="tutorial", function_name=f"helper_{i}", words="river, lemon")  # fmt: skip
+        prompt = prompts.render(
+            "textbook",
+            topic=topic,
+            subtopic=sub,
+            audience="a chemistry student",
+            style="tutorial",
+            function_name=f"helper_{i}",
+            words="river, lemon",
+        )
         [response] = list(teacher.generate([Request.chat(prompt)]))
         text = response.text
         assert text.startswith("## "), text[:80]
@@ -79,8 +91,9 @@ def test_textbook_sections_are_markdown_with_code_that_parses() -> None:
 
 
 def test_answers_are_deterministic_and_vary_with_the_sample_index() -> None:
-    prompt = prompts.render("exercise", topic="Lists", subtopic="slicing", audience="a student",
-                            function_name="f", constraint="none")  # fmt: skip
+    prompt = prompts.render(
+        "exercise", topic="Lists", subtopic="slicing", audience="a student", function_name="f", constraint="none"
+    )
     a = _offline().complete(Request.chat(prompt))
     b = _offline().complete(Request.chat(prompt))
     assert a.text == b.text

@@ -139,12 +139,80 @@ def curate_cmd(
     m = result["classifier"].get("metrics", {})
     f = result["filtered"]["counts"]
     typer.echo(f"corpus:      {result['corpus']['counts']['documents']} files read, skipped {f['skipped'] or 'none'}")
-    typer.echo(f"annotated:   {result['annotations']['counts']['valid']} valid of "
-               f"{result['annotations']['counts']['sampled']} sampled")  # fmt: skip
+    typer.echo(
+        f"annotated:   {result['annotations']['counts']['valid']} valid of "
+        f"{result['annotations']['counts']['sampled']} sampled"
+    )
     typer.echo(f"classifier:  accuracy {m.get('accuracy')}  macro-F1 {m.get('macro_f1')}  ROC-AUC {m.get('roc_auc')}")
     typer.echo(
         f"kept:        {f['kept']} of {f['scored']} files (~{f['kept_tokens_approx']} tokens) -> {path / 'filtered'}"
     )
+
+
+synth_app = typer.Typer(help="Write the synthetic textbook and exercises with the teacher.", no_args_is_help=True)
+app.add_typer(synth_app, name="synth")
+SandboxOpt = Annotated[str, typer.Option("--sandbox", help="bwrap, or none (UNSAFE: runs teacher code unisolated)")]
+
+
+def _diversity_line(manifest: dict) -> str:
+    d = manifest.get("diversity") or {}
+    return (
+        f"diversity:   {d.get('distinct_topic_audience_style', 0)} topic/audience/style combinations, "
+        f"{d.get('distinct_subtopics', 0)} subtopics, mean pairwise MinHash similarity "
+        f"{d.get('mean_pairwise_minhash_similarity', 0)} over {d.get('similarity_sample', 0)} samples"
+    )
+
+
+@synth_app.command("textbook")
+def synth_textbook_cmd(
+    config: ConfigOpt = None, set_: SetOpt = None, run_dir: RunDirOpt = None, force: bool = False
+) -> None:
+    """Textbook sections (prose + code) from seeded topics, audiences and styles."""
+    from phi1.synth.textbook import synth_textbook
+    from phi1.teacher import make_teacher
+
+    cfg, path = _setup(config, set_, run_dir)
+    m = synth_textbook(path, cfg, make_teacher(cfg.teacher, path / "teacher-cache.sqlite"), force)
+    c = m["counts"]
+    typer.echo(f"textbook:    {c['kept']} of {c['requested']} sections kept, dropped {c['dropped'] or 'none'}")
+    typer.echo(_diversity_line(m))
+    typer.echo(f"written to:  {path / 'textbook'}")
+
+
+@synth_app.command("exercises")
+def synth_exercises_cmd(
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    run_dir: RunDirOpt = None,
+    force: bool = False,
+    sandbox: SandboxOpt = "bwrap",
+) -> None:
+    """Exercises (signature + docstring -> solution), each verified against its tests in the sandbox."""
+    from phi1.synth.exercises import synth_exercises
+    from phi1.teacher import make_teacher
+
+    cfg, path = _setup(config, set_, run_dir)
+    m = synth_exercises(path, cfg, make_teacher(cfg.teacher, path / "teacher-cache.sqlite"), sandbox, force)  # type: ignore[arg-type]
+    c = m["counts"]
+    typer.echo(f"exercises:   {c['verified']} of {c['requested']} verified, rejected {c['rejected'] or 'none'}")
+    typer.echo(_diversity_line(m))
+    typer.echo(f"written to:  {path / 'exercises'}")
+
+
+@app.command("clean")
+def clean_cmd(config: ConfigOpt = None, set_: SetOpt = None, run_dir: RunDirOpt = None, force: bool = False) -> None:
+    """Deduplicate all training sources together and remove benchmark look-alikes."""
+    from phi1.clean import run_clean
+
+    cfg, path = _setup(config, set_, run_dir)
+    m = run_clean(path, cfg, force)
+    typer.echo(f"clean:       {m['counts']['kept']} of {m['counts']['in']} samples kept")
+    for kind, f in m["funnel"].items():
+        removed = {k: v for k, v in f.items() if k not in ("in", "kept")}
+        typer.echo(f"  {kind:<10} {f['kept']} of {f['in']} kept; removed {removed or 'none'}")
+    for bench, s in m["benchmarks"].items():
+        typer.echo(f"  {bench:<10} {s['similar_to_training']} of {s['problems']} problems similar to the training data")
+    typer.echo(f"written to:  {path / 'clean'}")
 
 
 def main() -> None:

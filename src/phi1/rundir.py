@@ -64,12 +64,18 @@ class Stage:
             shutil.rmtree(self.path, ignore_errors=True)
         self.path.mkdir(parents=True, exist_ok=True)
         self._start = time.perf_counter()
-        self._write({
-            "stage": self.name, "cache_key": self.key, "status": "running", "inputs": inputs,
-            "config": config.model_dump(mode="json") if hasattr(config, "model_dump") else config,
-            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "phi1_version": __version__, "python": platform.python_version(),
-        })  # fmt: skip
+        self._write(
+            {
+                "stage": self.name,
+                "cache_key": self.key,
+                "status": "running",
+                "inputs": inputs,
+                "config": config.model_dump(mode="json") if hasattr(config, "model_dump") else config,
+                "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "phi1_version": __version__,
+                "python": platform.python_version(),
+            }
+        )
 
     def finish(self, **fields: Any) -> dict[str, Any]:
         m = self.manifest() or {}

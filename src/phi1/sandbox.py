@@ -159,6 +159,10 @@ class Sandbox:
     _slots: queue.Queue[_Slot] = field(init=False, repr=False)
     _cgroups: list[Path] = field(init=False, repr=False, default_factory=list)
 
+    @staticmethod
+    def default_workers() -> int:
+        return os.cpu_count() or 1
+
     def __post_init__(self) -> None:
         if self.workers < 1:
             raise Phi1Error(f"workers must be at least 1, got {self.workers}")

@@ -24,11 +24,25 @@ def run_curate(config: Config, run_dir: Path, teacher: Teacher, force: bool = Fa
     annotations = annotate(run_dir, cfg, teacher, corpus_key, config.seed, force)
     embeddings = embed_corpus(run_dir, cfg, corpus_key, force)
     ids, vectors = load_embeddings(run_dir)
-    keys = {"annotations": annotate_key(cfg, corpus_key, teacher, config.seed),
-            "embeddings": embed_key(cfg, corpus_key)}  # fmt: skip
+    keys = {
+        "annotations": annotate_key(cfg, corpus_key, teacher, config.seed),
+        "embeddings": embed_key(cfg, corpus_key),
+    }
     classifier = train(run_dir, cfg, ids, vectors, keys, config.seed, force)
     classifier_key = Stage(run_dir, "classifier", "").manifest() or {}
-    filtered = select(run_dir, cfg, ids, vectors, {"classifier": classifier_key.get("cache_key", ""),
-                                                   "corpus": corpus_key}, corpus, force)  # fmt: skip
-    return {"corpus": corpus, "annotations": annotations, "embeddings": embeddings,
-            "classifier": classifier, "filtered": filtered}  # fmt: skip
+    filtered = select(
+        run_dir,
+        cfg,
+        ids,
+        vectors,
+        {"classifier": classifier_key.get("cache_key", ""), "corpus": corpus_key},
+        corpus,
+        force,
+    )
+    return {
+        "corpus": corpus,
+        "annotations": annotations,
+        "embeddings": embeddings,
+        "classifier": classifier,
+        "filtered": filtered,
+    }

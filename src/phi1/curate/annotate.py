@@ -35,14 +35,17 @@ def annotation_request(code: str, cfg: CurateConfig, sample: int = 0) -> Request
 
 
 def annotate_key(cfg: CurateConfig, corpus_key: str, teacher: Teacher, seed: int) -> str:
-    fields = {k: getattr(cfg, k) for k in ("annotate_samples", "annotate_max_chars", "annotate_temperature",
-                                           "annotate_max_tokens")}  # fmt: skip
+    fields = {
+        k: getattr(cfg, k)
+        for k in ("annotate_samples", "annotate_max_chars", "annotate_temperature", "annotate_max_tokens")
+    }
     fields.update(teacher=f"{teacher.backend}:{teacher.model}", seed=seed, prompt=prompts.template("annotate"))
     return stage_key(fields, [corpus_key])
 
 
-def annotate(run_dir: Path, cfg: CurateConfig, teacher: Teacher, corpus_key: str, seed: int,
-             force: bool = False) -> dict[str, Any]:  # fmt: skip
+def annotate(
+    run_dir: Path, cfg: CurateConfig, teacher: Teacher, corpus_key: str, seed: int, force: bool = False
+) -> dict[str, Any]:
     stage = Stage(run_dir, "annotations", annotate_key(cfg, corpus_key, teacher, seed))
     if stage.is_complete() and not force:
         return stage.manifest() or {}
@@ -71,13 +74,14 @@ def annotate(run_dir: Path, cfg: CurateConfig, teacher: Teacher, corpus_key: str
             score = parse_score(response.text) if response.ok else None
             if score is not None or response.ok:
                 answers[response.request.metadata["id"]] = (score, response.text)
-    rows = [{"id": rid, "score": score, "valid": score is not None, "answer": answer}
-            for rid, (score, answer) in sorted(answers.items())]  # fmt: skip
+    rows = [
+        {"id": rid, "score": score, "valid": score is not None, "answer": answer}
+        for rid, (score, answer) in sorted(answers.items())
+    ]
     write_shard(stage.shard_path(0), rows, SCHEMA)
     valid = [r["score"] for r in rows if r["valid"]]
     return stage.finish(
-        counts={"sampled": len(chosen), "valid": len(valid), "invalid": len(rows) - len(valid),
-                "retried": len(retry)},
+        counts={"sampled": len(chosen), "valid": len(valid), "invalid": len(rows) - len(valid), "retried": len(retry)},
         score_histogram={str(s): valid.count(s) for s in range(6)},
         teacher={"backend": teacher.backend, "model": teacher.model, **usage.as_dict()},
-    )  # fmt: skip
+    )

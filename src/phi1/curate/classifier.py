@@ -23,8 +23,9 @@ from phi1.rundir import Stage, read_table, stage_key
 
 def make_model(cfg: CurateConfig, seed: int) -> BaseEstimator:
     if cfg.classifier == "random_forest":
-        return RandomForestClassifier(n_estimators=cfg.n_estimators, random_state=seed, n_jobs=-1,
-                                      class_weight="balanced_subsample")  # fmt: skip
+        return RandomForestClassifier(
+            n_estimators=cfg.n_estimators, random_state=seed, n_jobs=-1, class_weight="balanced_subsample"
+        )
     if cfg.classifier == "logistic":
         return LogisticRegression(max_iter=2000, class_weight="balanced")
     return RandomForestRegressor(n_estimators=cfg.n_estimators, random_state=seed, n_jobs=-1)
@@ -52,10 +53,19 @@ def training_data(run_dir: Path, ids: np.ndarray, vectors: np.ndarray, cfg: Cura
     return x, scores, (scores >= cfg.score_threshold).astype(int)
 
 
-def train(run_dir: Path, cfg: CurateConfig, ids: np.ndarray, vectors: np.ndarray, keys: dict[str, str],
-          seed: int, force: bool = False) -> dict[str, Any]:  # fmt: skip
-    fields = {k: getattr(cfg, k) for k in ("classifier", "n_estimators", "test_fraction", "score_threshold",
-                                           "decision_threshold")}  # fmt: skip
+def train(
+    run_dir: Path,
+    cfg: CurateConfig,
+    ids: np.ndarray,
+    vectors: np.ndarray,
+    keys: dict[str, str],
+    seed: int,
+    force: bool = False,
+) -> dict[str, Any]:
+    fields = {
+        k: getattr(cfg, k)
+        for k in ("classifier", "n_estimators", "test_fraction", "score_threshold", "decision_threshold")
+    }
     stage = Stage(run_dir, "classifier", stage_key({**fields, "seed": seed}, keys.values()))
     if stage.is_complete() and not force:
         return stage.manifest() or {}
@@ -76,18 +86,21 @@ def train(run_dir: Path, cfg: CurateConfig, ids: np.ndarray, vectors: np.ndarray
         proba = edu_probability(held_out, x_te, cfg)
         predicted = (proba >= cfg.decision_threshold).astype(int)
         metrics = {
-            "n_train": len(l_tr), "n_test": len(l_te), "positive_rate": round(float(labels.mean()), 4),
+            "n_train": len(l_tr),
+            "n_test": len(l_te),
+            "positive_rate": round(float(labels.mean()), 4),
             "accuracy": round(float(accuracy_score(l_te, predicted)), 4),
             "macro_f1": round(float(f1_score(l_te, predicted, average="macro")), 4),
             "roc_auc": round(float(roc_auc_score(l_te, proba)), 4) if len(set(l_te)) == 2 else None,
             "confusion_matrix": confusion_matrix(l_te, predicted, labels=[0, 1]).tolist(),
             "decision_threshold": cfg.decision_threshold,
-        }  # fmt: skip
+        }
         final = make_model(cfg, seed).fit(x, target)  # every annotation for the model that scores the corpus
     joblib.dump(final, stage.path / "model.joblib")
     (stage.path / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    return stage.finish(metrics=metrics, counts={"annotations": len(labels), "educational": int(counts[1])},
-                        model=cfg.classifier)  # fmt: skip
+    return stage.finish(
+        metrics=metrics, counts={"annotations": len(labels), "educational": int(counts[1])}, model=cfg.classifier
+    )
 
 
 def load_model(run_dir: Path) -> BaseEstimator:

@@ -13,10 +13,15 @@ from phi1.progress import console
 from phi1.records import SkipCounter, content_id, corpus_kind, iter_corpus
 from phi1.rundir import Stage, stage_key, write_shard
 
-SCHEMA = pa.schema([
-    ("id", pa.string()), ("text", pa.string()), ("source", pa.string()),
-    ("n_bytes", pa.int64()), ("n_lines", pa.int64()),
-])  # fmt: skip
+SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("text", pa.string()),
+        ("source", pa.string()),
+        ("n_bytes", pa.int64()),
+        ("n_lines", pa.int64()),
+    ]
+)
 
 
 def corpus_stage(run_dir: Path, cfg: CorpusConfig) -> Stage:
@@ -32,12 +37,28 @@ def build_corpus(run_dir: Path, cfg: CorpusConfig, force: bool = False) -> dict[
     rows: list[dict[str, Any]] = []
     shard = read = total_bytes = 0
     with stage.timed("read_s"), console.status("reading the corpus") as status:
-        docs = iter_corpus(corpus_kind(cfg.kind, cfg.path), cfg.path, skipped, cfg.glob, cfg.text_field,
-                           cfg.max_bytes, cfg.hf_data_dir, cfg.hf_split, cfg.hf_streaming)  # fmt: skip
+        docs = iter_corpus(
+            corpus_kind(cfg.kind, cfg.path),
+            cfg.path,
+            skipped,
+            cfg.glob,
+            cfg.text_field,
+            cfg.max_bytes,
+            cfg.hf_data_dir,
+            cfg.hf_split,
+            cfg.hf_streaming,
+        )
         for doc in docs:
             n_bytes = len(doc.text.encode("utf-8", "surrogatepass"))
-            rows.append({"id": content_id(doc.text), "text": doc.text, "source": doc.source,
-                         "n_bytes": n_bytes, "n_lines": doc.text.count("\n") + 1})  # fmt: skip
+            rows.append(
+                {
+                    "id": content_id(doc.text),
+                    "text": doc.text,
+                    "source": doc.source,
+                    "n_bytes": n_bytes,
+                    "n_lines": doc.text.count("\n") + 1,
+                }
+            )
             read += 1
             total_bytes += n_bytes
             if len(rows) >= cfg.shard_size:

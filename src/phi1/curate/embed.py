@@ -119,8 +119,7 @@ def load_encoder(spec: str, max_tokens: int = 256, device: str | None = None, bf
             hidden = hidden.float() * mask.unsqueeze(-1)
             return (hidden.sum(1) / mask.sum(1, keepdim=True)).cpu().numpy()
 
-        return Encoder(spec, lambda texts: _ids(tok, texts), forward_lm,
-                       max_tokens, lm.config.hidden_size)  # fmt: skip
+        return Encoder(spec, lambda texts: _ids(tok, texts), forward_lm, max_tokens, lm.config.hidden_size)
     raise Phi1Error(f"curate.encoder: unknown encoder {spec!r} (minilm, hf:<path>, causal:<path>)")
 
 
@@ -203,8 +202,9 @@ def embed_corpus(run_dir: Path, cfg: CurateConfig, corpus_key: str, force: bool 
                 encoder = load_encoder(cfg.encoder, cfg.max_tokens, cfg.device, cfg.bf16)
             rows = list(read_shards([shard], ["id", "text"]))
             texts = [r["text"] for r in rows]
-            vectors = encode(encoder, texts, cfg.chunking, cfg.max_chunks, cfg.embed_batch_size * cfg.max_tokens,
-                             advance)  # fmt: skip
+            vectors = encode(
+                encoder, texts, cfg.chunking, cfg.max_chunks, cfg.embed_batch_size * cfg.max_tokens, advance
+            )
             _save_npy(stage.path / f"ids-{index:05d}.npy", np.array([r["id"] for r in rows]))
             _save_npy(target, vectors.astype(np.float32))
             done_docs += len(rows)

@@ -13,10 +13,15 @@ from phi1.config import CurateConfig
 from phi1.curate.classifier import edu_probability, load_model
 from phi1.rundir import Stage, read_shards, stage_key, write_shard
 
-SCHEMA = pa.schema([
-    ("id", pa.string()), ("text", pa.string()), ("source", pa.string()), ("n_bytes", pa.int64()),
-    ("edu_score", pa.float64()),
-])  # fmt: skip
+SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("text", pa.string()),
+        ("source", pa.string()),
+        ("n_bytes", pa.int64()),
+        ("edu_score", pa.float64()),
+    ]
+)
 
 BYTES_PER_TOKEN = 3.5  # a rough figure for Python source under a code BPE
 
@@ -35,8 +40,15 @@ def keep_mask(scores: np.ndarray, sizes: np.ndarray, cfg: CurateConfig) -> np.nd
     return mask
 
 
-def select(run_dir: Path, cfg: CurateConfig, ids: np.ndarray, vectors: np.ndarray, keys: dict[str, str],
-           corpus_manifest: dict[str, Any], force: bool = False) -> dict[str, Any]:  # fmt: skip
+def select(
+    run_dir: Path,
+    cfg: CurateConfig,
+    ids: np.ndarray,
+    vectors: np.ndarray,
+    keys: dict[str, str],
+    corpus_manifest: dict[str, Any],
+    force: bool = False,
+) -> dict[str, Any]:
     fields = {k: getattr(cfg, k) for k in ("keep", "keep_threshold", "keep_fraction", "token_budget")}
     stage = Stage(run_dir, "filtered", stage_key(fields, keys.values()))
     if stage.is_complete() and not force:
@@ -67,6 +79,10 @@ def select(run_dir: Path, cfg: CurateConfig, ids: np.ndarray, vectors: np.ndarra
     return stage.finish(
         counts=funnel,
         score_histogram={"edges": [round(e, 2) for e in edges.tolist()], "counts": hist.tolist()},
-        rule={"keep": cfg.keep, "threshold": cfg.keep_threshold, "fraction": cfg.keep_fraction,
-              "token_budget": cfg.token_budget},
-    )  # fmt: skip
+        rule={
+            "keep": cfg.keep,
+            "threshold": cfg.keep_threshold,
+            "fraction": cfg.keep_fraction,
+            "token_budget": cfg.token_budget,
+        },
+    )

@@ -27,10 +27,19 @@ def make_teacher(config: TeacherConfig, cache_path: str | Path | None = None) ->
         from phi1.teacher.openai_compat import OpenAITeacher
 
         return OpenAITeacher(
-            config.model, config.base_url, config.api_key_env, cache, config.concurrency, config.max_retries,
-            config.timeout_s, config.backoff_base_s, config.backoff_max_s, config.requests_per_minute,
-            config.tokens_per_minute, **prices,
-        )  # fmt: skip
+            config.model,
+            config.base_url,
+            config.api_key_env,
+            cache,
+            config.concurrency,
+            config.max_retries,
+            config.timeout_s,
+            config.backoff_base_s,
+            config.backoff_max_s,
+            config.requests_per_minute,
+            config.tokens_per_minute,
+            **prices,
+        )
     if config.backend == "hf":
         from phi1.teacher.hf_local import HFTeacher
 

@@ -78,9 +78,19 @@ class Cache:
         with self._lock:
             self._db.execute(
                 "INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (key, backend, model, request_json, response.text, response.finish_reason,
-                 response.prompt_tokens, response.completion_tokens, response.latency_s, time.time()),
-            )  # fmt: skip
+                (
+                    key,
+                    backend,
+                    model,
+                    request_json,
+                    response.text,
+                    response.finish_reason,
+                    response.prompt_tokens,
+                    response.completion_tokens,
+                    response.latency_s,
+                    time.time(),
+                ),
+            )
 
     def __len__(self) -> int:
         with self._lock:

@@ -116,12 +116,18 @@ class FakeOpenAI:
             return fault
         n = int(body.get("n") or 1)
         texts = [self.respond(body) for _ in range(n)]
-        return web.json_response({
-            "id": "cmpl-1", "object": "text_completion", "created": int(time.time()), "model": body["model"],
-            "choices": [{"index": i, "text": t, "finish_reason": "stop", "logprobs": None}
-                        for i, t in enumerate(texts)],
-            "usage": {"prompt_tokens": 10, "completion_tokens": 5 * n, "total_tokens": 10 + 5 * n},
-        })  # fmt: skip
+        return web.json_response(
+            {
+                "id": "cmpl-1",
+                "object": "text_completion",
+                "created": int(time.time()),
+                "model": body["model"],
+                "choices": [
+                    {"index": i, "text": t, "finish_reason": "stop", "logprobs": None} for i, t in enumerate(texts)
+                ],
+                "usage": {"prompt_tokens": 10, "completion_tokens": 5 * n, "total_tokens": 10 + 5 * n},
+            }
+        )
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         body = await self._arrive(request)
@@ -134,12 +140,20 @@ class FakeOpenAI:
         text = self.respond(body)
         prompt_tokens = sum(len(m.get("content", "").split()) for m in body.get("messages", []))
         completion_tokens = len(text.split())
-        return web.json_response({
-            "id": "chatcmpl-1", "object": "chat.completion", "created": int(time.time()), "model": body["model"],
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                      "total_tokens": prompt_tokens + completion_tokens},
-        })  # fmt: skip
+        return web.json_response(
+            {
+                "id": "chatcmpl-1",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": body["model"],
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+                "usage": {
+                    "prompt_tokens": prompt_tokens,
+                    "completion_tokens": completion_tokens,
+                    "total_tokens": prompt_tokens + completion_tokens,
+                },
+            }
+        )
 
     async def _stats(self, request: web.Request) -> web.StreamResponse:
         return web.json_response({"requests": len(self.requests), "max_inflight": self.max_inflight})

@@ -161,19 +161,35 @@ def annotate(code: str) -> str:
 
 # Language-reference topics (pydoc_data.topics keys) that explain a textbook subject.
 _REFERENCE = {
-    "loop": ["for", "while", "break", "continue"], "iteration": ["for", "while"],
-    "condition": ["if", "comparisons", "booleans"], "boolean": ["booleans", "truth", "comparisons"],
-    "function": ["function", "calls", "return", "lambda"], "recursion": ["function", "return"],
-    "string": ["strings", "string-methods", "formatstrings"], "text": ["string-methods", "strings"],
-    "list": ["lists", "typesseq", "typesseq-mutable", "slicings"], "sequence": ["typesseq", "slicings"],
-    "dictionary": ["dict", "typesmapping"], "mapping": ["typesmapping"], "set": ["types"],
-    "exception": ["exceptions", "try", "raise"], "error": ["exceptions", "try"],
-    "class": ["class", "customization", "attribute-access"], "object": ["objects", "class"],
-    "generator": ["yield"], "iterator": ["yield", "for"], "number": ["integers", "floating", "numeric-types"],
-    "arithmetic": ["binary", "power", "numeric-types"], "scope": ["naming", "global", "nonlocal"],
-    "module": ["import"], "context": ["with", "context-managers"], "comprehension": ["lists", "dict"],
-    "slicing": ["slicings"], "assignment": ["assignment", "augassign"], "variable": ["assignment", "naming"],
-}  # fmt: skip
+    "loop": ["for", "while", "break", "continue"],
+    "iteration": ["for", "while"],
+    "condition": ["if", "comparisons", "booleans"],
+    "boolean": ["booleans", "truth", "comparisons"],
+    "function": ["function", "calls", "return", "lambda"],
+    "recursion": ["function", "return"],
+    "string": ["strings", "string-methods", "formatstrings"],
+    "text": ["string-methods", "strings"],
+    "list": ["lists", "typesseq", "typesseq-mutable", "slicings"],
+    "sequence": ["typesseq", "slicings"],
+    "dictionary": ["dict", "typesmapping"],
+    "mapping": ["typesmapping"],
+    "set": ["types"],
+    "exception": ["exceptions", "try", "raise"],
+    "error": ["exceptions", "try"],
+    "class": ["class", "customization", "attribute-access"],
+    "object": ["objects", "class"],
+    "generator": ["yield"],
+    "iterator": ["yield", "for"],
+    "number": ["integers", "floating", "numeric-types"],
+    "arithmetic": ["binary", "power", "numeric-types"],
+    "scope": ["naming", "global", "nonlocal"],
+    "module": ["import"],
+    "context": ["with", "context-managers"],
+    "comprehension": ["lists", "dict"],
+    "slicing": ["slicings"],
+    "assignment": ["assignment", "augassign"],
+    "variable": ["assignment", "naming"],
+}
 
 
 def _reference_paragraphs(topic_text: str, rng: random.Random, limit: int = 2) -> list[str]:
@@ -188,9 +204,15 @@ def _reference_paragraphs(topic_text: str, rng: random.Random, limit: int = 2) -
         for block in re.split(r"\n\s*\n", topics.get(key, "")):
             prose = " ".join(line.strip() for line in block.splitlines())
             # Prose only: no grammar rules, tables, code or headings.
-            if (120 <= len(prose) <= 700 and prose.endswith(".") and "::=" not in prose and ">>>" not in prose
-                    and not block.startswith(" ") and prose.count("*") < 4
-                    and not re.match(r"^(\d+\.|\[\d+\]|Note|See also)", prose)):  # fmt: skip
+            if (
+                120 <= len(prose) <= 700
+                and prose.endswith(".")
+                and "::=" not in prose
+                and ">>>" not in prose
+                and not block.startswith(" ")
+                and prose.count("*") < 4
+                and not re.match(r"^(\d+\.|\[\d+\]|Note|See also)", prose)
+            ):
                 paragraphs.append(prose)
         if len(paragraphs) >= limit * 2:
             break
@@ -250,8 +272,10 @@ def textbook_section(fields: dict[str, str], rng: random.Random) -> str:
         parts += ["", textwrap.fill(paragraphs[1], 100)]
     if words:
         listed = ", ".join(words[:-1]) + " and " + words[-1] if len(words) > 1 else words[0]
-        parts += ["", f"To practise, write your own inputs about {listed} and predict what `{name}` returns "
-                      "before you run it."]  # fmt: skip
+        parts += [
+            "",
+            f"To practise, write your own inputs about {listed} and predict what `{name}` returns before you run it.",
+        ]
     return "\n".join(parts) + "\n"
 
 

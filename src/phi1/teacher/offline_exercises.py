@@ -29,8 +29,29 @@ def _ints(rng: random.Random, lo: int = -20, hi: int = 20, n: tuple[int, int] = 
     return [rng.randint(lo, hi) for _ in range(rng.randint(*n))]
 
 
-_WORDS = ["apple", "river", "stone", "cloud", "tiger", "maple", "orbit", "piano", "lemon", "delta", "ember",
-          "harbor", "quartz", "violet", "canyon", "meadow", "pixel", "saga", "noon", "level", "radar"]  # fmt: skip
+_WORDS = [
+    "apple",
+    "river",
+    "stone",
+    "cloud",
+    "tiger",
+    "maple",
+    "orbit",
+    "piano",
+    "lemon",
+    "delta",
+    "ember",
+    "harbor",
+    "quartz",
+    "violet",
+    "canyon",
+    "meadow",
+    "pixel",
+    "saga",
+    "noon",
+    "level",
+    "radar",
+]
 
 
 def _words(rng: random.Random, n: tuple[int, int] = (0, 7)) -> list[str]:

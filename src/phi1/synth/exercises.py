@@ -1,0 +1,175 @@
+"""`phi1 synth exercises`: function-completion exercises in HumanEval's shape (signature + docstring ->
+solution), each with the teacher's own tests. Every exercise is executed in the sandbox against its
+tests; only those that pass are kept. The training text is signature + docstring + solution."""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from phi1 import prompts
+from phi1.cards import write_card
+from phi1.config import Config
+from phi1.markdown import code_blocks
+from phi1.records import content_id
+from phi1.rundir import Stage, write_shard
+from phi1.sandbox import Limits, Mode, Sandbox
+from phi1.synth.seeds import Seed, make_seeds
+from phi1.synth.textbook import SEED_COLUMNS, diversity, synth_key
+from phi1.teacher import Params, Request, Teacher, Usage
+
+SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("text", pa.string()),
+        ("source", pa.string()),
+        ("kind", pa.string()),
+        ("prompt", pa.string()),
+        ("solution", pa.string()),
+        ("tests", pa.string()),
+        ("entry_point", pa.string()),
+        ("verified", pa.bool_()),
+        ("topic", pa.string()),
+        ("subtopic", pa.string()),
+        ("audience", pa.string()),
+        ("style", pa.string()),
+        ("constraint", pa.string()),
+        ("seed_index", pa.int64()),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class Exercise:
+    code: str  # imports + signature + docstring + solution
+    prompt: str  # imports + signature + docstring
+    solution: str  # the body after the docstring
+    tests: str
+    entry_point: str
+
+
+def exercise_request(seed: Seed, temperature: float, max_tokens: int) -> Request:
+    prompt = prompts.render(
+        "exercise",
+        topic=seed.topic,
+        subtopic=seed.subtopic,
+        audience=seed.audience,
+        function_name=seed.function_name,
+        constraint=seed.constraint,
+    )
+    return Request.chat(prompt, params=Params(temperature=temperature, max_tokens=max_tokens), sample=seed.index)
+
+
+def parse_exercise(answer: str, function_name: str) -> Exercise | str:
+    """The exercise in a teacher's answer, or the reason it cannot be used."""
+    blocks = code_blocks(answer)
+    if not blocks:
+        return "no_code"
+    if len(blocks) == 1:
+        # Tolerate tests in the same block: the top-level asserts at its end.
+        lines = blocks[0].rstrip().splitlines()
+        cut = len(lines)
+        while cut > 0 and (lines[cut - 1].startswith("assert ") or not lines[cut - 1].strip()):
+            cut -= 1
+        blocks = ["\n".join(lines[:cut]) + "\n", "\n".join(lines[cut:]) + "\n"]
+    code, tests = blocks[0].rstrip() + "\n", blocks[1].rstrip() + "\n"
+    try:
+        tree = ast.parse(code)
+        ast.parse(tests)
+    except (SyntaxError, ValueError):
+        return "syntax_error"
+    funcs = [n for n in tree.body if isinstance(n, ast.FunctionDef)]
+    func = next((f for f in funcs if f.name == function_name), funcs[0] if funcs else None)
+    if func is None:
+        return "no_function"
+    if "assert" not in tests:
+        return "no_tests"
+    doc = func.body[0] if func.body else None
+    if not (isinstance(doc, ast.Expr) and isinstance(doc.value, ast.Constant) and isinstance(doc.value.value, str)):
+        return "no_docstring"
+    if len(func.body) < 2:
+        return "no_solution"
+    lines = code.splitlines(keepends=True)
+    split = doc.end_lineno or doc.lineno
+    prompt = "".join(lines[:split])
+    solution = "".join(lines[split:])
+    return Exercise(code, prompt, solution, tests, func.name)
+
+
+def synth_exercises(
+    run_dir: Path, config: Config, teacher: Teacher, sandbox_mode: Mode = "bwrap", force: bool = False
+) -> dict[str, Any]:
+    cfg = config.synth
+    stage = Stage(run_dir, "exercises", synth_key(config, teacher, "exercise"))
+    if stage.is_complete() and not force:
+        return stage.manifest() or {}
+    stage.begin(cfg, {}, force=force)
+    seeds = make_seeds(cfg, cfg.exercise_samples, config.seed, "exercise")
+    by_index = {s.index: s for s in seeds}
+    usage = Usage()
+    rejected: dict[str, int] = {}
+    parsed: list[tuple[Seed, Exercise]] = []
+    with stage.timed("teacher_s"):
+        requests = [exercise_request(s, cfg.temperature, cfg.max_tokens) for s in seeds]
+        for response in teacher.generate(requests, usage, progress="writing exercises"):
+            seed = by_index[response.request.sample]
+            result = parse_exercise(response.text, seed.function_name) if response.ok else "teacher_error"
+            if isinstance(result, str):
+                rejected[result] = rejected.get(result, 0) + 1
+            else:
+                parsed.append((seed, result))
+    parsed.sort(key=lambda p: p[0].index)
+    rows: list[dict[str, Any]] = []
+    with stage.timed("verify_s"), Sandbox(workers=cfg.workers or Sandbox.default_workers(), mode=sandbox_mode) as sb:
+        limits = Limits(timeout_s=cfg.verify_timeout_s)
+        for i, verdict in sb.map([[ex.code, ex.tests] for _, ex in parsed], limits):
+            seed, ex = parsed[i]
+            if not verdict.passed:
+                reason = {"failed": "failed_tests", "error": "error", "timeout": "timeout", "killed": "killed"}[
+                    verdict.status
+                ]
+                rejected[reason] = rejected.get(reason, 0) + 1
+                continue
+            text = ex.prompt + ex.solution
+            rows.append(
+                {
+                    "id": content_id(text),
+                    "text": text,
+                    "source": "exercises",
+                    "kind": "exercise",
+                    "prompt": ex.prompt,
+                    "solution": ex.solution,
+                    "tests": ex.tests,
+                    "entry_point": ex.entry_point,
+                    "verified": True,
+                    "topic": seed.topic,
+                    "subtopic": seed.subtopic,
+                    "audience": seed.audience,
+                    "style": seed.style,
+                    "constraint": seed.constraint,
+                    "seed_index": seed.index,
+                }
+            )
+    rows.sort(key=lambda r: r["seed_index"])
+    write_shard(stage.shard_path(0), rows, SCHEMA)
+    manifest = stage.finish(
+        counts={"requested": len(seeds), "parsed": len(parsed), "verified": len(rows), "rejected": rejected},
+        diversity=diversity(rows) if rows else {},
+        teacher={"backend": teacher.backend, "model": teacher.model, **usage.as_dict()},
+        sandbox=sandbox_mode,
+    )
+    write_card(
+        stage.path,
+        "Synthetic exercises",
+        f"Function-completion exercises written by the teacher `{teacher.backend}:{teacher.model}` from "
+        "`phi1/prompts/exercise.md`. Each was executed against the teacher's own tests in the sandbox; only "
+        "those that passed are here. `text` = signature + docstring + solution; `tests` holds the asserts.",
+        rows,
+        manifest,
+        (*SEED_COLUMNS[:3], "constraint"),
+    )
+    return manifest

@@ -1,0 +1,149 @@
+"""`phi1 synth textbook`: sections of a Python textbook, prose interleaved with code, one per seed. A
+section whose code does not parse is dropped and counted."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from phi1 import prompts
+from phi1.cards import write_card
+from phi1.config import Config
+from phi1.markdown import code_blocks
+from phi1.minhash import mean_pairwise_similarity
+from phi1.records import content_id
+from phi1.rundir import Stage, stage_key, write_shard
+from phi1.synth.seeds import Seed, make_seeds
+from phi1.teacher import Params, Request, Teacher, Usage
+
+SEED_COLUMNS = ("topic", "subtopic", "audience", "style")
+SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("text", pa.string()),
+        ("source", pa.string()),
+        ("kind", pa.string()),
+        ("topic", pa.string()),
+        ("subtopic", pa.string()),
+        ("audience", pa.string()),
+        ("style", pa.string()),
+        ("function_name", pa.string()),
+        ("words", pa.string()),
+        ("seed_index", pa.int64()),
+        ("code_blocks", pa.int64()),
+    ]
+)
+
+
+def textbook_request(seed: Seed, temperature: float, max_tokens: int) -> Request:
+    prompt = prompts.render(
+        "textbook",
+        topic=seed.topic,
+        subtopic=seed.subtopic,
+        audience=seed.audience,
+        style=seed.style,
+        function_name=seed.function_name,
+        words=", ".join(seed.words),
+    )
+    return Request.chat(prompt, params=Params(temperature=temperature, max_tokens=max_tokens), sample=seed.index)
+
+
+def check_section(text: str) -> tuple[str | None, int]:
+    """(reason to drop, number of code blocks)."""
+    if not text.strip():
+        return "empty", 0
+    blocks = code_blocks(text)
+    if not blocks:
+        return "no_code", 0
+    for block in blocks:
+        try:
+            ast.parse(block)
+        except (SyntaxError, ValueError):
+            return "code_syntax", len(blocks)
+    return None, len(blocks)
+
+
+def diversity(rows: list[dict[str, Any]], limit: int = 1000) -> dict[str, Any]:
+    sample = rows[:limit]
+    combos = {(r["topic"], r["audience"], r["style"]) for r in rows}
+    return {
+        "distinct_topic_audience_style": len(combos),
+        "distinct_topics": len({r["topic"] for r in rows}),
+        "distinct_subtopics": len({(r["topic"], r["subtopic"]) for r in rows}),
+        "mean_pairwise_minhash_similarity": round(mean_pairwise_similarity([r["text"] for r in sample]), 4),
+        "similarity_sample": len(sample),
+    }
+
+
+def synth_key(config: Config, teacher: Teacher, kind: str) -> str:
+    s = config.synth
+    fields = {
+        "samples": s.textbook_samples if kind == "textbook" else s.exercise_samples,
+        "topics": s.topics_file,
+        "audiences": s.audiences,
+        "styles": s.styles,
+        "words": s.words_per_prompt,
+        "temperature": s.temperature,
+        "max_tokens": s.max_tokens,
+        "seed": config.seed,
+        "teacher": f"{teacher.backend}:{teacher.model}",
+        "prompt": prompts.template(kind),
+    }
+    if kind == "exercise":
+        fields["verify_timeout_s"] = s.verify_timeout_s
+    return stage_key(fields)
+
+
+def synth_textbook(run_dir: Path, config: Config, teacher: Teacher, force: bool = False) -> dict[str, Any]:
+    cfg = config.synth
+    stage = Stage(run_dir, "textbook", synth_key(config, teacher, "textbook"))
+    if stage.is_complete() and not force:
+        return stage.manifest() or {}
+    stage.begin(cfg, {}, force=force)
+    seeds = make_seeds(cfg, cfg.textbook_samples, config.seed, "textbook")
+    usage = Usage()
+    dropped: dict[str, int] = {}
+    rows: list[dict[str, Any]] = []
+    with stage.timed("teacher_s"):
+        requests = [textbook_request(s, cfg.temperature, cfg.max_tokens) for s in seeds]
+        by_index = {s.index: s for s in seeds}
+        for response in teacher.generate(requests, usage, progress="writing the textbook"):
+            seed = by_index[response.request.sample]
+            reason, n_blocks = ("teacher_error", 0) if not response.ok else check_section(response.text)
+            if reason:
+                dropped[reason] = dropped.get(reason, 0) + 1
+                continue
+            text = response.text.strip() + "\n"
+            rows.append(
+                {
+                    "id": content_id(text),
+                    "text": text,
+                    "source": "textbook",
+                    "kind": "textbook",
+                    **{k: v for k, v in seed.columns().items() if k != "index" and k != "constraint"},
+                    "seed_index": seed.index,
+                    "code_blocks": n_blocks,
+                }
+            )
+    rows.sort(key=lambda r: r["seed_index"])
+    write_shard(stage.shard_path(0), rows, SCHEMA)
+    stats = diversity(rows) if rows else {}
+    manifest = stage.finish(
+        counts={"requested": len(seeds), "kept": len(rows), "dropped": dropped},
+        diversity=stats,
+        teacher={"backend": teacher.backend, "model": teacher.model, **usage.as_dict()},
+    )
+    write_card(
+        stage.path,
+        "Synthetic textbook",
+        f"Textbook sections written by the teacher `{teacher.backend}:{teacher.model}` from "
+        "`phi1/prompts/textbook.md`, one per diversity seed (topic, subtopic, audience, style, a "
+        "function name and random words). Sections whose code does not parse were dropped.",
+        rows,
+        manifest,
+        SEED_COLUMNS,
+    )
+    return manifest

