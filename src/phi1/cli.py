@@ -215,8 +215,76 @@ def clean_cmd(config: ConfigOpt = None, set_: SetOpt = None, run_dir: RunDirOpt 
     typer.echo(f"written to:  {path / 'clean'}")
 
 
+@app.command("tokenize")
+def tokenize_cmd(config: ConfigOpt = None, set_: SetOpt = None, run_dir: RunDirOpt = None, force: bool = False) -> None:
+    """Train (or load) the tokenizer and pack the clean data into token shards."""
+    from phi1.tokenize import tokenize
+
+    cfg, path = _setup(config, set_, run_dir)
+    m = tokenize(path, cfg, force)
+    for name, f in m["index"]["files"].items():
+        typer.echo(
+            f"{name:<13} {f['tokens']:>12,} tokens  {f['sequences']:>8,} sequences of {m['index']['seq_len']}"
+            f"  from {f['documents']:,} documents"
+        )
+    typer.echo(f"vocabulary:   {m['index']['vocab_size']:,}  -> {path / 'tokens'}")
+
+
+train_app = typer.Typer(help="Pretrain and finetune the phi-1 model.", no_args_is_help=True)
+app.add_typer(train_app, name="train")
+ResumeOpt = Annotated[bool, typer.Option(help="continue from the last checkpoint of an interrupted run")]
+
+
+def _train(
+    phase: str, config: Path | None, set_: list[str] | None, run_dir: Path | None, resume: bool, force: bool
+) -> None:
+    import os
+
+    from phi1.train import train
+
+    cfg, path = _setup(config, set_, run_dir)
+    m = train(path, cfg, phase, resume=resume, force=force)
+    if int(os.environ.get("RANK", "0")) == 0:
+        val = m.get("final_val") or {}
+        typer.echo(
+            f"{phase}: {m['steps']} steps, loss {m['first_loss']} -> {m['final_loss']}, "
+            f"val {val.get('val_loss')}, HumanEval solution loss {val.get('humaneval_loss')}"
+        )
+        typer.echo(f"{m['tokens_per_s']:,} tokens/s, MFU {m['mfu']}, checkpoint {m['checkpoint']}")
+
+
+@train_app.command("pretrain")
+def pretrain_cmd(
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    run_dir: RunDirOpt = None,
+    resume: ResumeOpt = False,
+    force: bool = False,
+) -> None:
+    """Pretrain on curated code + textbook (under torchrun for several processes)."""
+    _train("pretrain", config, set_, run_dir, resume, force)
+
+
+@train_app.command("finetune")
+def finetune_cmd(
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    run_dir: RunDirOpt = None,
+    resume: ResumeOpt = False,
+    force: bool = False,
+) -> None:
+    """Finetune the pretrained model on the exercises."""
+    _train("finetune", config, set_, run_dir, resume, force)
+
+
 def main() -> None:
     # Usage errors are click's (exit 2); a Phi1Error is the user's input or environment: one line, exit 2.
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # phi1 draws its own progress bars
+    except ImportError:
+        pass
     try:
         app()
     except Phi1Error as exc:

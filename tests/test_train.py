@@ -1,0 +1,236 @@
+"""`phi1 tokenize` and `phi1 train`: the phi-1 model, a tiny pretraining run, exact resume, DDP on CPU."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import ROOT, phi1_cmd
+from phi1.config import load_config
+from phi1.errors import Phi1Error
+from phi1.model import PRESETS, count_parameters, model_config
+from phi1.train.loop import targets
+from phi1.train.schedule import lr_factor
+
+# microsoft/phi-1's config.json, as published on the Hugging Face Hub (architecture fields).
+MICROSOFT_PHI_1 = {
+    "architectures": ["PhiForCausalLM"], "attention_dropout": 0.0, "bos_token_id": None, "embd_pdrop": 0.0,
+    "eos_token_id": None, "hidden_act": "gelu_new", "hidden_size": 2048, "initializer_range": 0.02,
+    "intermediate_size": 8192, "layer_norm_eps": 1e-05, "max_position_embeddings": 2048, "model_type": "phi",
+    "num_attention_heads": 32, "num_hidden_layers": 24, "num_key_value_heads": None, "partial_rotary_factor": 0.5,
+    "qk_layernorm": False, "resid_pdrop": 0.0, "rope_scaling": None, "rope_theta": 10000.0,
+    "tie_word_embeddings": False, "use_cache": True, "vocab_size": 51200,
+}  # fmt: skip
+
+
+def test_phi1_preset_matches_microsoft_phi1_field_by_field() -> None:
+    from transformers import PhiConfig
+
+    # microsoft/phi-1's file as transformers reads it (None heads -> all heads, rope fields grouped, ...).
+    reference = PhiConfig(**{k: v for k, v in MICROSOFT_PHI_1.items() if k != "model_type"}).to_dict()
+    ours = model_config("phi-1").to_dict()
+    ignore = {"architectures", "transformers_version", "dtype", "torch_dtype"}
+    fields = sorted((set(reference) | set(ours)) - ignore)
+    assert len(fields) > 20
+    for key in fields:
+        assert ours.get(key) == reference.get(key), (key, ours.get(key), reference.get(key))
+
+
+def test_parameter_counts() -> None:
+    assert count_parameters(model_config("phi-1"))["total"] == 1_418_270_720  # microsoft/phi-1: 1.418B
+    small = count_parameters(model_config("phi-1-small"))["total"]
+    assert 330e6 < small < 370e6  # the paper's ~350M
+    assert 50e6 <= count_parameters(model_config("small"))["total"] <= 100e6
+    assert count_parameters(model_config("tiny"))["total"] < 5e6
+    c = model_config("phi-1-small")
+    assert (c.num_hidden_layers, c.hidden_size, c.intermediate_size, c.num_attention_heads) == (20, 1024, 4096, 16)
+    assert c.hidden_size // c.num_attention_heads * c.rope_parameters["partial_rotary_factor"] == 32  # rotary dim 32
+    assert set(PRESETS) == {"tiny", "small", "phi-1-small", "phi-1"}
+
+
+def test_schedule_is_linear_warmup_then_linear_decay() -> None:
+    assert [round(lr_factor(s, 4, 10), 3) for s in range(10)] == [0.25, 0.5, 0.75, 1.0, 1.0, 0.833, 0.667, 0.5,
+                                                                  0.333, 0.167]  # fmt: skip
+    assert lr_factor(9, 4, 10, min_ratio=0.5) == pytest.approx(0.5833, abs=1e-3)
+
+
+def test_solution_only_targets() -> None:
+    ids = np.array([[5, 6, 7, 8, 9]])
+    mask = np.array([[0, 0, 1, 1, 1]], dtype=bool)
+    assert targets(ids, mask, True).tolist() == [[-100, 7, 8, 9]]
+    assert targets(ids, mask, False).tolist() == [[6, 7, 8, 9]]
+
+
+SETTINGS = ["tokenize.seq_len=64", "tokenize.vocab_size=1024", "synth.textbook_samples=60",
+            "synth.exercise_samples=60", "model.overrides={num_hidden_layers: 2, hidden_size: 64, "
+            "intermediate_size: 256, num_attention_heads: 4}", "pretrain.humaneval_loss=false",
+            "finetune.humaneval_loss=false"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def tokens_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run directory with synthetic data, cleaned and tokenized (the offline teacher)."""
+    from phi1.clean import run_clean
+    from phi1.synth.exercises import synth_exercises
+    from phi1.synth.textbook import synth_textbook
+    from phi1.teacher import make_teacher
+    from phi1.tokenize import tokenize
+
+    run_dir = tmp_path_factory.mktemp("train-run")
+    cfg = load_config(None, SETTINGS)
+    teacher = make_teacher(cfg.teacher, run_dir / "cache.sqlite")
+    synth_textbook(run_dir, cfg, teacher)
+    synth_exercises(run_dir, cfg, teacher)
+    run_clean(run_dir, cfg)
+    tokenize(run_dir, cfg)
+    return run_dir
+
+
+def _copy_run(src: Path, dst: Path) -> Path:
+    dst.mkdir(parents=True, exist_ok=True)
+    for name in ("clean", "tokenizer", "tokens", "textbook", "exercises"):
+        shutil.copytree(src / name, dst / name)
+    return dst
+
+
+def _losses(run_dir: Path, phase: str = "pretrain") -> dict[int, float]:
+    rows = [json.loads(line) for line in (run_dir / phase / "metrics.jsonl").read_text().splitlines()]
+    return {r["step"]: r["loss"] for r in rows if "loss" in r}
+
+
+def test_tokenize_packs_with_eos_and_masks(tokens_run: Path) -> None:
+    index = json.loads((tokens_run / "tokens" / "index.json").read_text())
+    assert index["dtype"] == "uint16" and index["seq_len"] == 64
+    files = index["files"]
+    assert files["pretrain"]["tokens"] > 0 and files["finetune"]["tokens"] > 0
+    ids = np.fromfile(tokens_run / "tokens" / "finetune.bin", dtype=np.uint16)
+    mask = np.fromfile(tokens_run / "tokens" / "finetune.mask.bin", dtype=np.uint8)
+    assert len(ids) == len(mask) and 0 < mask.mean() < 1
+    eos = index["eos_token_id"]
+    assert (ids == eos).sum() == files["finetune"]["documents"]  # one separator per exercise
+    assert mask[ids == eos].all()  # the end of a solution is part of it
+    from phi1.tokenize import load_tokenizer
+
+    tok = load_tokenizer(tokens_run / "tokenizer")
+    text = "def f(x):\n        return x\n"
+    assert tok.decode(tok(text)["input_ids"]) == text  # whitespace runs survive
+    assert len(tok("        ")["input_ids"]) <= 2
+
+
+def test_tiny_pretraining_loss_falls_and_checkpoint_generates(tokens_run: Path, tmp_path: Path) -> None:
+    from phi1.train import train
+
+    run_dir = _copy_run(tokens_run, tmp_path / "run")
+    cfg = load_config(None, [*SETTINGS, "pretrain.max_steps=150", "pretrain.batch_size=16", "pretrain.micro_batch_size=8",
+                             "pretrain.lr=3e-3", "pretrain.warmup_steps=5", "pretrain.eval_every=50",
+                             "pretrain.checkpoint_every=25", "pretrain.log_every=1"])  # fmt: skip
+    m = train(run_dir, cfg, "pretrain")
+    losses = _losses(run_dir)
+    assert len(losses) == 150 and m["final_loss"] < 0.6 * m["first_loss"], (m["first_loss"], m["final_loss"])
+    assert m["final_val"]["val_loss"] < m["first_loss"] and m["grad_accumulation"] == 2
+    assert (run_dir / "pretrain" / "tensorboard").exists()
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    final = run_dir / "pretrain" / "final"
+    model = AutoModelForCausalLM.from_pretrained(final)
+    tok = AutoTokenizer.from_pretrained(final)
+    enc = tok("def add(a, b):\n", return_tensors="pt")
+    out = model.generate(**enc, max_new_tokens=12, do_sample=False, pad_token_id=tok.eos_token_id)
+    assert out.shape[1] > enc["input_ids"].shape[1]
+    assert isinstance(tok.decode(out[0]), str)
+    assert torch.isfinite(model(**enc).logits).all()
+
+    ft = load_config(None, [*SETTINGS, "pretrain.max_steps=60", "pretrain.batch_size=16", "pretrain.micro_batch_size=8",
+                            "pretrain.lr=3e-3", "pretrain.warmup_steps=5", "finetune.max_steps=10",
+                            "finetune.batch_size=8", "finetune.micro_batch_size=8"])  # fmt: skip
+    fm = train(run_dir, ft, "finetune")
+    assert fm["final_loss"] < fm["first_loss"] and (run_dir / "finetune" / "final" / "model.safetensors").exists()
+
+
+RESUME = [*SETTINGS, "pretrain.max_steps=16", "pretrain.batch_size=8", "pretrain.micro_batch_size=4",
+          "pretrain.checkpoint_every=4", "pretrain.log_every=1", "pretrain.eval_every=100", "pretrain.bf16=off",
+          "pretrain.warmup_steps=2", "pretrain.keep_checkpoints=5"]  # fmt: skip
+
+
+def _cli(run_dir: Path, *extra: str, env: dict) -> list[str]:
+    args = ["train", "pretrain", "--run-dir", str(run_dir)]
+    for s in RESUME:
+        args += ["--set", s]
+    return phi1_cmd(*args, *extra)
+
+
+def test_killed_run_resumes_exactly(tokens_run: Path, tmp_path: Path, cli_env: dict) -> None:
+    ref = _copy_run(tokens_run, tmp_path / "ref")
+    proc = subprocess.run(_cli(ref, env=cli_env), env=cli_env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    expected = _losses(ref)
+
+    run = _copy_run(tokens_run, tmp_path / "killed")
+    proc = subprocess.Popen(_cli(run, env=cli_env), env=cli_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ckpt = run / "pretrain" / "checkpoints" / "step-0000004"
+    deadline = time.monotonic() + 300
+    while not ckpt.exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert ckpt.exists()
+    assert not (run / "pretrain" / "final").exists(), "the kill must land before the end"
+
+    again = subprocess.run(_cli(run, env=cli_env), env=cli_env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 2 and "--resume" in again.stderr  # no silent restart over a run's checkpoints
+    resumed = subprocess.run(_cli(run, "--resume", env=cli_env), env=cli_env, capture_output=True, text=True,
+                             timeout=600)  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr
+    got = _losses(run)
+    assert sorted(got) == list(range(1, 17))
+    assert got == expected  # the same loss at every step, bit for bit (fp32 on CPU)
+    m = json.loads((run / "pretrain" / "manifest.json").read_text())
+    assert m["resumed_from"] in (4, 8, 12)
+
+
+def test_two_process_ddp_matches_one_process(tokens_run: Path, tmp_path: Path, cli_env: dict) -> None:
+    settings = [s for s in RESUME if "keep_checkpoints" not in s] + ["pretrain.dropout=0.0", "pretrain.max_steps=6",
+                                                                     "pretrain.micro_batch_size=2"]  # fmt: skip
+    args = [a for s in settings for a in ("--set", s)]
+    one = _copy_run(tokens_run, tmp_path / "one")
+    two = _copy_run(tokens_run, tmp_path / "two")
+    env = {**cli_env, "OMP_NUM_THREADS": "1"}
+    p1 = subprocess.run(phi1_cmd("train", "pretrain", "--run-dir", str(one), *args), env=env, capture_output=True,
+                        text=True, timeout=600)  # fmt: skip
+    assert p1.returncode == 0, p1.stderr
+    p2 = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+                         str(29500 + os.getpid() % 1000), "-m", "phi1.cli", "train", "pretrain", "--run-dir", str(two),
+                         *args], env=env, capture_output=True, text=True, timeout=600, cwd=ROOT)  # fmt: skip
+    assert p2.returncode == 0, p2.stderr[-3000:]
+    m2 = json.loads((two / "pretrain" / "manifest.json").read_text())
+    assert m2["world_size"] == 2 and m2["grad_accumulation"] == 2
+    a, b = _losses(one), _losses(two)
+    assert sorted(a) == sorted(b) == list(range(1, 7))
+    for step in a:
+        assert a[step] == pytest.approx(b[step], rel=1e-4, abs=1e-5), (step, a[step], b[step])
+
+
+def test_bad_input_gives_one_clear_error(tokens_run: Path, tmp_path: Path, cli_env: dict) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    proc = subprocess.run(phi1_cmd("train", "pretrain", "--run-dir", str(empty)), env=cli_env, capture_output=True,
+                          text=True)  # fmt: skip
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "tokens" in proc.stderr
+    run = _copy_run(tokens_run, tmp_path / "run")
+    proc = subprocess.run(phi1_cmd("train", "pretrain", "--run-dir", str(run), "--set", "pretrain.batch_size=30",
+                                   "--set", "pretrain.micro_batch_size=8"), env=cli_env, capture_output=True, text=True)  # fmt: skip
+    assert proc.returncode == 2 and "batch_size 30 is not divisible by micro_batch_size 8" in proc.stderr
+    with pytest.raises(Phi1Error, match="unknown preset"):
+        model_config("gigantic")
