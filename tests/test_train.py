@@ -23,13 +23,30 @@ from phi1.train.schedule import lr_factor
 
 # microsoft/phi-1's config.json, as published on the Hugging Face Hub (architecture fields).
 MICROSOFT_PHI_1 = {
-    "architectures": ["PhiForCausalLM"], "attention_dropout": 0.0, "bos_token_id": None, "embd_pdrop": 0.0,
-    "eos_token_id": None, "hidden_act": "gelu_new", "hidden_size": 2048, "initializer_range": 0.02,
-    "intermediate_size": 8192, "layer_norm_eps": 1e-05, "max_position_embeddings": 2048, "model_type": "phi",
-    "num_attention_heads": 32, "num_hidden_layers": 24, "num_key_value_heads": None, "partial_rotary_factor": 0.5,
-    "qk_layernorm": False, "resid_pdrop": 0.0, "rope_scaling": None, "rope_theta": 10000.0,
-    "tie_word_embeddings": False, "use_cache": True, "vocab_size": 51200,
-}  # fmt: skip
+    "architectures": ["PhiForCausalLM"],
+    "attention_dropout": 0.0,
+    "bos_token_id": None,
+    "embd_pdrop": 0.0,
+    "eos_token_id": None,
+    "hidden_act": "gelu_new",
+    "hidden_size": 2048,
+    "initializer_range": 0.02,
+    "intermediate_size": 8192,
+    "layer_norm_eps": 1e-05,
+    "max_position_embeddings": 2048,
+    "model_type": "phi",
+    "num_attention_heads": 32,
+    "num_hidden_layers": 24,
+    "num_key_value_heads": None,
+    "partial_rotary_factor": 0.5,
+    "qk_layernorm": False,
+    "resid_pdrop": 0.0,
+    "rope_scaling": None,
+    "rope_theta": 10000.0,
+    "tie_word_embeddings": False,
+    "use_cache": True,
+    "vocab_size": 51200,
+}
 
 
 def test_phi1_preset_matches_microsoft_phi1_field_by_field() -> None:
@@ -58,8 +75,18 @@ def test_parameter_counts() -> None:
 
 
 def test_schedule_is_linear_warmup_then_linear_decay() -> None:
-    assert [round(lr_factor(s, 4, 10), 3) for s in range(10)] == [0.25, 0.5, 0.75, 1.0, 1.0, 0.833, 0.667, 0.5,
-                                                                  0.333, 0.167]  # fmt: skip
+    assert [round(lr_factor(s, 4, 10), 3) for s in range(10)] == [
+        0.25,
+        0.5,
+        0.75,
+        1.0,
+        1.0,
+        0.833,
+        0.667,
+        0.5,
+        0.333,
+        0.167,
+    ]
     assert lr_factor(9, 4, 10, min_ratio=0.5) == pytest.approx(0.5833, abs=1e-3)
 
 
@@ -70,10 +97,15 @@ def test_solution_only_targets() -> None:
     assert targets(ids, mask, False).tolist() == [[6, 7, 8, 9]]
 
 
-SETTINGS = ["tokenize.seq_len=64", "tokenize.vocab_size=1024", "synth.textbook_samples=60",
-            "synth.exercise_samples=60", "model.overrides={num_hidden_layers: 2, hidden_size: 64, "
-            "intermediate_size: 256, num_attention_heads: 4}", "pretrain.humaneval_loss=false",
-            "finetune.humaneval_loss=false"]  # fmt: skip
+SETTINGS = [
+    "tokenize.seq_len=64",
+    "tokenize.vocab_size=1024",
+    "synth.textbook_samples=60",
+    "synth.exercise_samples=60",
+    "model.overrides={num_hidden_layers: 2, hidden_size: 64, intermediate_size: 256, num_attention_heads: 4}",
+    "pretrain.humaneval_loss=false",
+    "finetune.humaneval_loss=false",
+]
 
 
 @pytest.fixture(scope="module")
@@ -130,9 +162,20 @@ def test_tiny_pretraining_loss_falls_and_checkpoint_generates(tokens_run: Path, 
     from phi1.train import train
 
     run_dir = _copy_run(tokens_run, tmp_path / "run")
-    cfg = load_config(None, [*SETTINGS, "pretrain.max_steps=150", "pretrain.batch_size=16", "pretrain.micro_batch_size=8",
-                             "pretrain.lr=3e-3", "pretrain.warmup_steps=5", "pretrain.eval_every=50",
-                             "pretrain.checkpoint_every=25", "pretrain.log_every=1"])  # fmt: skip
+    cfg = load_config(
+        None,
+        [
+            *SETTINGS,
+            "pretrain.max_steps=150",
+            "pretrain.batch_size=16",
+            "pretrain.micro_batch_size=8",
+            "pretrain.lr=3e-3",
+            "pretrain.warmup_steps=5",
+            "pretrain.eval_every=50",
+            "pretrain.checkpoint_every=25",
+            "pretrain.log_every=1",
+        ],
+    )
     m = train(run_dir, cfg, "pretrain")
     losses = _losses(run_dir)
     assert len(losses) == 150 and m["final_loss"] < 0.6 * m["first_loss"], (m["first_loss"], m["final_loss"])
@@ -151,16 +194,36 @@ def test_tiny_pretraining_loss_falls_and_checkpoint_generates(tokens_run: Path, 
     assert isinstance(tok.decode(out[0]), str)
     assert torch.isfinite(model(**enc).logits).all()
 
-    ft = load_config(None, [*SETTINGS, "pretrain.max_steps=60", "pretrain.batch_size=16", "pretrain.micro_batch_size=8",
-                            "pretrain.lr=3e-3", "pretrain.warmup_steps=5", "finetune.max_steps=10",
-                            "finetune.batch_size=8", "finetune.micro_batch_size=8"])  # fmt: skip
+    ft = load_config(
+        None,
+        [
+            *SETTINGS,
+            "pretrain.max_steps=60",
+            "pretrain.batch_size=16",
+            "pretrain.micro_batch_size=8",
+            "pretrain.lr=3e-3",
+            "pretrain.warmup_steps=5",
+            "finetune.max_steps=10",
+            "finetune.batch_size=8",
+            "finetune.micro_batch_size=8",
+        ],
+    )
     fm = train(run_dir, ft, "finetune")
     assert fm["final_loss"] < fm["first_loss"] and (run_dir / "finetune" / "final" / "model.safetensors").exists()
 
 
-RESUME = [*SETTINGS, "pretrain.max_steps=16", "pretrain.batch_size=8", "pretrain.micro_batch_size=4",
-          "pretrain.checkpoint_every=4", "pretrain.log_every=1", "pretrain.eval_every=100", "pretrain.bf16=off",
-          "pretrain.warmup_steps=2", "pretrain.keep_checkpoints=5"]  # fmt: skip
+RESUME = [
+    *SETTINGS,
+    "pretrain.max_steps=16",
+    "pretrain.batch_size=8",
+    "pretrain.micro_batch_size=4",
+    "pretrain.checkpoint_every=4",
+    "pretrain.log_every=1",
+    "pretrain.eval_every=100",
+    "pretrain.bf16=off",
+    "pretrain.warmup_steps=2",
+    "pretrain.keep_checkpoints=5",
+]
 
 
 def _cli(run_dir: Path, *extra: str, env: dict) -> list[str]:
@@ -190,8 +253,9 @@ def test_killed_run_resumes_exactly(tokens_run: Path, tmp_path: Path, cli_env: d
 
     again = subprocess.run(_cli(run, env=cli_env), env=cli_env, capture_output=True, text=True, timeout=600)
     assert again.returncode == 2 and "--resume" in again.stderr  # no silent restart over a run's checkpoints
-    resumed = subprocess.run(_cli(run, "--resume", env=cli_env), env=cli_env, capture_output=True, text=True,
-                             timeout=600)  # fmt: skip
+    resumed = subprocess.run(
+        _cli(run, "--resume", env=cli_env), env=cli_env, capture_output=True, text=True, timeout=600
+    )
     assert resumed.returncode == 0, resumed.stderr
     got = _losses(run)
     assert sorted(got) == list(range(1, 17))
@@ -201,18 +265,46 @@ def test_killed_run_resumes_exactly(tokens_run: Path, tmp_path: Path, cli_env: d
 
 
 def test_two_process_ddp_matches_one_process(tokens_run: Path, tmp_path: Path, cli_env: dict) -> None:
-    settings = [s for s in RESUME if "keep_checkpoints" not in s] + ["pretrain.dropout=0.0", "pretrain.max_steps=6",
-                                                                     "pretrain.micro_batch_size=2"]  # fmt: skip
+    settings = [s for s in RESUME if "keep_checkpoints" not in s] + [
+        "pretrain.dropout=0.0",
+        "pretrain.max_steps=6",
+        "pretrain.micro_batch_size=2",
+    ]
     args = [a for s in settings for a in ("--set", s)]
     one = _copy_run(tokens_run, tmp_path / "one")
     two = _copy_run(tokens_run, tmp_path / "two")
     env = {**cli_env, "OMP_NUM_THREADS": "1"}
-    p1 = subprocess.run(phi1_cmd("train", "pretrain", "--run-dir", str(one), *args), env=env, capture_output=True,
-                        text=True, timeout=600)  # fmt: skip
+    p1 = subprocess.run(
+        phi1_cmd("train", "pretrain", "--run-dir", str(one), *args),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert p1.returncode == 0, p1.stderr
-    p2 = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-                         str(29500 + os.getpid() % 1000), "-m", "phi1.cli", "train", "pretrain", "--run-dir", str(two),
-                         *args], env=env, capture_output=True, text=True, timeout=600, cwd=ROOT)  # fmt: skip
+    p2 = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            str(29500 + os.getpid() % 1000),
+            "-m",
+            "phi1.cli",
+            "train",
+            "pretrain",
+            "--run-dir",
+            str(two),
+            *args,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+    )
     assert p2.returncode == 0, p2.stderr[-3000:]
     m2 = json.loads((two / "pretrain" / "manifest.json").read_text())
     assert m2["world_size"] == 2 and m2["grad_accumulation"] == 2
@@ -225,12 +317,26 @@ def test_two_process_ddp_matches_one_process(tokens_run: Path, tmp_path: Path, c
 def test_bad_input_gives_one_clear_error(tokens_run: Path, tmp_path: Path, cli_env: dict) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
-    proc = subprocess.run(phi1_cmd("train", "pretrain", "--run-dir", str(empty)), env=cli_env, capture_output=True,
-                          text=True)  # fmt: skip
+    proc = subprocess.run(
+        phi1_cmd("train", "pretrain", "--run-dir", str(empty)), env=cli_env, capture_output=True, text=True
+    )
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "tokens" in proc.stderr
     run = _copy_run(tokens_run, tmp_path / "run")
-    proc = subprocess.run(phi1_cmd("train", "pretrain", "--run-dir", str(run), "--set", "pretrain.batch_size=30",
-                                   "--set", "pretrain.micro_batch_size=8"), env=cli_env, capture_output=True, text=True)  # fmt: skip
+    proc = subprocess.run(
+        phi1_cmd(
+            "train",
+            "pretrain",
+            "--run-dir",
+            str(run),
+            "--set",
+            "pretrain.batch_size=30",
+            "--set",
+            "pretrain.micro_batch_size=8",
+        ),
+        env=cli_env,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2 and "batch_size 30 is not divisible by micro_batch_size 8" in proc.stderr
     with pytest.raises(Phi1Error, match="unknown preset"):
         model_config("gigantic")

@@ -35,11 +35,16 @@ def train_bpe(texts: Iterable[str], vocab_size: int):
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     tok.post_processor = processors.ByteLevel(trim_offsets=False)
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[EOS], show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())  # fmt: skip
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=[EOS],
+        show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
     tok.train_from_iterator(texts, trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=EOS, bos_token=EOS, unk_token=EOS, pad_token=EOS,
-                                   model_max_length=1_000_000)  # fmt: skip
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, eos_token=EOS, bos_token=EOS, unk_token=EOS, pad_token=EOS, model_max_length=1_000_000
+    )
 
 
 def load_tokenizer(path: str | Path):
@@ -87,8 +92,9 @@ def _write_tokens(path: Path, ids: np.ndarray) -> None:
     tmp.replace(path)
 
 
-def _encode_stream(tok: Any, docs: list[dict[str, Any]], dtype: np.dtype, solution_mask: bool,
-                   label: str) -> tuple[np.ndarray, np.ndarray | None]:  # fmt: skip
+def _encode_stream(
+    tok: Any, docs: list[dict[str, Any]], dtype: np.dtype, solution_mask: bool, label: str
+) -> tuple[np.ndarray, np.ndarray | None]:
     eos = tok.eos_token_id
     chunks: list[np.ndarray] = []
     masks: list[np.ndarray] = []
@@ -113,9 +119,19 @@ def _encode_stream(tok: Any, docs: list[dict[str, Any]], dtype: np.dtype, soluti
 def tokenize(run_dir: Path, config: Config, force: bool = False) -> dict[str, Any]:
     cfg: TokenizeConfig = config.tokenize
     clean = require_complete(run_dir, "clean")
-    tok_stage = Stage(run_dir, "tokenizer", stage_key({"tokenizer": cfg.tokenizer, "vocab_size": cfg.vocab_size,
-                                                       "sample": cfg.train_sample_bytes, "seed": config.seed},
-                                                      [clean["cache_key"]]))  # fmt: skip
+    tok_stage = Stage(
+        run_dir,
+        "tokenizer",
+        stage_key(
+            {
+                "tokenizer": cfg.tokenizer,
+                "vocab_size": cfg.vocab_size,
+                "sample": cfg.train_sample_bytes,
+                "seed": config.seed,
+            },
+            [clean["cache_key"]],
+        ),
+    )
     stage = Stage(run_dir, "tokens", stage_key(cfg, [clean["cache_key"], tok_stage.key]))
     if stage.is_complete() and tok_stage.is_complete() and not force:
         return stage.manifest() or {}
@@ -126,8 +142,9 @@ def tokenize(run_dir: Path, config: Config, force: bool = False) -> dict[str, An
         raise Phi1Error(f"{run_dir / 'clean'}: no documents to tokenize")
 
     if not tok_stage.is_complete() or force:
-        tok_stage.begin({"tokenizer": cfg.tokenizer, "vocab_size": cfg.vocab_size}, {"clean": clean["cache_key"]},
-                        force=True)  # fmt: skip
+        tok_stage.begin(
+            {"tokenizer": cfg.tokenizer, "vocab_size": cfg.vocab_size}, {"clean": clean["cache_key"]}, force=True
+        )
         with tok_stage.timed("train_s"):
             if cfg.tokenizer == "train":
                 sample, size = [], 0
@@ -149,8 +166,12 @@ def tokenize(run_dir: Path, config: Config, force: bool = False) -> dict[str, An
     files: dict[str, Any] = {}
     pre_train, pre_val = _split(pre_docs, cfg.val_fraction, config.seed)
     ft_train, ft_val = _split(ft_docs, cfg.val_fraction, config.seed)
-    sets = [("pretrain", _mix(pre_train, cfg.mix, config.seed), False), ("pretrain_val", pre_val, False),
-            ("finetune", ft_train, True), ("finetune_val", ft_val, True)]  # fmt: skip
+    sets = [
+        ("pretrain", _mix(pre_train, cfg.mix, config.seed), False),
+        ("pretrain_val", pre_val, False),
+        ("finetune", ft_train, True),
+        ("finetune_val", ft_val, True),
+    ]
     with stage.timed("tokenize_s"):
         for name, docs, with_mask in sets:
             if not docs:
@@ -159,10 +180,19 @@ def tokenize(run_dir: Path, config: Config, force: bool = False) -> dict[str, An
             _write_tokens(stage.path / f"{name}.bin", ids)
             if mask is not None:
                 _write_tokens(stage.path / f"{name}.mask.bin", mask)
-            files[name] = {"tokens": int(ids.size), "documents": len(docs), "sequences": int(ids.size // cfg.seq_len),
-                           "by_kind": {k: sum(1 for d in docs if d["kind"] == k) for k in {d["kind"] for d in docs}}}  # fmt: skip
-    index = {"seq_len": cfg.seq_len, "dtype": dtype.name, "vocab_size": vocab, "eos_token_id": tok.eos_token_id,
-             "files": files}  # fmt: skip
+            files[name] = {
+                "tokens": int(ids.size),
+                "documents": len(docs),
+                "sequences": int(ids.size // cfg.seq_len),
+                "by_kind": {k: sum(1 for d in docs if d["kind"] == k) for k in {d["kind"] for d in docs}},
+            }
+    index = {
+        "seq_len": cfg.seq_len,
+        "dtype": dtype.name,
+        "vocab_size": vocab,
+        "eos_token_id": tok.eos_token_id,
+        "files": files,
+    }
     (stage.path / "index.json").write_text(json.dumps(index, indent=2))
     return stage.finish(counts={k: v["tokens"] for k, v in files.items()}, index=index, mix=cfg.mix)
 
@@ -185,8 +215,10 @@ class TokenShards:
         self.mask = np.memmap(mask_path, dtype=np.uint8, mode="r") if mask_path.exists() else None
         self.n_sequences = len(self.tokens) // self.seq_len
         if self.n_sequences == 0:
-            raise Phi1Error(f"{tokens_dir}/{name}.bin: {len(self.tokens)} tokens, fewer than one sequence of "
-                            f"{self.seq_len}; lower tokenize.seq_len or add data")  # fmt: skip
+            raise Phi1Error(
+                f"{tokens_dir}/{name}.bin: {len(self.tokens)} tokens, fewer than one sequence of "
+                f"{self.seq_len}; lower tokenize.seq_len or add data"
+            )
 
     def sequences(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         starts = np.asarray(indices) * self.seq_len

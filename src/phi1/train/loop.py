@@ -32,8 +32,16 @@ from phi1.train import checkpoint
 from phi1.train.schedule import linear_schedule
 
 # Dense bf16 peak FLOP/s of common accelerators, for MFU.
-PEAK_FLOPS = {"H200": 989.4e12, "H100": 989.4e12, "A100": 312e12, "L40S": 362e12, "A10G": 70e12, "L4": 121e12,
-              "RTX 4090": 165e12, "RTX 3090": 71e12}  # fmt: skip
+PEAK_FLOPS = {
+    "H200": 989.4e12,
+    "H100": 989.4e12,
+    "A100": 312e12,
+    "L40S": 362e12,
+    "A10G": 70e12,
+    "L4": 121e12,
+    "RTX 4090": 165e12,
+    "RTX 3090": 71e12,
+}
 
 
 # -- distributed ----------------------------------------------------------------------------------------
@@ -139,9 +147,21 @@ def _phase_config(config: Config, phase: str) -> TrainConfig:
 
 def phase_key(run_dir: Path, config: Config, phase: str) -> str:
     cfg = _phase_config(config, phase)
-    fields = {"train": cfg.model_dump(exclude={"eval_every", "eval_batches", "log_every", "checkpoint_every",
-                                               "keep_checkpoints", "device", "peak_tflops"}),
-              "model": config.model.model_dump(), "seed": config.seed}  # fmt: skip
+    fields = {
+        "train": cfg.model_dump(
+            exclude={
+                "eval_every",
+                "eval_batches",
+                "log_every",
+                "checkpoint_every",
+                "keep_checkpoints",
+                "device",
+                "peak_tflops",
+            }
+        ),
+        "model": config.model.model_dump(),
+        "seed": config.seed,
+    }
     inputs = [require_complete(run_dir, "tokens")["cache_key"]]
     if phase == "finetune":
         inputs.append(require_complete(run_dir, "pretrain")["cache_key"])
@@ -161,14 +181,17 @@ def train(run_dir: Path, config: Config, phase: str, resume: bool = False, force
         dist.close()
 
 
-def _train(run_dir: Path, config: Config, cfg: TrainConfig, phase: str, stage: Stage, dist: Dist, resume: bool,
-           force: bool) -> dict[str, Any]:  # fmt: skip
+def _train(
+    run_dir: Path, config: Config, cfg: TrainConfig, phase: str, stage: Stage, dist: Dist, resume: bool, force: bool
+) -> dict[str, Any]:
     from transformers import PhiForCausalLM
 
     per_step = cfg.micro_batch_size * dist.world
     if cfg.batch_size % per_step:
-        raise Phi1Error(f"{phase}.batch_size {cfg.batch_size} is not divisible by micro_batch_size "
-                        f"{cfg.micro_batch_size} x world size {dist.world}")  # fmt: skip
+        raise Phi1Error(
+            f"{phase}.batch_size {cfg.batch_size} is not divisible by micro_batch_size "
+            f"{cfg.micro_batch_size} x world size {dist.world}"
+        )
     accum = cfg.batch_size // per_step
     seed = config.seed if cfg.seed is None else cfg.seed
     tokens_dir = run_dir / "tokens"
@@ -182,8 +205,10 @@ def _train(run_dir: Path, config: Config, cfg: TrainConfig, phase: str, stage: S
     m = stage.manifest()
     same_run = m is not None and m.get("cache_key") == stage.key
     if existing is not None and same_run and not resume and not force:
-        raise Phi1Error(f"{stage.path}: an unfinished run has checkpoints (last: {existing.name}); pass --resume "
-                        "to continue it or --force to start over")  # fmt: skip
+        raise Phi1Error(
+            f"{stage.path}: an unfinished run has checkpoints (last: {existing.name}); pass --resume "
+            "to continue it or --force to start over"
+        )
     if dist.main:
         if not (resume and same_run):
             stage.begin(cfg, {"tokens": require_complete(run_dir, "tokens")["cache_key"]}, force=True)
@@ -223,8 +248,9 @@ def _train(run_dir: Path, config: Config, cfg: TrainConfig, phase: str, stage: S
         for layer in raw.model.layers:
             fully_shard(layer)
         fully_shard(raw)
-    optimizer = torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps,
-                                  fused=dist.device.type == "cuda" and cfg.parallel != "fsdp")  # fmt: skip
+    optimizer = torch.optim.AdamW(
+        groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, fused=dist.device.type == "cuda" and cfg.parallel != "fsdp"
+    )
     scheduler = linear_schedule(optimizer, cfg.warmup_steps, cfg.max_steps, cfg.min_lr_ratio)
     if dist.world > 1 and cfg.parallel == "ddp":
         model = torch.nn.parallel.DistributedDataParallel(
@@ -258,8 +284,9 @@ def _train(run_dir: Path, config: Config, cfg: TrainConfig, phase: str, stage: S
     last_log = time.perf_counter()
     tokens_since = 0
     loss_val = float("nan")
-    with progress_bar(cfg.max_steps - start_step, f"{phase}", unit="step",
-                      extra=lambda: f"loss {loss_val:.3f}") as advance:  # fmt: skip
+    with progress_bar(
+        cfg.max_steps - start_step, f"{phase}", unit="step", extra=lambda: f"loss {loss_val:.3f}"
+    ) as advance:
         for step in range(start_step, cfg.max_steps):
             t0 = time.perf_counter()
             idx = batches.indices(step)
@@ -274,12 +301,14 @@ def _train(run_dir: Path, config: Config, cfg: TrainConfig, phase: str, stage: S
                 x = torch.from_numpy(ids[part]).to(dist.device)
                 y = torch.from_numpy(tgt[part]).to(dist.device)
                 sync = k == accum - 1 or not isinstance(model, torch.nn.parallel.DistributedDataParallel)
-                with contextlib.nullcontext() if sync else model.no_sync(), autocast():
-                    logits = model(input_ids=x).logits[:, :-1]
+                with contextlib.nullcontext() if sync else model.no_sync():
+                    with autocast():  # the forward only: backward runs in the types the forward chose
+                        logits = model(input_ids=x).logits[:, :-1]
                     # Sum over tokens / tokens of the whole global batch: every rank and micro-batch adds
                     # its exact share; DDP's gradient averaging is undone by the world size.
-                    loss = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1),
-                                           ignore_index=-100, reduction="sum") / max(1, global_count)  # fmt: skip
+                    loss = F.cross_entropy(
+                        logits.float().reshape(-1, logits.size(-1)), y.reshape(-1), ignore_index=-100, reduction="sum"
+                    ) / max(1, global_count)
                     (loss * dist.world).backward()
                 total += loss.detach()
             if cfg.grad_clip > 0:
@@ -302,11 +331,18 @@ def _train(run_dir: Path, config: Config, cfg: TrainConfig, phase: str, stage: S
             if dist.main and (done % cfg.log_every == 0 or done == cfg.max_steps or done == start_step + 1):
                 elapsed = time.perf_counter() - last_log
                 tps = tokens_since / max(elapsed, 1e-9)
-                row = {"step": done, "loss": round(loss_val, 6), "lr": scheduler.get_last_lr()[0],
-                       "grad_norm": round(float(grad_norm), 4), "tokens": done * tokens_per_step,
-                       "tokens_per_s": round(tps, 1), "step_s": round(dt, 4),
-                       "mfu": round(tps * fpt / peak, 4) if peak else None,
-                       "memory_gb": round(_memory_gb(dist.device), 3), "epochs": round(batches.epochs_at(done), 3)}  # fmt: skip
+                row = {
+                    "step": done,
+                    "loss": round(loss_val, 6),
+                    "lr": scheduler.get_last_lr()[0],
+                    "grad_norm": round(float(grad_norm), 4),
+                    "tokens": done * tokens_per_step,
+                    "tokens_per_s": round(tps, 1),
+                    "step_s": round(dt, 4),
+                    "mfu": round(tps * fpt / peak, 4) if peak else None,
+                    "memory_gb": round(_memory_gb(dist.device), 3),
+                    "epochs": round(batches.epochs_at(done), 3),
+                }
                 _log(metrics_path, writer, row)
                 last_log, tokens_since = time.perf_counter(), 0
             if done % cfg.eval_every == 0 or done == cfg.max_steps:
@@ -329,16 +365,22 @@ def _train(run_dir: Path, config: Config, cfg: TrainConfig, phase: str, stage: S
     train_rows = [r for r in rows if "loss" in r]
     val_rows = [r for r in rows if "val_loss" in r]
     summary = {
-        "steps": cfg.max_steps, "world_size": dist.world, "grad_accumulation": accum,
+        "steps": cfg.max_steps,
+        "world_size": dist.world,
+        "grad_accumulation": accum,
         "effective_batch": {"sequences": cfg.batch_size, "tokens": cfg.batch_size * data.seq_len},
-        "parameters": counts, "flops_per_token": fpt, "bf16": use_bf16, "device": str(dist.device),
+        "parameters": counts,
+        "flops_per_token": fpt,
+        "bf16": use_bf16,
+        "device": str(dist.device),
         "first_loss": train_rows[0]["loss"] if train_rows else None,
         "final_loss": train_rows[-1]["loss"] if train_rows else None,
         "final_val": val_rows[-1] if val_rows else None,
         "tokens_per_s": round(float(np.median([r["tokens_per_s"] for r in train_rows[1:]] or [0])), 1),
-        "mfu": train_rows[-1].get("mfu") if train_rows else None, "resumed_from": start_step or None,
+        "mfu": train_rows[-1].get("mfu") if train_rows else None,
+        "resumed_from": start_step or None,
         "checkpoint": str(final),
-    }  # fmt: skip
+    }
     if writer is not None:
         writer.close()
     if dist.main:
@@ -354,6 +396,16 @@ def _optional_shards(tokens_dir: Path, name: str, seq_len: int) -> TokenShards |
         return TokenShards(tokens_dir, name, seq_len)
     except Phi1Error:
         return None
+
+
+def _adamw(groups: list[dict[str, Any]], cfg: TrainConfig, fused: bool) -> torch.optim.AdamW:
+    """Fused AdamW (one kernel for all parameters; on CPU too since torch 2.4) where it is available."""
+    if fused:
+        try:
+            return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, fused=True)
+        except (RuntimeError, TypeError, ValueError):
+            pass
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps)
 
 
 def _grad_norm(model: torch.nn.Module) -> torch.Tensor:
@@ -385,8 +437,15 @@ def _humaneval_set(tokenizer: Any, seq_len: int) -> list[tuple[list[int], int]] 
 
 
 @torch.no_grad()
-def _evaluate(model: Any, val: TokenShards | None, humaneval: list | None, cfg: TrainConfig, dist: Dist, autocast: Any,
-              solution_only: bool) -> dict[str, float]:  # fmt: skip
+def _evaluate(
+    model: Any,
+    val: TokenShards | None,
+    humaneval: list | None,
+    cfg: TrainConfig,
+    dist: Dist,
+    autocast: Any,
+    solution_only: bool,
+) -> dict[str, float]:
     model.eval()
     out: dict[str, float] = {}
     try:
@@ -398,8 +457,11 @@ def _evaluate(model: Any, val: TokenShards | None, humaneval: list | None, cfg: 
                 tgt = torch.from_numpy(targets(ids, mask, solution_only)).to(dist.device)
                 with autocast():
                     logits = model(input_ids=torch.from_numpy(ids).to(dist.device)).logits[:, :-1]
-                total += float(F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), tgt.reshape(-1),
-                                               ignore_index=-100, reduction="sum"))  # fmt: skip
+                total += float(
+                    F.cross_entropy(
+                        logits.float().reshape(-1, logits.size(-1)), tgt.reshape(-1), ignore_index=-100, reduction="sum"
+                    )
+                )
                 count += int((tgt != -100).sum())
             out["val_loss"] = round(total / max(count, 1), 6)
         if humaneval:
@@ -460,18 +522,25 @@ def _optimizer_state(raw: torch.nn.Module, optimizer: torch.optim.Optimizer, dis
     if dist.world > 1:
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
 
-        return get_optimizer_state_dict(raw, optimizer,
-                                        options=StateDictOptions(full_state_dict=True, cpu_offload=True))  # fmt: skip
+        return get_optimizer_state_dict(
+            raw, optimizer, options=StateDictOptions(full_state_dict=True, cpu_offload=True)
+        )
     return optimizer.state_dict()
 
 
-def _save(folder: Path, raw: Any, tokenizer: Any, optimizer: Any, scheduler: Any, step: int, dist: Dist,
-          cfg: TrainConfig) -> None:  # fmt: skip
+def _save(
+    folder: Path, raw: Any, tokenizer: Any, optimizer: Any, scheduler: Any, step: int, dist: Dist, cfg: TrainConfig
+) -> None:
     model_state = _model_state(raw, dist)
     optim_state = _optimizer_state(raw, optimizer, dist)
     if dist.main:
-        state = {"step": step, "optimizer": optim_state, "scheduler": scheduler.state_dict(),
-                 "rng": checkpoint.rng_state(), "world_size": dist.world}  # fmt: skip
+        state = {
+            "step": step,
+            "optimizer": optim_state,
+            "scheduler": scheduler.state_dict(),
+            "rng": checkpoint.rng_state(),
+            "world_size": dist.world,
+        }
         checkpoint.save(folder, raw, tokenizer, model_state, state)
         checkpoint.prune(folder.parent, cfg.keep_checkpoints)
     dist.barrier()

@@ -15,6 +15,7 @@ def lr_factor(step: int, warmup: int, total: int, min_ratio: float = 0.0) -> flo
     return max(min_ratio, 1.0 - progress * (1.0 - min_ratio))
 
 
-def linear_schedule(optimizer: torch.optim.Optimizer, warmup: int, total: int,
-                    min_ratio: float = 0.0) -> torch.optim.lr_scheduler.LambdaLR:  # fmt: skip
+def linear_schedule(
+    optimizer: torch.optim.Optimizer, warmup: int, total: int, min_ratio: float = 0.0
+) -> torch.optim.lr_scheduler.LambdaLR:
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, warmup, total, min_ratio))
