@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(VENV)/bin/phi1 eval --benchmark humaneval --canonical --out runs/humaneval-canonical
+	$(VENV)/bin/phi1 run --config configs/tiny.yaml
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks

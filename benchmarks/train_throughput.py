@@ -37,8 +37,13 @@ def make_run(run_dir: Path, vocab: int, seq_len: int, n_seq: int) -> None:
     dtype = np.uint16 if vocab <= 65536 else np.uint32
     rng = np.random.default_rng(0)
     rng.integers(0, vocab, size=seq_len * n_seq, dtype=dtype).tofile(run_dir / "tokens" / "pretrain.bin")
-    index = {"seq_len": seq_len, "dtype": np.dtype(dtype).name, "vocab_size": vocab, "eos_token_id": 0,
-             "files": {"pretrain": {"tokens": seq_len * n_seq, "documents": n_seq, "sequences": n_seq}}}  # fmt: skip
+    index = {
+        "seq_len": seq_len,
+        "dtype": np.dtype(dtype).name,
+        "vocab_size": vocab,
+        "eos_token_id": 0,
+        "files": {"pretrain": {"tokens": seq_len * n_seq, "documents": n_seq, "sequences": n_seq}},
+    }
     (run_dir / "tokens" / "index.json").write_text(json.dumps(index))
     for stage in ("tokens", "clean"):
         (run_dir / stage).mkdir(exist_ok=True)
@@ -70,12 +75,20 @@ def worker_phi1(args: argparse.Namespace) -> dict:
         vocab = 51200 if args.preset in ("phi-1", "phi-1-small", "small") else 8192
         make_run(run, vocab, args.seq_len, max(64, args.micro_batch * (args.steps + 2)))
         overrides = {"vocab_size": vocab, **json.loads(args.overrides)}
-        sets = [f"model.preset={args.preset}", f"model.overrides={json.dumps(overrides)}",
-                f"pretrain.max_steps={args.steps}", f"pretrain.batch_size={args.micro_batch}",
-                f"pretrain.micro_batch_size={args.micro_batch}", "pretrain.log_every=1", "pretrain.eval_every=100000",
-                "pretrain.checkpoint_every=100000", "pretrain.humaneval_loss=false", "pretrain.warmup_steps=1",
-                f"pretrain.compile={str(args.compile).lower()}",
-                f"pretrain.activation_checkpointing={str(args.checkpointing).lower()}"]  # fmt: skip
+        sets = [
+            f"model.preset={args.preset}",
+            f"model.overrides={json.dumps(overrides)}",
+            f"pretrain.max_steps={args.steps}",
+            f"pretrain.batch_size={args.micro_batch}",
+            f"pretrain.micro_batch_size={args.micro_batch}",
+            "pretrain.log_every=1",
+            "pretrain.eval_every=100000",
+            "pretrain.checkpoint_every=100000",
+            "pretrain.humaneval_loss=false",
+            "pretrain.warmup_steps=1",
+            f"pretrain.compile={str(args.compile).lower()}",
+            f"pretrain.activation_checkpointing={str(args.checkpointing).lower()}",
+        ]
         if args.peak_tflops:
             sets.append(f"pretrain.peak_tflops={args.peak_tflops}")
         cfg = load_config(None, sets)
@@ -167,8 +180,10 @@ def main() -> None:
         peak, peak_note = cpu_peak_flops(), "measured bf16/fp32 matmul peak of this CPU"
     argv = sys.argv[1:]
     ours = run_worker("phi1", argv)
-    print(f"model: {args.preset} ({counts['total'] / 1e6:.1f}M parameters), seq {args.seq_len}, micro-batch "
-          f"{args.micro_batch}, {'GPU ' + torch.cuda.get_device_name() if on_gpu else 'CPU'}")  # fmt: skip
+    print(
+        f"model: {args.preset} ({counts['total'] / 1e6:.1f}M parameters), seq {args.seq_len}, micro-batch "
+        f"{args.micro_batch}, {'GPU ' + torch.cuda.get_device_name() if on_gpu else 'CPU'}"
+    )
     peak_text = f"{peak / 1e12:.2f} TFLOP/s ({peak_note})" if peak else "unknown"
     print(f"FLOPs/token {fpt / 1e9:.3f} G; peak {peak_text}")
 
@@ -179,15 +194,19 @@ def main() -> None:
     print(line("phi1 trainer (bf16 autocast, SDPA)", ours))
     if peak and on_gpu:  # the MFU target is for GPUs; on a CPU the figure is printed for reference
         mfu = ours["tokens_per_s"] * fpt / peak
-        print(f"RESULT train_mfu_{args.preset} value={mfu:.3f} baseline=0.5 ratio={mfu / 0.5:.3f} target=0.5 "
-              f"status={'met' if mfu >= 0.5 else 'missed'}")  # fmt: skip
+        print(
+            f"RESULT train_mfu_{args.preset} value={mfu:.3f} baseline=0.5 ratio={mfu / 0.5:.3f} target=0.5 "
+            f"status={'met' if mfu >= 0.5 else 'missed'}"
+        )
     if args.no_baseline:
         return
     plain = run_worker("plain", argv)
     print(line("plain fp32 loop (AdamW)", plain))
     ratio = ours["tokens_per_s"] / plain["tokens_per_s"]
-    print(f"RESULT train_tokens_per_s value={ours['tokens_per_s']:.0f} baseline={plain['tokens_per_s']:.0f} "
-          f"ratio={ratio:.3f} target=2.0 status={'met' if ratio >= 2.0 else 'missed'}")  # fmt: skip
+    print(
+        f"RESULT train_tokens_per_s value={ours['tokens_per_s']:.0f} baseline={plain['tokens_per_s']:.0f} "
+        f"ratio={ratio:.3f} target=2.0 status={'met' if ratio >= 2.0 else 'missed'}"
+    )
 
 
 if __name__ == "__main__":

@@ -277,6 +277,70 @@ def finetune_cmd(
     _train("finetune", config, set_, run_dir, resume, force)
 
 
+@app.command("run")
+def run_cmd(
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    run_dir: RunDirOpt = None,
+    from_: Annotated[str | None, typer.Option("--from", help="redo this stage and every one after it")] = None,
+    only: Annotated[str | None, typer.Option(help="run this stage alone")] = None,
+    force: Annotated[bool, typer.Option(help="redo every stage")] = False,
+    dry_run: Annotated[bool, typer.Option(help="print the plan (stages, budgets, teacher calls, GPU-hours)")] = False,
+) -> None:
+    """The whole recipe: curate, synth, clean, tokenize, pretrain, finetune, evaluate, report."""
+    from phi1.pipeline import plan, run_pipeline
+
+    if dry_run:
+        from phi1.config import load_config
+
+        cfg = load_config(config, set_)
+        for line in plan(cfg, run_dir or Path("runs") / cfg.name):
+            typer.echo(line)
+        return
+    cfg, path = _setup(config, set_, run_dir)
+    run_pipeline(cfg, path, from_stage=from_, only=only, force=force)
+    typer.echo(f"report: {path / 'report.md'}")
+
+
+@app.command("ablate")
+def ablate_cmd(
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    run_dir: RunDirOpt = None,
+    study: Annotated[str, typer.Option(help="figure (the paper's Figure 2.1) or epochs (repeated data)")] = "figure",
+    force: bool = False,
+) -> None:
+    """Ablations on the run's data: Figure 2.1 (unfiltered vs textbook vs + exercises), or repeated data."""
+    from phi1.ablate import ablate_epochs, ablate_figure
+    from phi1.pipeline import run_pipeline
+
+    if study not in ("figure", "epochs"):
+        raise Phi1Error(f"--study must be figure or epochs, got {study!r}")
+    cfg, path = _setup(config, set_, run_dir)
+    for stage in ("curate", "synth", "clean", "tokenize"):  # cached: nothing is redone
+        run_pipeline(cfg, path, only=stage)
+    if study == "figure":
+        m = ablate_figure(path, cfg, force)
+        typer.echo(m["table"])
+    else:
+        m = ablate_epochs(path, cfg, force)
+        for row in m["results"]:
+            typer.echo(
+                f"{row['passes']:>3} passes over {row['unique_tokens']:>10,} unique tokens: held-out loss "
+                f"{row['val_loss']}"
+            )
+    typer.echo(f"figure: {m['figure']}")
+
+
+@app.command("report")
+def report_cmd(run_dir: Annotated[Path, typer.Option("--run-dir", help="the run directory")]) -> None:
+    """Write report.md and its figures from a run directory's manifests."""
+    from phi1.report import write_report
+
+    result = write_report(run_dir)
+    typer.echo(f"report: {result['report']}")
+
+
 def main() -> None:
     # Usage errors are click's (exit 2); a Phi1Error is the user's input or environment: one line, exit 2.
     try:

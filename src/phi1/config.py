@@ -186,9 +186,37 @@ class FinetuneConfig(TrainConfig):
     loss_on: Literal["all", "solution"] = "solution"
 
 
+class EvaluateConfig(Section):
+    """Which benchmarks score the base and finetuned models, and how completions are sampled."""
+
+    benchmarks: list[Literal["humaneval", "humaneval+", "mbpp"]] = ["humaneval"]
+    mbpp_path: str | None = None  # your copy of mbpp.jsonl; a missing file skips MBPP with a note
+    humaneval_plus_path: str | None = None  # your copy of HumanEvalPlus .jsonl.gz
+    n: int = Field(1, ge=1)
+    temperature: float = Field(0.0, ge=0)
+    top_p: float = Field(0.95, gt=0, le=1)
+    max_new_tokens: int = Field(256, ge=1)
+    batch_size: int = Field(16, ge=1)
+    ks: list[int] = [1]
+    workers: int | None = Field(None, ge=1)
+    timeout_s: float | None = Field(None, gt=0)
+    sandbox: Literal["bwrap", "none"] = "bwrap"
+
+
+class AblateConfig(Section):
+    pretrain_steps: int | None = Field(None, ge=1)  # default: pretrain.max_steps
+    finetune_steps: int | None = Field(None, ge=1)  # default: finetune.max_steps
+    epochs_passes: list[int] = [1, 2, 4, 8, 16]
+    epochs_steps: int | None = Field(None, ge=1)  # default: pretrain.max_steps (cut to one pass of fresh data)
+
+
 class Config(Section):
     name: str = "phi1"
     seed: int = 1234
+    # For --dry-run estimates only: the GPUs you plan to train on.
+    plan_gpus: int = Field(1, ge=1)
+    plan_gpu_peak_tflops: float = Field(989.0, gt=0)  # H100/H200 dense bf16
+    plan_mfu: float = Field(0.4, gt=0, le=1)
     teacher: TeacherConfig = TeacherConfig()
     corpus: CorpusConfig = CorpusConfig()
     curate: CurateConfig = CurateConfig()
@@ -198,6 +226,8 @@ class Config(Section):
     model: ModelConfig = ModelConfig()
     pretrain: TrainConfig = TrainConfig()
     finetune: FinetuneConfig = FinetuneConfig()
+    evaluate: EvaluateConfig = EvaluateConfig()
+    ablate: AblateConfig = AblateConfig()
 
 
 def _set_path(tree: dict[str, Any], dotted: str, value: Any) -> None:

@@ -98,7 +98,12 @@ def run_clean(run_dir: Path, config: Config, force: bool = False) -> dict[str, A
         for k in np.nonzero(near)[0]:
             reason[alive[k]] = "near_duplicate"
 
-    problems = load_benchmark_problems(cfg.humaneval, cfg.mbpp_path, cfg.extra_benchmarks)
+    notes = []
+    mbpp = cfg.mbpp_path
+    if mbpp is not None and not Path(mbpp).exists():
+        notes.append(f"MBPP not checked: no file at clean.mbpp_path ({mbpp})")
+        mbpp = None
+    problems = load_benchmark_problems(cfg.humaneval, mbpp, cfg.extra_benchmarks)
     alive = [i for i in range(len(docs)) if reason[i] is None]
     ngram_of: dict[int, set[int]] = {}
     with stage.timed("ngram_s"), console.status("decontaminating: n-grams"):
@@ -162,6 +167,7 @@ def run_clean(run_dir: Path, config: Config, force: bool = False) -> dict[str, A
         counts={"in": len(docs), "kept": len(rows)},
         funnel=funnel,
         benchmarks=similar,
+        notes=notes,
         thresholds={
             "minhash_bands_rows": [cfg.minhash_bands, cfg.minhash_rows],
             "ngram_n": cfg.ngram_n,

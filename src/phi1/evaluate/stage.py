@@ -1,0 +1,96 @@
+"""The evaluation stage of a run: the pretrained (base) and finetuned models on each configured benchmark,
+with pass@1 split by similarity to the training data (the paper's Table 3)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from phi1.config import Config
+from phi1.evaluate.generate import Sampling
+from phi1.evaluate.run import Source, run_eval
+from phi1.rundir import Stage, require_complete, stage_key
+
+MODELS = (("base", "pretrain"), ("finetuned", "finetune"))
+
+
+def _benchmark_paths(config: Config) -> tuple[list[tuple[str, str | None]], list[str]]:
+    cfg = config.evaluate
+    chosen, notes = [], []
+    for name in cfg.benchmarks:
+        path = {"humaneval": None, "mbpp": cfg.mbpp_path, "humaneval+": cfg.humaneval_plus_path}[name]
+        if name != "humaneval" and (path is None or not Path(path).exists()):
+            notes.append(
+                f"{name} skipped: no file at evaluate.{'mbpp_path' if name == 'mbpp' else 'humaneval_plus_path'}"
+                f" ({path})"
+            )
+            continue
+        chosen.append((name, path))
+    return chosen, notes
+
+
+def similarity_split(run_dir: Path, results_path: Path) -> dict[str, Any] | None:
+    """pass@1 over problems similar / not similar to the training data, from clean's similarity table."""
+    import pyarrow.parquet as pq
+
+    table_path = run_dir / "clean" / "benchmark_similarity.parquet"
+    if not table_path.exists():
+        return None
+    similar = {r["task_id"]: r["similar_to_training"] for r in pq.read_table(table_path).to_pylist()}
+    per_task: dict[str, list[bool]] = {}
+    for line in results_path.read_text().splitlines():
+        r = json.loads(line)
+        per_task.setdefault(r["task_id"], []).append(bool(r["passed"]))
+    out = {}
+    for label, flag in (("similar", True), ("not_similar", False)):
+        tasks = [t for t in per_task if similar.get(t) is flag]
+        if tasks:
+            out[label] = {
+                "problems": len(tasks),
+                "pass@1": round(sum(sum(per_task[t]) / len(per_task[t]) for t in tasks) / len(tasks), 4),
+            }
+        else:
+            out[label] = {"problems": 0, "pass@1": None}
+    return out
+
+
+def evaluate_run(run_dir: Path, config: Config, force: bool = False) -> dict[str, Any]:
+    cfg = config.evaluate
+    inputs = {phase: require_complete(run_dir, phase)["cache_key"] for _, phase in MODELS}
+    stage = Stage(run_dir, "eval", stage_key(cfg, inputs.values()))
+    if stage.is_complete() and not force:
+        return stage.manifest() or {}
+    stage.begin(cfg, inputs, force=force)
+    chosen, notes = _benchmark_paths(config)
+    sampling = Sampling(n=cfg.n, temperature=cfg.temperature, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens)
+    results: dict[str, dict[str, Any]] = {}
+    for label, phase in MODELS:
+        model_dir = run_dir / phase / "final"
+        for name, path in chosen:
+            out = stage.path / label / name.replace("+", "_plus")
+            summary_path = out / "summary.json"
+            if summary_path.exists() and not force:  # finished before an interruption
+                summary = json.loads(summary_path.read_text())
+            else:
+                with stage.timed(f"{label}_{name}_s"):
+                    summary = run_eval(
+                        name,
+                        Source(model=model_dir),
+                        out,
+                        problems=Path(path) if path else None,
+                        ks=cfg.ks,
+                        sampling=sampling,
+                        workers=cfg.workers,
+                        sandbox_mode=cfg.sandbox,
+                        timeout_s=cfg.timeout_s,
+                        batch_size=cfg.batch_size,
+                    )
+            split = similarity_split(run_dir, out / "results.jsonl")
+            results.setdefault(label, {})[name] = {
+                "pass_at_k": summary["pass_at_k"],
+                "status_counts": summary["status_counts"],
+                "similarity_split": split,
+                "summary": str(summary_path.relative_to(run_dir)),
+            }
+    return stage.finish(results=results, notes=notes)

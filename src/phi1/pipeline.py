@@ -1,0 +1,155 @@
+"""`phi1 run`: the whole recipe from one config. Every stage is cached by its key: a rerun with nothing
+changed does nothing, a changed section redoes its stage and those after it, and an interrupted run loses
+no finished work (teacher answers come from the cache, training resumes from its last checkpoint)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from phi1.config import Config
+from phi1.errors import Phi1Error
+from phi1.progress import console
+
+STAGES = ("curate", "synth", "clean", "tokenize", "pretrain", "finetune", "evaluate", "report")
+
+
+def _teacher(config: Config, run_dir: Path) -> Any:
+    from phi1.teacher import make_teacher
+
+    return make_teacher(config.teacher, run_dir / "teacher-cache.sqlite")
+
+
+def _stage_functions(config: Config, run_dir: Path) -> dict[str, Callable[[bool], Any]]:
+    def curate(force: bool) -> Any:
+        from phi1.curate import run_curate
+
+        return run_curate(config, run_dir, _teacher(config, run_dir), force)
+
+    def synth(force: bool) -> Any:
+        from phi1.synth.exercises import synth_exercises
+        from phi1.synth.textbook import synth_textbook
+
+        teacher = _teacher(config, run_dir)
+        return {
+            "textbook": synth_textbook(run_dir, config, teacher, force),
+            "exercises": synth_exercises(run_dir, config, teacher, config.evaluate.sandbox, force),
+        }
+
+    def clean(force: bool) -> Any:
+        from phi1.clean import run_clean
+
+        return run_clean(run_dir, config, force)
+
+    def tokenize(force: bool) -> Any:
+        from phi1.tokenize import tokenize as run_tokenize
+
+        return run_tokenize(run_dir, config, force)
+
+    def pretrain(force: bool) -> Any:
+        from phi1.train import train
+
+        return train(run_dir, config, "pretrain", resume=not force, force=force)
+
+    def finetune(force: bool) -> Any:
+        from phi1.train import train
+
+        return train(run_dir, config, "finetune", resume=not force, force=force)
+
+    def evaluate(force: bool) -> Any:
+        from phi1.evaluate.stage import evaluate_run
+
+        return evaluate_run(run_dir, config, force)
+
+    def report(force: bool) -> Any:
+        from phi1.report import write_report
+
+        return write_report(run_dir)
+
+    return {
+        "curate": curate,
+        "synth": synth,
+        "clean": clean,
+        "tokenize": tokenize,
+        "pretrain": pretrain,
+        "finetune": finetune,
+        "evaluate": evaluate,
+        "report": report,
+    }
+
+
+def run_pipeline(
+    config: Config, run_dir: Path, from_stage: str | None = None, only: str | None = None, force: bool = False
+) -> dict[str, Any]:
+    for name in (from_stage, only):
+        if name is not None and name not in STAGES:
+            raise Phi1Error(f"unknown stage {name!r}: one of {', '.join(STAGES)}")
+    run_dir = Path(run_dir)
+    functions = _stage_functions(config, run_dir)
+    chosen = [only] if only else list(STAGES[STAGES.index(from_stage) :] if from_stage else STAGES)
+    results: dict[str, Any] = {}
+    for name in chosen:
+        redo = force or (from_stage is not None) or (only is not None and force)
+        start = time.perf_counter()
+        console.rule(f"[bold]{name}")
+        results[name] = functions[name](redo)
+        console.print(f"{name}: done in {time.perf_counter() - start:.1f}s")
+    return results
+
+
+# -- the plan (--dry-run) ----------------------------------------------------------------------------------
+
+
+def plan(config: Config, run_dir: Path) -> list[str]:
+    """What a run would do: stages, data and token budgets, teacher calls, training FLOPs and GPU-hours."""
+    from phi1.model import count_parameters, flops_per_token, model_config
+
+    c = config
+    vocab = c.tokenize.vocab_size
+    mcfg = model_config(c.model.preset, c.model.overrides, -(-vocab // 64) * 64)
+    params = count_parameters(mcfg)
+    seq = c.tokenize.seq_len
+    fpt = flops_per_token(mcfg, seq, params["non_embedding"])
+    pre_tokens = c.pretrain.max_steps * c.pretrain.batch_size * seq
+    ft_tokens = c.finetune.max_steps * c.finetune.batch_size * seq
+    flops = fpt * (pre_tokens + ft_tokens)
+    peak = c.plan_gpu_peak_tflops * 1e12
+    gpu_hours = flops / (peak * c.plan_mfu) / 3600
+    teacher_calls = c.curate.annotate_samples + c.synth.textbook_samples + c.synth.exercise_samples
+    prompt_tokens = c.curate.annotate_samples * 1800 + (c.synth.textbook_samples + c.synth.exercise_samples) * 350
+    completion_tokens = (
+        c.curate.annotate_samples * 120 + c.synth.textbook_samples * 900 + c.synth.exercise_samples * 400
+    )
+    cost = None
+    if c.teacher.price_prompt_per_m is not None or c.teacher.price_completion_per_m is not None:
+        cost = (
+            prompt_tokens * (c.teacher.price_prompt_per_m or 0) / 1e6
+            + completion_tokens * (c.teacher.price_completion_per_m or 0) / 1e6
+        )
+    corpus = c.corpus.path or "the Python standard library"
+    lines = [
+        f"run directory: {run_dir}",
+        f"teacher:       {c.teacher.backend}:{c.teacher.model}"
+        + (f" at {c.teacher.base_url}" if c.teacher.base_url else ""),
+        f"1 curate       corpus {corpus} ({c.corpus.kind}); {c.curate.annotate_samples:,} files annotated; encoder "
+        f"{c.curate.encoder}; keep by {c.curate.keep}",
+        f"2 synth        {c.synth.textbook_samples:,} textbook sections, {c.synth.exercise_samples:,} exercises "
+        "(each verified in the sandbox)",
+        f"3 clean        MinHash {c.clean.minhash_bands}x{c.clean.minhash_rows}; decontamination: "
+        f"{c.clean.ngram_n}-grams, embedding >= {c.clean.embed_threshold}, AST tau >= {c.clean.ast_threshold}",
+        f"4 tokenize     {'BPE ' + str(vocab) if c.tokenize.tokenizer == 'train' else c.tokenize.tokenizer}; "
+        f"sequences of {seq}; mix {c.tokenize.mix}",
+        f"5 pretrain     {c.model.preset}: {params['total'] / 1e6:,.1f}M parameters; {c.pretrain.max_steps:,} steps x "
+        f"{c.pretrain.batch_size} x {seq} = {pre_tokens / 1e9:,.3f}B tokens; lr {c.pretrain.lr}",
+        f"6 finetune     {c.finetune.max_steps:,} steps x {c.finetune.batch_size} x {seq} = "
+        f"{ft_tokens / 1e6:,.1f}M tokens; lr {c.finetune.lr}; loss on {c.finetune.loss_on}",
+        f"7 evaluate     {', '.join(c.evaluate.benchmarks)}; n={c.evaluate.n}, temperature {c.evaluate.temperature}",
+        "8 report       report.md + figures",
+        f"teacher calls: ~{teacher_calls:,} (~{prompt_tokens / 1e6:,.1f}M prompt + ~{completion_tokens / 1e6:,.1f}M "
+        f"completion tokens)" + (f", ~${cost:,.0f}" if cost is not None else ""),
+        f"training:      {flops:.3g} FLOPs = ~{gpu_hours:,.1f} GPU-hours at {c.plan_mfu:.0%} MFU of "
+        f"{c.plan_gpu_peak_tflops:g} TFLOP/s ({gpu_hours / max(1, c.plan_gpus):,.1f} h on {c.plan_gpus} GPUs)",
+    ]
+    return lines

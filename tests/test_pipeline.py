@@ -1,0 +1,93 @@
+"""`phi1 run`, `phi1 report` and `phi1 ablate` end to end on a smaller-than-tiny config (slow: minutes)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, phi1_cmd, shared_file
+from phi1.report import FIGURES
+
+MICRO = [
+    "corpus.max_files=150", "curate.annotate_samples=80", "curate.n_estimators=50", "curate.keep=top_fraction",
+    "curate.keep_fraction=0.5", "synth.textbook_samples=30", "synth.exercise_samples=40", "tokenize.vocab_size=512",
+    "tokenize.seq_len=64", "model.overrides={num_hidden_layers: 2, hidden_size: 64, intermediate_size: 256, "
+    "num_attention_heads: 4}", "pretrain.max_steps=40", "pretrain.batch_size=8", "pretrain.micro_batch_size=8",
+    "pretrain.checkpoint_every=10", "pretrain.eval_every=20", "pretrain.lr=3e-3", "finetune.max_steps=10",
+    "finetune.batch_size=8", "finetune.micro_batch_size=8", "evaluate.max_new_tokens=24", "evaluate.batch_size=32",
+    "ablate.epochs_passes=[1,4]", "ablate.epochs_steps=16",
+]  # fmt: skip
+
+
+def _args(run_dir: Path, *extra: str) -> list[str]:
+    sets = [a for s in MICRO for a in ("--set", s)]
+    return [*sets, "--set", f"clean.mbpp_path={shared_file('mbpp.jsonl')}", "--run-dir", str(run_dir), *extra]
+
+
+@pytest.mark.slow
+def test_run_end_to_end_rerun_and_resume(tmp_path: Path, cli_env: dict) -> None:
+    run_dir = tmp_path / "run"
+    proc = subprocess.Popen(phi1_cmd("run", *_args(run_dir)), env=cli_env, cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    ckpt = run_dir / "pretrain" / "checkpoints" / "step-0000010"
+    deadline = time.monotonic() + 900
+    while not ckpt.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert ckpt.exists(), "the run must have reached pretraining"
+    assert not (run_dir / "pretrain" / "final").exists()
+
+    done = subprocess.run(phi1_cmd("run", *_args(run_dir)), env=cli_env, cwd=ROOT, capture_output=True, text=True,
+                          timeout=1200)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"report: {run_dir / 'report.md'}" in done.stdout
+    for stage in ("corpus", "annotations", "embeddings", "classifier", "filtered", "textbook", "exercises", "clean",
+                  "tokenizer", "tokens", "pretrain", "finetune", "eval"):  # fmt: skip
+        m = json.loads((run_dir / stage / "manifest.json").read_text())
+        assert m["status"] == "complete", stage
+    pre = json.loads((run_dir / "pretrain" / "manifest.json").read_text())
+    assert pre["resumed_from"] in (10, 20, 30)
+    # The teacher was paid once: the rerun's annotations came from the cache.
+    assert json.loads((run_dir / "annotations" / "manifest.json").read_text())["teacher"]["requests"] == 80
+    report = (run_dir / "report.md").read_text()
+    for figure in FIGURES:
+        png = run_dir / "figures" / f"{figure}.png"
+        assert png.exists() and png.stat().st_size > 5000, figure
+        assert f"figures/{figure}.png" in report
+    assert "pretrain/manifest.json" in report and "| base | humaneval |" in report
+    ev = json.loads((run_dir / "eval" / "manifest.json").read_text())
+    assert set(ev["results"]) == {"base", "finetuned"}
+    split = ev["results"]["base"]["humaneval"]["similarity_split"]
+    assert split["similar"]["problems"] + split["not_similar"]["problems"] == 164
+
+    before = {p: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file() and "sqlite" not in p.name
+              and p.name != "config.yaml" and "report.md" not in p.name and "figures" not in p.parts}  # fmt: skip
+    again = subprocess.run(phi1_cmd("run", *_args(run_dir)), env=cli_env, cwd=ROOT, capture_output=True, text=True,
+                           timeout=600)  # fmt: skip
+    assert again.returncode == 0, again.stderr[-2000:]
+    after = {p: p.stat().st_mtime_ns for p in before}
+    assert before == after  # a second run does nothing (only the report is written again)
+
+    dry = subprocess.run(phi1_cmd("run", "--config", str(ROOT / "configs" / "phi-1.yaml"), "--dry-run"), env=cli_env,
+                         capture_output=True, text=True)  # fmt: skip
+    assert dry.returncode == 0 and "GPU-hours" in dry.stdout and "1,418.3M parameters" in dry.stdout
+
+    fig = subprocess.run(phi1_cmd("ablate", *_args(run_dir)), env=cli_env, cwd=ROOT, capture_output=True, text=True,
+                         timeout=1200)  # fmt: skip
+    assert fig.returncode == 0, fig.stderr[-3000:]
+    ab = json.loads((run_dir / "ablate" / "manifest.json").read_text())
+    assert set(ab["results"]) == {"unfiltered", "textbook", "exercises"}
+    assert all(r["humaneval_loss"] is not None and "humaneval pass@1" in r for r in ab["results"].values())
+    assert (run_dir / "ablate" / "figure_2_1.png").stat().st_size > 5000
+    ep = subprocess.run(phi1_cmd("ablate", "--study", "epochs", *_args(run_dir)), env=cli_env, cwd=ROOT,
+                        capture_output=True, text=True, timeout=1200)  # fmt: skip
+    assert ep.returncode == 0, ep.stderr[-3000:]
+    rows = json.loads((run_dir / "ablate_epochs" / "manifest.json").read_text())["results"]
+    assert [r["passes"] for r in rows] == [1, 4] and rows[1]["unique_tokens"] < rows[0]["unique_tokens"]
+    assert all(r["val_loss"] for r in rows) and (run_dir / "ablate_epochs" / "epochs.png").exists()
