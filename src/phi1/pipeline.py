@@ -107,8 +107,11 @@ def plan(config: Config, run_dir: Path) -> list[str]:
     from phi1.model import count_parameters, flops_per_token, model_config
 
     c = config
+    # A trained BPE sets the vocabulary; a given tokenizer keeps the preset's (phi-1: 51200).
     vocab = c.tokenize.vocab_size
-    mcfg = model_config(c.model.preset, c.model.overrides, -(-vocab // 64) * 64)
+    mcfg = model_config(
+        c.model.preset, c.model.overrides, -(-vocab // 64) * 64 if c.tokenize.tokenizer == "train" else None
+    )
     params = count_parameters(mcfg)
     seq = c.tokenize.seq_len
     fpt = flops_per_token(mcfg, seq, params["non_embedding"])
