@@ -23,6 +23,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e ".[dev]"
 	touch $(STAMP)
 
+# Everything runs offline: no hub is asked for models or data.
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
 run: $(STAMP)
 	$(VENV)/bin/phi1 run --config configs/tiny.yaml
 

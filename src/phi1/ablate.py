@@ -200,6 +200,7 @@ def _plot_figure(results: dict[str, dict[str, Any]], path: Path, budget: int) ->
         axes[1].bar([k], [loss or 0.0], color=color)
         axes[1].text(k, loss or 0.0, _fmt(loss), ha="center", va="bottom", fontsize=8)
     axes[0].set_xticks(range(len(metrics)), [m.replace(" pass@1", "") for m in metrics])
+    axes[0].set_ylim(0, max(5.0, axes[0].get_ylim()[1] * 1.15))
     axes[0].set_ylabel("pass@1 (%)")
     axes[0].set_title(f"pass@1 at {budget / 1e6:.1f}M pretraining tokens")
     axes[0].legend(fontsize=8)

@@ -263,6 +263,7 @@ def write_report(run_dir: Path) -> dict[str, Any]:
             for x, v in zip(xs, vals, strict=True):
                 ax.text(x, v, f"{v:.1f}", ha="center", va="bottom", fontsize=8)
         ax.set_xticks(range(len(benchmarks)), benchmarks)
+        ax.set_ylim(0, max(5.0, ax.get_ylim()[1] * 1.15))
         ax.set_ylabel("pass@1 (%)")
         ax.legend()
     else:
@@ -286,6 +287,7 @@ def write_report(run_dir: Path) -> dict[str, Any]:
             for x, v, n in zip(xs, vals, counts, strict=True):
                 ax.text(x, v, f"{v:.1f}\n(n={n})", ha="center", va="bottom", fontsize=7)
         ax.set_xticks(range(len(groups)), [f"{label}\n{b}" for label, b in groups], fontsize=8)
+        ax.set_ylim(0, max(5.0, ax.get_ylim()[1] * 1.25))
         ax.set_ylabel("pass@1 (%)")
         ax.legend(fontsize=8)
     else:

@@ -280,6 +280,10 @@ def _train(
     writer = _tensorboard(stage.path / "tensorboard") if dist.main else None
     tokens_per_step = cfg.batch_size * (data.seq_len - 1)
 
+    if start_step == 0:  # the starting point of the validation curves
+        ev = _evaluate(model, val, humaneval, cfg, dist, autocast, solution_only)
+        if dist.main and ev:
+            _log(metrics_path, writer, {"step": 0, **ev})
     model.train()
     last_log = time.perf_counter()
     tokens_since = 0
