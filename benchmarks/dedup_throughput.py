@@ -20,14 +20,14 @@ import zlib
 
 from datasketch import MinHash, MinHashLSH
 
-from phi1 import prompts
 from phi1.clean.decontaminate import ast_matches, function_shapes, load_benchmark_problems
 from phi1.clean.dedup import minhash_duplicates
 from phi1.config import SynthConfig, TeacherConfig
 from phi1.minhash import shingles
 from phi1.records import SkipCounter, iter_corpus
+from phi1.synth.exercises import exercise_request
 from phi1.synth.seeds import make_seeds
-from phi1.teacher import Request, make_teacher
+from phi1.teacher import make_teacher
 
 
 def stdlib_functions(limit: int) -> list[str]:
@@ -48,21 +48,7 @@ def stdlib_functions(limit: int) -> list[str]:
 
 def exercises(n: int) -> list[str]:
     teacher = make_teacher(TeacherConfig())
-    seeds = make_seeds(SynthConfig(), n, 0, "exercise")
-    requests = [
-        Request.chat(
-            prompts.render(
-                "exercise",
-                topic=s.topic,
-                subtopic=s.subtopic,
-                audience=s.audience,
-                function_name=s.function_name,
-                constraint=s.constraint,
-            ),
-            sample=s.index,
-        )
-        for s in seeds
-    ]
+    requests = [exercise_request(s, 0.8, 1500) for s in make_seeds(SynthConfig(), n, 0, "exercise")]
     return [r.text.split("```python\n")[1].split("```")[0] for r in teacher.generate(requests)]
 
 
