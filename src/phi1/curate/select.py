@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from phi1.cards import write_card
 from phi1.config import CurateConfig
 from phi1.curate.classifier import edu_probability, load_model
 from phi1.rundir import Stage, read_shards, stage_key, write_shard
@@ -76,7 +77,7 @@ def select(
         "kept_bytes": int(sizes[mask].sum()),
         "kept_tokens_approx": int(sizes[mask].sum() / BYTES_PER_TOKEN),
     }
-    return stage.finish(
+    manifest = stage.finish(
         counts=funnel,
         score_histogram={"edges": [round(e, 2) for e in edges.tolist()], "counts": hist.tolist()},
         rule={
@@ -86,3 +87,12 @@ def select(
             "token_budget": cfg.token_budget,
         },
     )
+    write_card(
+        stage.path,
+        "Curated code",
+        "Files of the corpus the classifier rates as educational (`edu_score`, the probability of a teacher "
+        f"score >= {cfg.score_threshold}), kept by `curate.keep = {cfg.keep}`.",
+        kept,
+        manifest,
+    )
+    return manifest

@@ -9,6 +9,7 @@ import hashlib
 import json
 import queue
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -167,8 +168,11 @@ class Teacher(abc.ABC):
         todo = [(r, k) for r, k in zip(requests, keys, strict=True) if k not in cached]
         stage_usage = usage if usage is not None else Usage()
 
+        started = time.monotonic()
+
         def tokens_text() -> str:
-            return f"{stage_usage.prompt_tokens + stage_usage.completion_tokens} tok"
+            tokens = stage_usage.prompt_tokens + stage_usage.completion_tokens
+            return f"{tokens / max(time.monotonic() - started, 1e-9):,.0f} tok/s"
 
         def account(r: Response) -> Response:
             for u in {id(self.usage): self.usage, id(stage_usage): stage_usage}.values():

@@ -288,9 +288,14 @@ def _train(
     last_log = time.perf_counter()
     tokens_since = 0
     loss_val = float("nan")
-    with progress_bar(
-        cfg.max_steps - start_step, f"{phase}", unit="step", extra=lambda: f"loss {loss_val:.3f}"
-    ) as advance:
+    started = time.perf_counter()
+    steps_done = 0
+
+    def bar_text() -> str:
+        rate = steps_done * tokens_per_step / max(time.perf_counter() - started, 1e-9)
+        return f"{rate:,.0f} tok/s  loss {loss_val:.3f}"
+
+    with progress_bar(cfg.max_steps - start_step, f"{phase}", unit="step", extra=bar_text) as advance:
         for step in range(start_step, cfg.max_steps):
             t0 = time.perf_counter()
             idx = batches.indices(step)
@@ -355,6 +360,7 @@ def _train(
                     _log(metrics_path, writer, {"step": done, **ev})
             if done % cfg.checkpoint_every == 0 and done != cfg.max_steps:
                 _save(ckpt_root / f"step-{done:07d}", raw, tokenizer, optimizer, scheduler, done, dist, cfg)
+            steps_done += 1
             advance(1)
 
     final = stage.path / "final"
