@@ -206,7 +206,7 @@ def _plot_figure(results: dict[str, dict[str, Any]], path: Path, budget: int) ->
     axes[0].legend(fontsize=8)
     axes[1].set_xticks(range(3), ["(a)", "(b)", "(c)"])
     axes[1].set_ylabel("nats/token")
-    axes[1].set_title("HumanEval solution loss (lower is better)")
+    axes[1].set_title("HumanEval solution loss\n(lower is better)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
