@@ -214,7 +214,7 @@ def test_tiny_pretraining_loss_falls_and_checkpoint_generates(tokens_run: Path, 
 
 RESUME = [
     *SETTINGS,
-    "pretrain.max_steps=16",
+    "pretrain.max_steps=40",
     "pretrain.batch_size=8",
     "pretrain.micro_batch_size=4",
     "pretrain.checkpoint_every=4",
@@ -245,7 +245,6 @@ def test_killed_run_resumes_exactly(tokens_run: Path, tmp_path: Path, cli_env: d
     deadline = time.monotonic() + 300
     while not ckpt.exists() and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.05)
-    time.sleep(0.3)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert ckpt.exists()
@@ -258,10 +257,10 @@ def test_killed_run_resumes_exactly(tokens_run: Path, tmp_path: Path, cli_env: d
     )
     assert resumed.returncode == 0, resumed.stderr
     got = _losses(run)
-    assert sorted(got) == list(range(1, 17))
+    assert sorted(got) == list(range(1, 41))
     assert got == expected  # the same loss at every step, bit for bit (fp32 on CPU)
     m = json.loads((run / "pretrain" / "manifest.json").read_text())
-    assert m["resumed_from"] in (4, 8, 12)
+    assert m["resumed_from"] in range(4, 40, 4)
 
 
 def test_two_process_ddp_matches_one_process(tokens_run: Path, tmp_path: Path, cli_env: dict) -> None:
