@@ -263,11 +263,13 @@ def test_killed_run_resumes_exactly(tokens_run: Path, tmp_path: Path, cli_env: d
     assert m["resumed_from"] in range(4, 40, 4)
 
 
-def test_two_process_ddp_matches_one_process(tokens_run: Path, tmp_path: Path, cli_env: dict) -> None:
+@pytest.mark.parametrize("parallel", ["ddp", "fsdp"])
+def test_two_processes_match_one_process(tokens_run: Path, tmp_path: Path, cli_env: dict, parallel: str) -> None:
     settings = [s for s in RESUME if "keep_checkpoints" not in s] + [
         "pretrain.dropout=0.0",
         "pretrain.max_steps=6",
         "pretrain.micro_batch_size=2",
+        f"pretrain.parallel={parallel}",
     ]
     args = [a for s in settings for a in ("--set", s)]
     one = _copy_run(tokens_run, tmp_path / "one")
@@ -289,7 +291,7 @@ def test_two_process_ddp_matches_one_process(tokens_run: Path, tmp_path: Path, c
             "--nproc_per_node",
             "2",
             "--master_port",
-            str(29500 + os.getpid() % 1000),
+            str(29500 + os.getpid() % 1000 + (parallel == "fsdp") * 1000),
             "-m",
             "phi1.cli",
             "train",

@@ -238,19 +238,17 @@ def _train(
         model.gradient_checkpointing_enable()
     raw = model
 
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-
     if dist.world > 1 and cfg.parallel == "fsdp":
         from torch.distributed.fsdp import fully_shard
 
         for layer in raw.model.layers:
             fully_shard(layer)
         fully_shard(raw)
-    optimizer = torch.optim.AdamW(
-        groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, fused=dist.device.type == "cuda" and cfg.parallel != "fsdp"
-    )
+    # After sharding: FSDP2 replaces the parameters, and the optimizer must hold the sharded ones.
+    decay = [p for p in raw.parameters() if p.ndim >= 2]
+    no_decay = [p for p in raw.parameters() if p.ndim < 2]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    optimizer = _adamw(groups, cfg, fused=cfg.parallel != "fsdp" or dist.world == 1)
     scheduler = linear_schedule(optimizer, cfg.warmup_steps, cfg.max_steps, cfg.min_lr_ratio)
     if dist.world > 1 and cfg.parallel == "ddp":
         model = torch.nn.parallel.DistributedDataParallel(
