@@ -91,7 +91,7 @@ def run_pipeline(
     chosen = [only] if only else list(STAGES[STAGES.index(from_stage) :] if from_stage else STAGES)
     results: dict[str, Any] = {}
     for name in chosen:
-        redo = force or (from_stage is not None) or (only is not None and force)
+        redo = force or from_stage is not None
         start = time.perf_counter()
         console.rule(f"[bold]{name}")
         results[name] = functions[name](redo)

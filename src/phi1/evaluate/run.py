@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from collections.abc import Sequence
@@ -71,7 +70,7 @@ def run_eval(
         raise Phi1Error(f"{source.samples}: no such file")
     sampling = sampling or Sampling()
     start = time.perf_counter()
-    with Sandbox(workers=workers or (os.cpu_count() or 1), mode=sandbox_mode) as sb:
+    with Sandbox(workers=workers or Sandbox.default_workers(), mode=sandbox_mode) as sb:
         bench = benchmarks.load(benchmark_name, problems)
         samples = _completions(bench, source, sampling, batch_size)
         limits = Limits(timeout_s=timeout_s) if timeout_s else None

@@ -70,7 +70,8 @@ class FakeOpenAI:
 
     # -- handlers ------------------------------------------------------------------------------------
 
-    async def _arrive(self, request: web.Request) -> dict:
+    async def _arrive(self, request: web.Request) -> tuple[dict, web.StreamResponse | None]:
+        """Record the request, count it in flight while its latency or fault plays out; (body, fault answer)."""
         body = await request.json()
         with self._lock:
             self.requests.append(body)
@@ -78,7 +79,10 @@ class FakeOpenAI:
             self.authorization.add(request.headers.get("Authorization", ""))
             self._inflight += 1
             self.max_inflight = max(self.max_inflight, self._inflight)
-        return body
+        try:
+            return body, await self._fault(request)
+        finally:
+            self._inflight -= 1
 
     async def _fault(self, request: web.Request) -> web.StreamResponse | None:
         with self._lock:
@@ -107,11 +111,7 @@ class FakeOpenAI:
         raise AssertionError(f"unknown fault {fault}")
 
     async def _completions(self, request: web.Request) -> web.StreamResponse:
-        body = await self._arrive(request)
-        try:
-            fault = await self._fault(request)
-        finally:
-            self._inflight -= 1
+        body, fault = await self._arrive(request)
         if fault is not None:
             return fault
         n = int(body.get("n") or 1)
@@ -130,11 +130,7 @@ class FakeOpenAI:
         )
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
-        body = await self._arrive(request)
-        try:
-            fault = await self._fault(request)
-        finally:
-            self._inflight -= 1
+        body, fault = await self._arrive(request)
         if fault is not None:
             return fault
         text = self.respond(body)
