@@ -28,6 +28,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
 run: $(STAMP)
+	$(VENV)/bin/phi1 doctor
 	$(VENV)/bin/phi1 run --config configs/tiny.yaml
 
 test: $(STAMP)

@@ -26,7 +26,7 @@ def main() -> None:
     args = parser.parse_args()
 
     texts = [d.text for d in iter_corpus("stdlib", None, SkipCounter())][: args.files]
-    encoder = load_encoder("minilm", args.max_tokens, bf16=True)
+    encoder = load_encoder("minilm", args.max_tokens, bf16="auto")
     tokens = sum(min(len(ids), encoder.max_tokens) + 2 for ids in encoder.tokenize([t[:4096] for t in texts]))
 
     # A classifier to score with (not timed): trained on the offline annotator's labels of a sample.

@@ -100,7 +100,7 @@ def main() -> None:
     )
 
     texts = exercises(args.exercises)
-    bench = load_benchmark_problems(humaneval=True)
+    bench = load_benchmark_problems(humaneval=True, mbpp=False)
     start = time.perf_counter()
     train_shapes = [s for t in texts for s in function_shapes(t, 12)]
     bench_shapes = [s for p in bench for s in function_shapes(p.solution, 12)]

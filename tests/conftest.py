@@ -9,14 +9,6 @@ import pytest
 from phi1.sandbox import Sandbox
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = ROOT.parent / "shared" / "data"
-
-
-def shared_file(name: str) -> Path:
-    path = SHARED_DATA / name
-    if not path.exists():
-        pytest.fail(f"test data {path} is missing (see ../shared/data/README.md)")
-    return path
 
 
 @pytest.fixture(scope="session")

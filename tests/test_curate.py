@@ -243,7 +243,7 @@ def test_unparseable_answers_are_retried_once_then_invalid(tmp_path: Path) -> No
 
 
 def test_causal_lm_encoder(tiny_checkpoint: Path) -> None:
-    enc = load_encoder(f"causal:{tiny_checkpoint}", max_tokens=32, bf16=False)
+    enc = load_encoder(f"causal:{tiny_checkpoint}", max_tokens=32, bf16="off")
     texts = ["def f():\n    return 1\n", "import os\n" * 20, "x = 1"]
     a = encode(enc, texts)
     b = encode(enc, texts, chunking="mean")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, phi1_cmd, shared_file
+from conftest import ROOT, phi1_cmd
 from phi1.report import FIGURES
 
 MICRO = [
@@ -26,11 +26,13 @@ MICRO = [
 
 def _args(run_dir: Path, *extra: str) -> list[str]:
     sets = [a for s in MICRO for a in ("--set", s)]
-    return [*sets, "--set", f"clean.mbpp_path={shared_file('mbpp.jsonl')}", "--run-dir", str(run_dir), *extra]
+    return [*sets, "--run-dir", str(run_dir), *extra]
 
 
 @pytest.mark.slow
 def test_run_end_to_end_rerun_and_resume(tmp_path: Path, cli_env: dict) -> None:
+    # As on an AVX2-only CPU, whatever this one has: torch and oneDNN capped, so bf16 would be emulated.
+    cli_env = {**cli_env, "ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
     run_dir = tmp_path / "run"
     proc = subprocess.Popen(phi1_cmd("run", *_args(run_dir)), env=cli_env, cwd=ROOT, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)  # fmt: skip
@@ -53,6 +55,11 @@ def test_run_end_to_end_rerun_and_resume(tmp_path: Path, cli_env: dict) -> None:
         assert m["status"] == "complete", stage
     pre = json.loads((run_dir / "pretrain" / "manifest.json").read_text())
     assert pre["resumed_from"] in (10, 20, 30)
+    # Precision is recorded wherever a model computed, and on this (capped) CPU it is fp32 everywhere.
+    for stage in ("embeddings", "clean", "pretrain", "finetune", "eval"):
+        m = json.loads((run_dir / stage / "manifest.json").read_text())
+        assert m["precision"]["dtype"] == "fp32" and "AVX2" in m["precision"]["reason"], stage
+    assert not any('"dtype": "bf16"' in p.read_text() for p in run_dir.rglob("manifest.json"))
     # The teacher was paid once: the rerun's annotations came from the cache.
     assert json.loads((run_dir / "annotations" / "manifest.json").read_text())["teacher"]["requests"] == 80
     report = (run_dir / "report.md").read_text()

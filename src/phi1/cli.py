@@ -332,6 +332,19 @@ def ablate_cmd(
     typer.echo(f"figure: {m['figure']}")
 
 
+@app.command("doctor")
+def doctor_cmd(
+    run_dir: Annotated[Path, typer.Option("--run-dir", help="where runs are written (for free disk)")] = Path("runs"),
+) -> None:
+    """What this machine gives phi1 and what phi1 will do with it; exit 1 if a default run cannot work."""
+    from phi1.doctor import render, run_checks
+
+    checks = run_checks(run_dir)
+    typer.echo(render(checks))
+    if any(c.status == "fail" for c in checks):
+        raise typer.Exit(1)
+
+
 @app.command("report")
 def report_cmd(run_dir: Annotated[Path, typer.Option("--run-dir", help="the run directory")]) -> None:
     """Write report.md and its figures from a run directory's manifests."""

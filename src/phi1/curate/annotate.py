@@ -83,5 +83,5 @@ def annotate(
     return stage.finish(
         counts={"sampled": len(chosen), "valid": len(valid), "invalid": len(rows) - len(valid), "retried": len(retry)},
         score_histogram={str(s): valid.count(s) for s in range(6)},
-        teacher={"backend": teacher.backend, "model": teacher.model, **usage.as_dict()},
+        teacher={**teacher.describe(), **usage.as_dict()},
     )

