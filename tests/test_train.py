@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -341,3 +342,95 @@ def test_bad_input_gives_one_clear_error(tokens_run: Path, tmp_path: Path, cli_e
     assert proc.returncode == 2 and "batch_size 30 is not divisible by micro_batch_size 8" in proc.stderr
     with pytest.raises(Phi1Error, match="unknown preset"):
         model_config("gigantic")
+
+
+def _descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    out, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def _kill_after_checkpoint(cmd: list[str], env: dict, ckpt: Path) -> None:
+    """Start a training command and SIGKILL it with every process under it (torchrun's workers run in
+    sessions of their own) once `ckpt` exists."""
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
+    deadline = time.monotonic() + 300
+    while not ckpt.exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    for pid in [proc.pid, *_descendants(proc.pid)]:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    proc.wait()
+    time.sleep(0.5)  # the workers' exit
+    assert ckpt.exists()
+    assert not (ckpt.parents[1] / "final").exists(), "the kill must land before the end"
+
+
+def test_an_execution_setting_never_deletes_checkpoints(tokens_run: Path, tmp_path: Path, cli_env: dict) -> None:
+    run = _copy_run(tokens_run, tmp_path / "run")
+    ckpts = run / "pretrain" / "checkpoints"
+    _kill_after_checkpoint(_cli(run, env=cli_env), cli_env, ckpts / "step-0000004")
+    before = _losses(run)
+    last = max(int(p.name.split("-")[1]) for p in ckpts.glob("step-*") if not p.name.endswith(".tmp"))
+
+    # Another micro-batch (and torch.compile off/on is the same kind of field): the run resumes where it was.
+    resumed = subprocess.run(_cli(run, "--resume", "--set", "pretrain.micro_batch_size=2", env=cli_env), env=cli_env,
+                             capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    m = json.loads((run / "pretrain" / "manifest.json").read_text())
+    assert m["resumed_from"] == last and m["grad_accumulation"] == 4
+    after = _losses(run)
+    assert sorted(after) == list(range(1, 41))
+    assert all(after[s] == before[s] for s in range(1, last + 1))  # what was logged before the kill is kept
+    assert after[last + 1] < after[1]  # and the loss continues from the checkpoint, not from scratch
+
+    # A setting that changes the model stops with the field named; the checkpoints stay.
+    kept = sorted(p.name for p in ckpts.iterdir())
+    changed = subprocess.run(_cli(run, "--resume", "--set", "pretrain.lr=0.002", "--set", "pretrain.max_steps=50",
+                                  env=cli_env), env=cli_env, capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert changed.returncode == 2 and changed.stderr.count("\n") == 1, changed.stderr
+    assert "lr: 0.001 -> 0.002" in changed.stderr and "--force" in changed.stderr
+    assert sorted(p.name for p in ckpts.iterdir()) == kept and (run / "pretrain" / "final").exists()
+
+
+def test_two_process_run_killed_and_resumed_matches_uninterrupted(tokens_run: Path, tmp_path: Path,
+                                                                  cli_env: dict) -> None:  # fmt: skip
+    # Dropout on: each rank draws its own masks, and a resume must give each rank back its own stream.
+    settings = [s for s in RESUME if "keep_checkpoints" not in s and "max_steps" not in s] + [
+        "pretrain.max_steps=12",
+        "pretrain.micro_batch_size=2",
+        "pretrain.checkpoint_every=3",
+        "pretrain.keep_checkpoints=10",
+        "pretrain.dropout=0.3",
+    ]
+    env = {**cli_env, "OMP_NUM_THREADS": "1"}
+    port = 31000 + os.getpid() % 1000
+
+    def torchrun(run_dir: Path, *extra: str) -> list[str]:
+        return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
+                "-m", "phi1.cli", "train", "pretrain", "--run-dir", str(run_dir),
+                *[a for s in settings for a in ("--set", s)], *extra]  # fmt: skip
+
+    ref = _copy_run(tokens_run, tmp_path / "ref")
+    done = subprocess.run(torchrun(ref), env=env, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    run = _copy_run(tokens_run, tmp_path / "killed")
+    _kill_after_checkpoint(torchrun(run), env, run / "pretrain" / "checkpoints" / "step-0000003")
+    resumed = subprocess.run(torchrun(run, "--resume"), env=env, capture_output=True, text=True, timeout=600,
+                             cwd=ROOT)  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert json.loads((run / "pretrain" / "manifest.json").read_text())["resumed_from"] in (3, 6, 9)
+    expected, got = _losses(ref), _losses(run)
+    assert sorted(got) == list(range(1, 13))
+    for step in expected:
+        assert got[step] == pytest.approx(expected[step], rel=1e-6), (step, got[step], expected[step])

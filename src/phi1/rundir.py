@@ -22,15 +22,35 @@ import pyarrow.parquet as pq
 
 from phi1 import __version__
 from phi1.errors import Phi1Error
+from phi1.progress import console
 from phi1.records import atomic_write, write_json
 
 
 def stage_key(section: Any, inputs: Iterable[str] = ()) -> str:
-    """A stable hash of a stage's configuration and its inputs' keys."""
-    if hasattr(section, "model_dump"):
-        section = section.model_dump(mode="json")
+    """A stable hash of a stage's configuration (without its execution-only fields) and its inputs' keys."""
+    section = _result_fields(section)
     blob = json.dumps({"config": section, "inputs": sorted(inputs), "format": 1}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _result_fields(config: Any) -> Any:
+    if hasattr(config, "result_fields"):
+        return config.result_fields()
+    if hasattr(config, "model_dump"):
+        return config.model_dump(mode="json")
+    return config
+
+
+def config_changes(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """`field: old -> new` for every leaf that differs between two config trees."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out = []
+        for key in sorted(set(old) | set(new), key=str):
+            out += config_changes(old.get(key), new.get(key), f"{prefix}{key}.")
+        return out
+    if old != new:
+        return [f"{prefix.rstrip('.')}: {json.dumps(old, default=str)} -> {json.dumps(new, default=str)}"]
+    return []
 
 
 class Stage:
@@ -57,10 +77,35 @@ class Stage:
         m = self.manifest()
         return bool(m and m.get("status") == "complete" and m.get("cache_key") == self.key)
 
+    def holds_checkpoints(self) -> bool:
+        return any(self.path.glob("checkpoints/step-*")) or (self.path / "final" / "config.json").exists()
+
+    def changes(self, config: Any, inputs: dict[str, str]) -> list[str]:
+        """What differs from the run that left this folder: config fields that decide the result, and inputs."""
+        m = self.manifest() or {}
+        old = m.get("config")
+        excluded = getattr(config, "EXECUTION_ONLY", frozenset())
+        if isinstance(old, dict):
+            old = {k: v for k, v in old.items() if k not in excluded}
+        out = config_changes(old, _result_fields(config))
+        out += [f"input {name} changed" for name in sorted(inputs) if m.get("inputs", {}).get(name) != inputs[name]]
+        return out or ["phi1's format of the stage"]
+
     def begin(self, config: Any, inputs: dict[str, str], force: bool = False) -> None:
-        """Start (or resume) the stage. Work left by a run with another key is thrown away."""
+        """Start (or resume) the stage. Work left by a run with another key is thrown away and the changed
+        fields are named, except checkpoints: a folder holding them is deleted only with `force`."""
         m = self.manifest()
-        if force or (m is not None and m.get("cache_key") != self.key):
+        stale = m is not None and m.get("cache_key") != self.key
+        if stale and not force:
+            changed = "; ".join(self.changes(config, inputs))
+            if self.holds_checkpoints():
+                raise Phi1Error(
+                    f"{self.path}: the {self.name} settings changed ({changed}); it holds training checkpoints, "
+                    "which phi1 deletes only with --force: restore the old values, use another --run-dir, or "
+                    "pass --force to start the stage over"
+                )
+            console.print(f"{self.name}: settings changed ({changed}); redoing it")
+        if force or stale:
             shutil.rmtree(self.path, ignore_errors=True)
         self.path.mkdir(parents=True, exist_ok=True)
         self._start = time.perf_counter()

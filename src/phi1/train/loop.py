@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from phi1.config import Config, TrainConfig
 from phi1.errors import Phi1Error
 from phi1.model import count_parameters, flops_per_token, model_config
+from phi1.precision import resolve
 from phi1.progress import progress_bar
 from phi1.rundir import Stage, require_complete, stage_key
 from phi1.tokenize import TokenShards, load_tokenizer
@@ -74,23 +75,6 @@ class Dist:
     def close(self) -> None:
         if self.world > 1 and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
-
-
-def bf16_enabled(setting: str, device: torch.device) -> bool:
-    if setting == "off":
-        return False
-    if device.type == "cuda":
-        supported = torch.cuda.is_bf16_supported()
-    else:
-        try:
-            with torch.autocast("cpu", dtype=torch.bfloat16):
-                torch.nn.functional.linear(torch.ones(2, 2), torch.ones(2, 2))
-            supported = True
-        except RuntimeError:
-            supported = False
-    if setting == "on" and not supported:
-        raise Phi1Error(f"bf16=on but {device} does not support bf16 autocast")
-    return supported
 
 
 def peak_flops(device: torch.device, configured_tflops: float | None) -> float | None:
@@ -146,148 +130,94 @@ def _phase_config(config: Config, phase: str) -> TrainConfig:
 
 
 def phase_key(run_dir: Path, config: Config, phase: str) -> str:
+    return _phase_key(run_dir, config, phase)[0]
+
+
+def _phase_key(run_dir: Path, config: Config, phase: str) -> tuple[str, dict[str, str]]:
+    """The stage key (only what decides the trained model: see TrainConfig.EXECUTION_ONLY) and its inputs."""
     cfg = _phase_config(config, phase)
-    fields = {
-        "train": cfg.model_dump(
-            exclude={
-                "eval_every",
-                "eval_batches",
-                "log_every",
-                "checkpoint_every",
-                "keep_checkpoints",
-                "device",
-                "peak_tflops",
-            }
-        ),
-        "model": config.model.model_dump(),
-        "seed": config.seed,
-    }
-    inputs = [require_complete(run_dir, "tokens")["cache_key"]]
+    fields = {"train": cfg.result_fields(), "model": config.model.model_dump(), "seed": config.seed}
+    inputs = {"tokens": require_complete(run_dir, "tokens")["cache_key"]}
     if phase == "finetune":
-        inputs.append(require_complete(run_dir, "pretrain")["cache_key"])
-    return stage_key(fields, inputs)
+        inputs["pretrain"] = require_complete(run_dir, "pretrain")["cache_key"]
+    return stage_key(fields, inputs.values()), inputs
 
 
 def train(run_dir: Path, config: Config, phase: str, resume: bool = False, force: bool = False) -> dict[str, Any]:
     run_dir = Path(run_dir)
     cfg = _phase_config(config, phase)
-    stage = Stage(run_dir, phase, phase_key(run_dir, config, phase))
+    key, inputs = _phase_key(run_dir, config, phase)
+    stage = Stage(run_dir, phase, key)
     if stage.is_complete() and not force:
         return stage.manifest() or {}
     dist = Dist(cfg.device)
     try:
-        return _train(run_dir, config, cfg, phase, stage, dist, resume, force)
+        start_from = _open_stage(stage, cfg, inputs, dist, resume, force)
+        return _train(run_dir, config, cfg, phase, stage, dist, start_from)
     finally:
         dist.close()
 
 
-def _train(
-    run_dir: Path, config: Config, cfg: TrainConfig, phase: str, stage: Stage, dist: Dist, resume: bool, force: bool
-) -> dict[str, Any]:
-    from transformers import PhiForCausalLM
-
-    per_step = cfg.micro_batch_size * dist.world
-    if cfg.batch_size % per_step:
-        raise Phi1Error(
-            f"{phase}.batch_size {cfg.batch_size} is not divisible by micro_batch_size "
-            f"{cfg.micro_batch_size} x world size {dist.world}"
-        )
-    accum = cfg.batch_size // per_step
-    seed = config.seed if cfg.seed is None else cfg.seed
-    tokens_dir = run_dir / "tokens"
-    name = "pretrain" if phase == "pretrain" else "finetune"
-    data = TokenShards(tokens_dir, name)
-    val = _optional_shards(tokens_dir, f"{name}_val", data.seq_len)
-    tokenizer = load_tokenizer(run_dir / "tokenizer")
-
-    ckpt_root = stage.path / "checkpoints"
-    existing = checkpoint.latest(ckpt_root) if stage.path.exists() else None
+def _open_stage(
+    stage: Stage, cfg: TrainConfig, inputs: dict[str, str], dist: Dist, resume: bool, force: bool
+) -> Path | None:
+    """Begin the stage's folder; the checkpoint to resume from, if any. Checkpoints are deleted only with
+    --force: a run of the same settings needs --resume (or --force), changed settings stop with a list of them."""
     m = stage.manifest()
-    same_run = m is not None and m.get("cache_key") == stage.key
-    if existing is not None and same_run and not resume and not force:
+    same = m is not None and m.get("cache_key") == stage.key
+    existing = checkpoint.latest(stage.path / "checkpoints") if same and not force else None
+    if existing is not None and not resume:
         raise Phi1Error(
             f"{stage.path}: an unfinished run has checkpoints (last: {existing.name}); pass --resume "
             "to continue it or --force to start over"
         )
+    if not same and not force and m is not None and stage.holds_checkpoints():
+        stage.begin(cfg, inputs)  # raises on every rank alike: the error names the changed settings
     if dist.main:
-        if not (resume and same_run):
-            stage.begin(cfg, {"tokens": require_complete(run_dir, "tokens")["cache_key"]}, force=True)
-        else:
-            stage.begin(cfg, (m or {}).get("inputs", {}))
+        stage.begin(cfg, inputs, force=force)
     dist.barrier()
-    existing = checkpoint.latest(ckpt_root) if resume and same_run else None
+    return existing
 
-    torch.manual_seed(seed)
-    dropout = {"attention_dropout": cfg.dropout, "resid_pdrop": cfg.dropout, "embd_pdrop": 0.0}
-    if phase == "pretrain":
-        vocab = -(-len(tokenizer) // 64) * 64  # a multiple of 64: friendlier matrix shapes, as phi-1's 51200
-        mcfg = model_config(config.model.preset, config.model.overrides, vocab, tokenizer.eos_token_id)
-        for k, v in dropout.items():
-            setattr(mcfg, k, v)
-        mcfg._attn_implementation = "sdpa"
-        model = PhiForCausalLM(mcfg)
-    else:
-        base = run_dir / "pretrain" / "final"
-        if not (base / "config.json").exists():
-            raise Phi1Error(f"{base}: no pretrained model to finetune (run `phi1 train pretrain` first)")
-        model = PhiForCausalLM.from_pretrained(base, attn_implementation="sdpa", **dropout)
-    if data.vocab_size > model.config.vocab_size:
-        raise Phi1Error(f"the tokenizer has {data.vocab_size} tokens, the model {model.config.vocab_size}")
-    model.to(dist.device)
-    if cfg.activation_checkpointing:
-        model.gradient_checkpointing_enable()
-    raw = model
 
-    if dist.world > 1 and cfg.parallel == "fsdp":
-        from torch.distributed.fsdp import fully_shard
+def _train(
+    run_dir: Path, config: Config, cfg: TrainConfig, phase: str, stage: Stage, dist: Dist, start_from: Path | None
+) -> dict[str, Any]:
+    accum = _grad_accumulation(cfg, dist, phase)
+    seed = config.seed if cfg.seed is None else cfg.seed
+    data = TokenShards(run_dir / "tokens", phase)
+    val = _optional_shards(run_dir / "tokens", f"{phase}_val", data.seq_len)
+    tokenizer = load_tokenizer(run_dir / "tokenizer")
 
-        for layer in raw.model.layers:
-            fully_shard(layer)
-        fully_shard(raw)
-    # After sharding: FSDP2 replaces the parameters, and the optimizer must hold the sharded ones.
-    decay = [p for p in raw.parameters() if p.ndim >= 2]
-    no_decay = [p for p in raw.parameters() if p.ndim < 2]
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    optimizer = _adamw(groups, cfg, fused=cfg.parallel != "fsdp" or dist.world == 1)
-    scheduler = linear_schedule(optimizer, cfg.warmup_steps, cfg.max_steps, cfg.min_lr_ratio)
-    if dist.world > 1 and cfg.parallel == "ddp":
-        model = torch.nn.parallel.DistributedDataParallel(
-            raw, device_ids=[dist.device.index] if dist.device.type == "cuda" else None
-        )
-    if cfg.compile:
-        model = torch.compile(model)
-
-    start_step = 0
-    if existing is not None:
-        start_step = _load(existing, raw, optimizer, scheduler, dist)
+    torch.manual_seed(seed)  # the same initial weights on every rank
+    raw = _build_model(run_dir, config, cfg, phase, tokenizer, data)
+    model, optimizer, scheduler = _parallelize(raw, cfg, dist)
+    start_step, rng = _load(start_from, raw, optimizer, scheduler, dist) if start_from else (0, None)
+    # Dropout differs by rank; a resumed run continues each rank's own random stream.
+    _seed_ranks(seed, dist, start_step, rng)
     metrics_path = stage.path / "metrics.jsonl"
     if dist.main:
         _truncate_metrics(metrics_path, start_step)
 
-    use_bf16 = bf16_enabled(cfg.bf16, dist.device)
-    autocast = (lambda: torch.autocast(dist.device.type, dtype=torch.bfloat16)) if use_bf16 else contextlib.nullcontext
+    precision = resolve(cfg.bf16, str(dist.device))
     counts = count_parameters(raw.config)
     fpt = flops_per_token(raw.config, data.seq_len, counts["non_embedding"])
     peak = peak_flops(dist.device, cfg.peak_tflops)
     batches = Batches(data, cfg.batch_size, seed)
     solution_only = cfg.loss_on == "solution"
     humaneval = _humaneval_set(tokenizer, data.seq_len) if cfg.humaneval_loss else None
-    torch.manual_seed(seed * 1000 + dist.rank + start_step)  # dropout differs by rank; a resume restores RNG below
-    if existing is not None:
-        checkpoint.set_rng_state(torch.load(existing / checkpoint.STATE, weights_only=False)["rng"])
     writer = _tensorboard(stage.path / "tensorboard") if dist.main else None
     tokens_per_step = cfg.batch_size * (data.seq_len - 1)
 
-    if start_step == 0:  # the starting point of the validation curves
-        ev = _evaluate(model, val, humaneval, cfg, dist, autocast, solution_only)
+    def evaluate(step: int) -> None:
+        ev = _evaluate(model, val, humaneval, cfg, dist, precision.autocast, solution_only)
         if dist.main and ev:
-            _log(metrics_path, writer, {"step": 0, **ev})
+            _log(metrics_path, writer, {"step": step, **ev})
+
+    if start_step == 0:  # the starting point of the validation curves
+        evaluate(0)
     model.train()
-    last_log = time.perf_counter()
-    tokens_since = 0
-    loss_val = float("nan")
-    started = time.perf_counter()
-    steps_done = 0
+    last_log, tokens_since, loss_val = time.perf_counter(), 0, float("nan")
+    started, steps_done = time.perf_counter(), 0
 
     def bar_text() -> str:
         rate = steps_done * tokens_per_step / max(time.perf_counter() - started, 1e-9)
@@ -296,48 +226,14 @@ def _train(
     with progress_bar(cfg.max_steps - start_step, f"{phase}", unit="step", extra=bar_text) as advance:
         for step in range(start_step, cfg.max_steps):
             t0 = time.perf_counter()
-            idx = batches.indices(step)
-            ids, mask = data.sequences(idx)
-            tgt = targets(ids, mask, solution_only)
-            global_count = int((tgt != -100).sum())
-            mine = slice(dist.rank * cfg.batch_size // dist.world, (dist.rank + 1) * cfg.batch_size // dist.world)
-            ids, tgt = ids[mine], tgt[mine]
-            total = torch.zeros((), device=dist.device)
-            for k in range(accum):
-                part = slice(k * cfg.micro_batch_size, (k + 1) * cfg.micro_batch_size)
-                x = torch.from_numpy(ids[part]).to(dist.device)
-                y = torch.from_numpy(tgt[part]).to(dist.device)
-                sync = k == accum - 1 or not isinstance(model, torch.nn.parallel.DistributedDataParallel)
-                with contextlib.nullcontext() if sync else model.no_sync():
-                    with autocast():  # the forward only: backward runs in the types the forward chose
-                        logits = model(input_ids=x).logits[:, :-1]
-                    # Sum over tokens / tokens of the whole global batch: every rank and micro-batch adds
-                    # its exact share; DDP's gradient averaging is undone by the world size.
-                    loss = F.cross_entropy(
-                        logits.float().reshape(-1, logits.size(-1)), y.reshape(-1), ignore_index=-100, reduction="sum"
-                    ) / max(1, global_count)
-                    (loss * dist.world).backward()
-                total += loss.detach()
-            if cfg.grad_clip > 0:
-                grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            else:
-                grad_norm = _grad_norm(model)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            if dist.world > 1:
-                torch.distributed.all_reduce(total)
-            loss_val = float(total)
+            loss_val, grad_norm = _step(model, optimizer, scheduler, batches, data, step, accum, cfg, dist, precision)
             if not math.isfinite(loss_val):
                 raise Phi1Error(f"{phase}: the loss is {loss_val} at step {step + 1}; lower the learning rate")
-            if dist.device.type == "cuda":
-                torch.cuda.synchronize(dist.device)
             dt = time.perf_counter() - t0
             tokens_since += tokens_per_step
             done = step + 1
             if dist.main and (done % cfg.log_every == 0 or done == cfg.max_steps or done == start_step + 1):
-                elapsed = time.perf_counter() - last_log
-                tps = tokens_since / max(elapsed, 1e-9)
+                tps = tokens_since / max(time.perf_counter() - last_log, 1e-9)
                 row = {
                     "step": done,
                     "loss": round(loss_val, 6),
@@ -353,25 +249,16 @@ def _train(
                 _log(metrics_path, writer, row)
                 last_log, tokens_since = time.perf_counter(), 0
             if done % cfg.eval_every == 0 or done == cfg.max_steps:
-                ev = _evaluate(model, val, humaneval, cfg, dist, autocast, solution_only)
-                if dist.main and ev:
-                    _log(metrics_path, writer, {"step": done, **ev})
+                evaluate(done)
             if done % cfg.checkpoint_every == 0 and done != cfg.max_steps:
-                _save(ckpt_root / f"step-{done:07d}", raw, tokenizer, optimizer, scheduler, done, dist, cfg)
+                _save(stage.path / "checkpoints" / f"step-{done:07d}", raw, tokenizer, optimizer, scheduler, done,
+                      dist, cfg)  # fmt: skip
             steps_done += 1
             advance(1)
 
-    final = stage.path / "final"
-    model_state = _model_state(raw, dist)
-    if dist.main:
-        shutil.rmtree(final, ignore_errors=True)
-        raw.config.attention_dropout = raw.config.resid_pdrop = 0.0  # inference config
-        checkpoint.save(final, raw, tokenizer, model_state, {"step": cfg.max_steps})
-        (final / checkpoint.STATE).unlink(missing_ok=True)
-    dist.barrier()
-    rows = _read_metrics(metrics_path)
-    train_rows = [r for r in rows if "loss" in r]
-    val_rows = [r for r in rows if "val_loss" in r]
+    _save_final(stage.path / "final", raw, tokenizer, cfg, dist)
+    if writer is not None:
+        writer.close()
     summary = {
         "steps": cfg.max_steps,
         "world_size": dist.world,
@@ -379,21 +266,157 @@ def _train(
         "effective_batch": {"sequences": cfg.batch_size, "tokens": cfg.batch_size * data.seq_len},
         "parameters": counts,
         "flops_per_token": fpt,
-        "bf16": use_bf16,
+        "precision": precision.as_dict(),
         "device": str(dist.device),
+        **_metrics_summary(metrics_path),
+        "resumed_from": start_step or None,
+        "checkpoint": str(stage.path / "final"),
+    }
+    if dist.main:
+        return stage.finish(**summary)
+    return summary
+
+
+def _grad_accumulation(cfg: TrainConfig, dist: Dist, phase: str) -> int:
+    per_step = cfg.micro_batch_size * dist.world
+    if cfg.batch_size % per_step:
+        raise Phi1Error(
+            f"{phase}.batch_size {cfg.batch_size} is not divisible by micro_batch_size "
+            f"{cfg.micro_batch_size} x world size {dist.world}"
+        )
+    return cfg.batch_size // per_step
+
+
+def _build_model(
+    run_dir: Path, config: Config, cfg: TrainConfig, phase: str, tokenizer: Any, data: TokenShards
+) -> torch.nn.Module:
+    """A fresh phi-1 model to pretrain, or the pretrained one to finetune, with the phase's dropout."""
+    from transformers import PhiForCausalLM
+
+    dropout = {"attention_dropout": cfg.dropout, "resid_pdrop": cfg.dropout, "embd_pdrop": 0.0}
+    if phase == "pretrain":
+        vocab = -(-len(tokenizer) // 64) * 64  # a multiple of 64: friendlier matrix shapes, as phi-1's 51200
+        mcfg = model_config(config.model.preset, config.model.overrides, vocab, tokenizer.eos_token_id)
+        for k, v in dropout.items():
+            setattr(mcfg, k, v)
+        mcfg._attn_implementation = "sdpa"
+        model = PhiForCausalLM(mcfg)
+    else:
+        base = run_dir / "pretrain" / "final"
+        if not (base / "config.json").exists():
+            raise Phi1Error(f"{base}: no pretrained model to finetune (run `phi1 train pretrain` first)")
+        model = PhiForCausalLM.from_pretrained(base, attn_implementation="sdpa", **dropout)
+    if data.vocab_size > model.config.vocab_size:
+        raise Phi1Error(f"the tokenizer has {data.vocab_size} tokens, the model {model.config.vocab_size}")
+    return model
+
+
+def _parallelize(raw: torch.nn.Module, cfg: TrainConfig, dist: Dist) -> tuple[Any, Any, Any]:
+    """(model to call, optimizer, scheduler): on the device, sharded (FSDP2) or replicated (DDP), compiled."""
+    raw.to(dist.device)
+    if cfg.activation_checkpointing:
+        raw.gradient_checkpointing_enable()
+    if dist.world > 1 and cfg.parallel == "fsdp":
+        from torch.distributed.fsdp import fully_shard
+
+        for layer in raw.model.layers:
+            fully_shard(layer)
+        fully_shard(raw)
+    # After sharding: FSDP2 replaces the parameters, and the optimizer must hold the sharded ones.
+    decay = [p for p in raw.parameters() if p.ndim >= 2]
+    no_decay = [p for p in raw.parameters() if p.ndim < 2]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    optimizer = _adamw(groups, cfg, fused=cfg.parallel != "fsdp" or dist.world == 1)
+    scheduler = linear_schedule(optimizer, cfg.warmup_steps, cfg.max_steps, cfg.min_lr_ratio)
+    model: Any = raw
+    if dist.world > 1 and cfg.parallel == "ddp":
+        model = torch.nn.parallel.DistributedDataParallel(
+            raw, device_ids=[dist.device.index] if dist.device.type == "cuda" else None
+        )
+    if cfg.compile:
+        model = torch.compile(model)
+    return model, optimizer, scheduler
+
+
+def _seed_ranks(seed: int, dist: Dist, start_step: int, rng: Any) -> None:
+    """Each rank's own random stream: restored from the checkpoint when it holds one per rank of this world."""
+    if isinstance(rng, list) and len(rng) == dist.world:
+        checkpoint.set_rng_state(rng[dist.rank])
+    elif isinstance(rng, dict) and dist.world == 1:  # a checkpoint from before per-rank states
+        checkpoint.set_rng_state(rng)
+    else:
+        torch.manual_seed(seed * 1000 + dist.rank + start_step)
+
+
+def _step(
+    model: Any,
+    optimizer: Any,
+    scheduler: Any,
+    batches: Batches,
+    data: TokenShards,
+    step: int,
+    accum: int,
+    cfg: TrainConfig,
+    dist: Dist,
+    precision: Any,
+) -> tuple[float, Any]:
+    """One optimizer step over the global batch of `step`; (loss, grad norm)."""
+    ids, mask = data.sequences(batches.indices(step))
+    tgt = targets(ids, mask, cfg.loss_on == "solution")
+    global_count = int((tgt != -100).sum())
+    mine = slice(dist.rank * cfg.batch_size // dist.world, (dist.rank + 1) * cfg.batch_size // dist.world)
+    ids, tgt = ids[mine], tgt[mine]
+    total = torch.zeros((), device=dist.device)
+    for k in range(accum):
+        part = slice(k * cfg.micro_batch_size, (k + 1) * cfg.micro_batch_size)
+        x = torch.from_numpy(ids[part]).to(dist.device)
+        y = torch.from_numpy(tgt[part]).to(dist.device)
+        sync = k == accum - 1 or not isinstance(model, torch.nn.parallel.DistributedDataParallel)
+        with contextlib.nullcontext() if sync else model.no_sync():
+            with precision.autocast():  # the forward only: backward runs in the types the forward chose
+                logits = model(input_ids=x).logits[:, :-1]
+            # Sum over tokens / tokens of the whole global batch: every rank and micro-batch adds its exact
+            # share; DDP's gradient averaging is undone by the world size.
+            loss = F.cross_entropy(
+                logits.float().reshape(-1, logits.size(-1)), y.reshape(-1), ignore_index=-100, reduction="sum"
+            ) / max(1, global_count)
+            (loss * dist.world).backward()
+        total += loss.detach()
+    if cfg.grad_clip > 0:
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+    else:
+        grad_norm = _grad_norm(model)
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    if dist.world > 1:
+        torch.distributed.all_reduce(total)
+    if dist.device.type == "cuda":
+        torch.cuda.synchronize(dist.device)
+    return float(total), grad_norm
+
+
+def _save_final(final: Path, raw: Any, tokenizer: Any, cfg: TrainConfig, dist: Dist) -> None:
+    model_state = _model_state(raw, dist)
+    if dist.main:
+        shutil.rmtree(final, ignore_errors=True)
+        raw.config.attention_dropout = raw.config.resid_pdrop = 0.0  # inference config
+        checkpoint.save(final, raw, tokenizer, model_state, {"step": cfg.max_steps})
+        (final / checkpoint.STATE).unlink(missing_ok=True)
+    dist.barrier()
+
+
+def _metrics_summary(metrics_path: Path) -> dict[str, Any]:
+    rows = _read_metrics(metrics_path)
+    train_rows = [r for r in rows if "loss" in r]
+    val_rows = [r for r in rows if "val_loss" in r]
+    return {
         "first_loss": train_rows[0]["loss"] if train_rows else None,
         "final_loss": train_rows[-1]["loss"] if train_rows else None,
         "final_val": val_rows[-1] if val_rows else None,
         "tokens_per_s": round(float(np.median([r["tokens_per_s"] for r in train_rows[1:]] or [0])), 1),
         "mfu": train_rows[-1].get("mfu") if train_rows else None,
-        "resumed_from": start_step or None,
-        "checkpoint": str(final),
     }
-    if writer is not None:
-        writer.close()
-    if dist.main:
-        return stage.finish(**summary)
-    return summary
 
 
 # -- pieces -----------------------------------------------------------------------------------------------
@@ -512,8 +535,8 @@ def _read_metrics(path: Path) -> list[dict[str, Any]]:
 
 
 def _truncate_metrics(path: Path, step: int) -> None:
-    """Drop what a killed run logged after the checkpoint it is resumed from."""
-    rows = [r for r in _read_metrics(path) if r["step"] <= step]
+    """Drop what a killed run logged after the checkpoint it is resumed from (all of it, starting afresh)."""
+    rows = [r for r in _read_metrics(path) if r["step"] <= step] if step > 0 else []
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
@@ -541,12 +564,16 @@ def _save(
 ) -> None:
     model_state = _model_state(raw, dist)
     optim_state = _optimizer_state(raw, optimizer, dist)
+    rng = [checkpoint.rng_state()]
+    if dist.world > 1:  # every rank's own stream: dropout masks differ by rank
+        rng = [None] * dist.world
+        torch.distributed.all_gather_object(rng, checkpoint.rng_state())
     if dist.main:
         state = {
             "step": step,
             "optimizer": optim_state,
             "scheduler": scheduler.state_dict(),
-            "rng": checkpoint.rng_state(),
+            "rng": rng,
             "world_size": dist.world,
         }
         checkpoint.save(folder, raw, tokenizer, model_state, state)
@@ -554,7 +581,8 @@ def _save(
     dist.barrier()
 
 
-def _load(folder: Path, raw: Any, optimizer: Any, scheduler: Any, dist: Dist) -> int:
+def _load(folder: Path, raw: Any, optimizer: Any, scheduler: Any, dist: Dist) -> tuple[int, Any]:
+    """Weights, optimizer and scheduler from a checkpoint; (its step, its RNG states)."""
     from safetensors.torch import load_file
 
     weights = load_file(str(folder / "model.safetensors"))
@@ -575,4 +603,4 @@ def _load(folder: Path, raw: Any, optimizer: Any, scheduler: Any, dist: Dist) ->
             raise Phi1Error(f"{folder}: checkpoint does not match the model ({missing[:3]} {unexpected[:3]})")
         optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
-    return int(state["step"])
+    return int(state["step"]), state.get("rng")
