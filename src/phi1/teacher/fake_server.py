@@ -97,6 +97,9 @@ class FakeOpenAI:
             return web.json_response({"error": {"message": "bad request"}}, status=400)
         if fault == "500":
             return web.json_response({"error": {"message": "boom"}}, status=500)
+        if fault == "503html":  # a proxy in front of the server, answering in HTML
+            return web.Response(text="<html><body>503 Service Unavailable</body></html>", status=503,
+                                content_type="text/html")  # fmt: skip
         if fault == "slow":
             await asyncio.sleep(10)
             return None
