@@ -33,7 +33,9 @@ def test_humaneval_canonical_solutions_all_pass(tmp_path: Path) -> None:
 
 
 def test_humaneval_plus_canonical_solutions_pass_base_and_plus(tmp_path: Path) -> None:
+    start = time.monotonic()
     summary = run_eval("humaneval+", Source(canonical=True), tmp_path, ks=[1], workers=2)  # the shipped copy
+    print(f"HumanEval+ canonical: {time.monotonic() - start:.1f}s")
     assert summary["problems_file"].endswith("phi1/data/HumanEvalPlus-v0.1.10.jsonl.gz")
     assert summary["problems"] == 164
     assert summary["pass_at_k"] == {"humaneval+ (base)": {"pass@1": 1.0}, "humaneval+": {"pass@1": 1.0}}
@@ -328,3 +330,21 @@ def test_local_checkpoint_generation(tiny_checkpoint: Path, sandbox: Sandbox) ->
     )
     results = execute(bench, greedy, sandbox)
     assert len(results) == 3 and all(r.status in ("failed", "error") for r in results)
+
+
+def test_humaneval_plus_fails_a_correct_but_exponential_solution(tmp_path: Path) -> None:
+    # fib by naive recursion: right on every input, but exponential. EvalPlus' per-input limit (a multiple of
+    # the reference's own time, with a floor) stops it at the first large input, long before any flat limit.
+    naive = "    return n if n < 2 else fib(n - 1) + fib(n - 2)\n"
+    samples = tmp_path / "s.jsonl"
+    samples.write_text(json.dumps({"task_id": "HumanEval/55", "completion": naive}) + "\n")
+    start = time.monotonic()
+    summary = run_eval("humaneval+", Source(samples=samples), tmp_path / "out", ks=[1], workers=1)
+    took = time.monotonic() - start
+    row = json.loads((tmp_path / "out" / "results.jsonl").read_text())
+    assert row["passed_base"] and not row["passed"] and row["status"] == "failed"
+    assert "over its time limit" in row["detail"], row["detail"]
+    assert summary["pass_at_k"]["humaneval+"] == {"pass@1": 0.0}
+    assert took < 30, took  # the reference ran once, the slow input was cut after about a second
+    refs = json.loads((tmp_path / "out" / "references.json").read_text())
+    assert set(refs) == {"HumanEval/55"} and all(1.0 <= t < 5 for t in refs["HumanEval/55"]["limits"])

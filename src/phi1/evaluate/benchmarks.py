@@ -7,15 +7,17 @@ test stages that must pass (HumanEval+ reports its base tests and base + plus te
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
-from dataclasses import dataclass, field
+import threading
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from phi1.data import benchmark_file
 from phi1.errors import Phi1Error
-from phi1.records import read_jsonl
-from phi1.sandbox import Limits
+from phi1.records import read_jsonl, write_json
+from phi1.sandbox import Limits, Sandbox, Verdict
 
 NAMES = ("humaneval", "humaneval+", "mbpp")
 
@@ -32,18 +34,23 @@ class Problem:
     entry_point: str
     reference: str  # the canonical solution, written as a completion of `prompt`
     tests: tuple[str, ...]  # test stages, run after prompt + completion
-    setup: str = ""  # trusted code run before the completion (HumanEval+ computes expected outputs)
+    setup: str = ""  # trusted code run before the completion
+    plus: PlusData | None = None  # HumanEval+: its setup (expected outputs, the check) comes from References
 
     def program(self, completion: str) -> list[str]:
         code = self.prompt + completion
         return [self.setup, code, *self.tests] if self.setup else [code, *self.tests]
 
+    @property
+    def has_setup(self) -> bool:
+        return bool(self.setup) or self.plus is not None
+
     def tests_passed(self, stages_passed: int) -> int:
         """Test stages passed, from the sandbox's count of completed stages after stage 0."""
-        return max(0, stages_passed - (1 if self.setup else 0))
+        return max(0, stages_passed - (1 if self.has_setup else 0))
 
     def stage_name(self, stage: int) -> str:
-        code_stage = 1 if self.setup else 0
+        code_stage = 1 if self.has_setup else 0
         if stage < code_stage:
             return "in the reference solution"
         return "while loading the code" if stage == code_stage else "in the tests"
@@ -131,26 +138,111 @@ def _first_called_name(test: str) -> str:
     return ""
 
 
-# -- HumanEval+ ---------------------------------------------------------------------------------------
+# -- HumanEval+ ----------------------------------------------------------------------------------------
+#
+# As EvalPlus does it: the canonical solution's output on every input is computed once per problem per
+# output folder (`References`), timed, and cached; a completion then has, per input, a time limit
+# of max(MIN_TIME_LIMIT_S, TIME_LIMIT_FACTOR x the reference's time): a correct but far too slow solution
+# fails. Outputs reach 147 MB (HumanEval/15), so large ones travel as a digest of their pickle, small ones
+# (and every float output, which is compared with a tolerance) by value: at most ~0.4 MB per problem.
 
-# Stage 0, run before any candidate code exists: the canonical solution, in a namespace of its own,
-# computes the expected output of every input; `_phi1_check(fn, part)` then compares like EvalPlus: exact
-# match, or for floats np.allclose with the task's atol (1e-6 when it is 0) and rtol 1e-7; find_zero is
-# checked by its root property. Outputs never leave the sandbox (some are integers of 10^5 digits).
-_SETUP = """
+TIME_LIMIT_FACTOR = 4.0
+MIN_TIME_LIMIT_S = 1.0
+MAX_PROGRAM_S = 60.0  # EvalPlus' cap per task, beside the per-input limits
+_INLINE_BYTES = 2048
+_DIGEST = "__phi1_digest__"
+
+_PICKLE_HELPERS = """
+import binascii, json, pickle, time  # builtin or light: each import costs every sandboxed run its time
+
+class _Phi1Sink:
+    # A file that hashes what is written to it, or only counts it up to a cap: no large buffer is built.
+    def __init__(self, cap=None):
+        self.n, self.cap = 0, cap
+        if cap is None:
+            import hashlib
+            self.h = hashlib.sha256()
+    def write(self, b):
+        self.n += len(b)
+        if self.cap is not None:
+            if self.n > self.cap:
+                raise OverflowError
+        else:
+            self.h.update(b)
+
+def _phi1_digest(value):
+    import hashlib
+    t = type(value)
+    if t is str:  # the common large outputs, hashed without pickling
+        return "s" + hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
+    if t is int:
+        return "i" + hashlib.sha256(value.to_bytes((value.bit_length() + 8) // 8, "little", signed=True)).hexdigest()
+    sink = _Phi1Sink()
+    p = pickle.Pickler(sink, protocol=4)
+    p.fast = True  # no memo: equal trees pickle alike, however their objects are shared
+    p.dump(value)
+    return "p" + sink.h.hexdigest()
+
+def _phi1_small(value, cap):
+    t = type(value)
+    if t is bool or t is float or value is None or (t is int and value.bit_length() < 4 * cap):
+        return True
+    if t is str:
+        return len(value) < cap // 4
+    try:
+        pickle.Pickler(_Phi1Sink(cap), protocol=4).dump(value)
+    except OverflowError:
+        return False
+    return True
+
+def _phi1_is_floats(x):
+    if isinstance(x, float):
+        return True
+    if isinstance(x, (list, tuple)) and x:
+        return all(isinstance(i, float) for i in x)
+    if type(x).__module__ == "numpy" and hasattr(x, "dtype"):
+        return x.dtype.kind == "f"
+    return False
+"""
+
+# Run once per problem: the trusted canonical solution on every input; prints its outputs and times.
+_REFERENCE = _PICKLE_HELPERS + """
+_ns = {{"__name__": "_phi1_reference"}}
+exec(compile({source!r}, "<reference>", "exec"), _ns)
+_fn = _ns[{entry!r}]
+_expected, _times = [], []
+for _inp in json.loads({inputs!r}):
+    _t = time.perf_counter()
+    _out = _fn(*_inp)
+    _times.append(time.perf_counter() - _t)
+    if _phi1_is_floats(_out) or _phi1_small(_out, {inline}):
+        _expected.append(_out)
+    else:
+        _expected.append(({digest!r}, _phi1_digest(_out)))
+_phi1_reference_data = {{"expected": _expected, "times": _times}}
+import sys as _sys
+_payload = binascii.b2a_base64(pickle.dumps(_expected, protocol=4), newline=False).decode()
+_sys.stdout.write(json.dumps(_times) + "\\n" + _payload + "\\n")
+_sys.stdout.flush()  # on the pipe before any candidate code exists: nothing later can change it
+del _ns, _fn, _expected, _times, _out, _t, _inp, _sys, _payload
+"""
+
+# Stage 0 of every completion's program, before any candidate code exists: the expected outputs and time
+# limits, and `_phi1_check(fn, part)` comparing like EvalPlus: exact, or once a float output has been
+# seen, np.allclose-style with the task's atol (1e-6 when it is 0) and rtol 1e-7; find_zero by its root.
+_CHECK = _PICKLE_HELPERS + """
 def _phi1_make_check():
-    import json
-    reference = {{"__name__": "_phi1_reference"}}
-    exec(compile({source!r}, "<reference>", "exec"), reference)
-    ref = reference[{entry!r}]
+    import signal
+    data = {data}
     inputs = {{"base": {base!r}, "plus": {plus!r}}}
-    expected = {{part: [ref(*inp) for inp in json.loads(text)] for part, text in inputs.items()}}
-    atol = {atol!r}
+    offsets = {{"base": 0, "plus": len(json.loads(inputs["base"]))}}
+    atol = [{atol!r}]
 
-    def is_floats(x):
-        if isinstance(x, float):
-            return True
-        return isinstance(x, (list, tuple)) and bool(x) and all(isinstance(i, float) for i in x)
+    class Slow(BaseException):  # not an Exception: a bare `except Exception` in the candidate cannot swallow it
+        pass
+
+    def alarm(signum, frame):
+        raise Slow()
 
     def close(a, b, tol):
         if isinstance(b, (list, tuple)):
@@ -158,18 +250,44 @@ def _phi1_make_check():
         return abs(a - b) <= tol + 1e-7 * abs(b)
 
     def check(fn, part):
-        for i, (inp, exp) in enumerate(zip(json.loads(inputs[part]), expected[part])):
-            out = fn(*inp)
+        previous = signal.signal(signal.SIGALRM, alarm)
+        try:
+            run(fn, part)
+        finally:
+            signal.signal(signal.SIGALRM, previous)
+
+    def run(fn, part):
+        for i, inp in enumerate(json.loads(inputs[part])):
+            exp = data["expected"][offsets[part] + i]
+            limit = data["limits"][offsets[part] + i]
+            signal.setitimer(signal.ITIMER_REAL, limit)
+            try:
+                out = fn(*inp)
+            except Slow:
+                raise AssertionError("%s input #%d: over its time limit of %.2fs" % (part, i, limit)) from None
+            finally:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+            if isinstance(exp, tuple) and len(exp) == 2 and exp[0] == {digest!r}:
+                assert _phi1_digest(out) == exp[1], "%s input #%d: wrong output" % (part, i)
+                continue
             if {find_zero!r}:
                 value = sum(c * out ** k for k, c in enumerate(inp[0]))
-                assert abs(value) <= atol, "%s input #%d: not a root" % (part, i)
+                assert abs(value) <= atol[0], "%s input #%d: not a root" % (part, i)
                 continue
-            if out == exp:
+            if type(out).__module__ == "numpy" and hasattr(out, "tolist"):
+                out = out.tolist()
+            if type(exp).__module__ == "numpy" and hasattr(exp, "tolist"):
+                exp_is_floats, exp = _phi1_is_floats(exp), exp.tolist()
+            else:
+                exp_is_floats = _phi1_is_floats(exp)
+            exact = out == exp
+            if atol[0] == 0 and exp_is_floats:
+                atol[0] = 1e-6  # and from here on, for every later input (EvalPlus)
+            if exact:
                 continue
-            tol = 1e-6 if atol == 0 and is_floats(exp) else atol
-            assert tol != 0, "%s input #%d: wrong output" % (part, i)
+            assert atol[0] != 0, "%s input #%d: wrong output" % (part, i)
             assert type(out) is type(exp), "%s input #%d: wrong output type" % (part, i)
-            assert close(out, exp, tol), "%s input #%d: wrong output" % (part, i)
+            assert close(out, exp, atol[0]), "%s input #%d: wrong output" % (part, i)
 
     return check
 _phi1_check = _phi1_make_check()
@@ -177,35 +295,140 @@ del _phi1_make_check
 """
 
 
+@dataclass(frozen=True)
+class PlusData:
+    """What a HumanEval+ problem needs to compute its references and build its check."""
+
+    source: str
+    base: str  # JSON list of argument lists
+    plus: str
+    atol: float
+    find_zero: bool
+
+    def key(self) -> str:
+        import hashlib
+
+        return hashlib.sha256(json.dumps(vars(self), sort_keys=True).encode()).hexdigest()[:16]
+
+
 def load_humaneval_plus(path: str | Path | None = None) -> Benchmark:
     """HumanEval+ (EvalPlus): the 164 HumanEval prompts with many more inputs, outputs compared with
-    the canonical solution's outputs on the same inputs."""
+    the canonical solution's outputs on the same inputs (computed by `References`, when a problem is run)."""
     path = Path(path) if path is not None else benchmark_file("humaneval+")
     problems: dict[str, Problem] = {}
     for lineno, row in read_jsonl(path):
         _require(row, ("task_id", "prompt", "entry_point", "canonical_solution", "base_input"), path, lineno)
         tid, entry = row["task_id"], row["entry_point"]
-        setup = _SETUP.format(
+        plus = PlusData(
             source=row["prompt"] + row["canonical_solution"],
-            entry=entry,
             base=json.dumps(row.get("base_input") or []),
             plus=json.dumps(row.get("plus_input") or []),
             atol=float(row.get("atol") or 0),
             find_zero=tid == "HumanEval/32",
         )
         tests = (f"_phi1_check({entry}, 'base')\n", f"_phi1_check({entry}, 'plus')\n")
-        problems[tid] = Problem(tid, row["prompt"], entry, row["canonical_solution"], tests, setup)
+        problems[tid] = Problem(tid, row["prompt"], entry, row["canonical_solution"], tests, plus=plus)
     if not problems:
         raise Phi1Error(f"{path}: no problems")
     return Benchmark(
         "humaneval+",
         problems,
         HUMANEVAL_STOP,
-        Limits(timeout_s=30.0),
+        Limits(timeout_s=MAX_PROGRAM_S),
         metrics={"humaneval+ (base)": 1, "humaneval+": 2},
         columns={"passed_base": 1},
         source=str(path),
     )
+
+
+class References:
+    """HumanEval+ reference outputs and per-input time limits: computed once per problem, by the program of
+    its first sample, and kept in a cache file in the output folder. State is real here: a cache and locks."""
+
+    def __init__(self, bench: Benchmark, sandbox: Sandbox, cache: Path | None) -> None:
+        self.bench, self.sandbox, self.cache = bench, sandbox, cache
+        self.known: dict[str, dict] = {}
+        if cache is not None and cache.exists():
+            with contextlib.suppress(OSError, json.JSONDecodeError):
+                self.known = json.loads(cache.read_text())
+        self.computed = 0
+        self._locks: dict[str, threading.Lock] = {tid: threading.Lock() for tid in bench.problems}
+        self._pending: dict[str, threading.Event] = {}
+
+    def program(self, tid: str, completion: str) -> tuple[list[str], Limits]:
+        """The program that judges `completion` of problem `tid`, and its limits. The first sample of a
+        problem without reference outputs computes them itself, in a trusted stage before any of its own code
+        exists (one sandbox start instead of two: a start costs ~50 ms here); the others use what it found."""
+        p = self.bench.problems[tid]
+        if p.plus is None:
+            return p.program(completion), self.bench.limits
+        with self._locks[tid]:
+            ref = self.known.get(tid)
+            if ref is not None and ref.get("key") == p.plus.key():
+                expected = f"pickle.loads(binascii.a2b_base64({ref['payload']!r}))"
+                data = f"{{'expected': {expected}, 'limits': {ref['limits']!r}}}"
+                limits = replace(self.bench.limits, timeout_s=min(MAX_PROGRAM_S, sum(ref["limits"])) + 5.0)
+                return [self._check(p, data), p.prompt + completion, *p.tests], limits
+            running = self._pending.get(tid)
+            first = running is None or running.is_set()  # set and still unknown: that first attempt failed
+            if first:
+                self._pending[tid] = threading.Event()
+        if not first:
+            assert running is not None
+            running.wait()
+            return self.program(tid, completion)
+        limits_expr = f"[max({MIN_TIME_LIMIT_S!r}, {TIME_LIMIT_FACTOR!r} * t) for t in _phi1_reference_data['times']]"
+        data = f"{{'expected': _phi1_reference_data['expected'], 'limits': {limits_expr}}}"
+        setup = _reference_program(p) + self._check(p, data)
+        return [setup, p.prompt + completion, *p.tests], Limits(timeout_s=2 * MAX_PROGRAM_S, output_bytes=16 << 20)
+
+    def found(self, tid: str, verdict: Verdict | None) -> None:
+        """Keep the reference outputs that the first sample's program of `tid` printed, if it was one
+        (`verdict` None: the run itself broke; the next sample of the problem tries again)."""
+        event = self._pending.get(tid)
+        if event is None or event.is_set():
+            return
+        try:
+            if verdict is None:
+                return
+            if verdict.failed_stage == 0 or verdict.stdout.count("\n") < 2:
+                self.known[tid] = self._compute(tid, self.bench.problems[tid])  # on its own, to say why
+            else:
+                times, payload = verdict.stdout.split("\n", 2)[:2]
+                self.known[tid] = self._record(self.bench.problems[tid], times, payload)
+            self.computed += 1
+        finally:
+            event.set()
+
+    def save(self) -> None:
+        if self.computed and self.cache is not None:
+            write_json(self.cache, self.known)
+
+    def _check(self, p: Problem, data: str) -> str:
+        assert p.plus is not None
+        return _CHECK.format(data=data, base=p.plus.base, plus=p.plus.plus, atol=p.plus.atol,
+                             find_zero=p.plus.find_zero, digest=_DIGEST)  # fmt: skip
+
+    def _record(self, p: Problem, times: str, payload: str) -> dict:
+        # The outputs stay an opaque payload here (never unpickled outside a sandbox); only the times are read.
+        limits = [round(max(MIN_TIME_LIMIT_S, TIME_LIMIT_FACTOR * t), 4) for t in json.loads(times)]
+        assert p.plus is not None
+        return {"key": p.plus.key(), "payload": payload, "limits": limits}
+
+    def _compute(self, tid: str, p: Problem) -> dict:
+        verdict = self.sandbox.run([_reference_program(p)], Limits(timeout_s=300, output_bytes=16 << 20))
+        if not verdict.passed:
+            raise Phi1Error(f"{self.bench.source}: {tid}: the canonical solution failed: {verdict.status} "
+                            f"{verdict.detail}")  # fmt: skip
+        times, payload = verdict.stdout.split("\n", 2)[:2]
+        return self._record(p, times, payload)
+
+
+def _reference_program(p: Problem) -> str:
+    assert p.plus is not None
+    inputs = json.dumps(json.loads(p.plus.base) + json.loads(p.plus.plus))
+    return _REFERENCE.format(source=p.plus.source, entry=p.entry_point, inputs=inputs, inline=_INLINE_BYTES,
+                             digest=_DIGEST)  # fmt: skip
 
 
 def _require(row: dict, fields: tuple[str, ...], path: str | Path, lineno: int) -> None:

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
 
-from phi1.evaluate.benchmarks import Benchmark
+from phi1.evaluate.benchmarks import Benchmark, References
 from phi1.evaluate.generate import Sample
 from phi1.evaluate.passk import mean_pass_at_k
 from phi1.progress import progress_bar
-from phi1.sandbox import STATUSES, Limits, Sandbox
+from phi1.sandbox import STATUSES, Limits, Sandbox, Verdict
 
 
 @dataclass(frozen=True)
@@ -32,38 +35,61 @@ class Result:
 
 
 def execute(
-    benchmark: Benchmark, samples: Sequence[Sample], sandbox: Sandbox, limits: Limits | None = None
+    benchmark: Benchmark,
+    samples: Sequence[Sample],
+    sandbox: Sandbox,
+    limits: Limits | None = None,
+    references: Path | None = None,
 ) -> list[Result]:
-    """Judge every sample; results come back in (task order, completion_id) order."""
+    """Judge every sample; results come back in (task order, completion_id) order. Benchmarks that compare
+    with reference outputs (HumanEval+) compute them once per problem, or read them from `references`."""
     order = {tid: i for i, tid in enumerate(benchmark.problems)}
     samples = sorted(samples, key=lambda s: (order[s.task_id], s.completion_id))
-    programs = [benchmark.problems[s.task_id].program(s.completion) for s in samples]
+    refs = References(benchmark, sandbox, references)
+
+    def judge(i: int) -> tuple[int, Verdict]:
+        tid = samples[i].task_id
+        program, own = refs.program(tid, samples[i].completion)
+        verdict = None
+        try:
+            verdict = sandbox.run(program, replace(own, timeout_s=limits.timeout_s) if limits else own)
+        finally:
+            refs.found(tid, verdict)
+        return i, verdict
+
     results: list[Result | None] = [None] * len(samples)
     statuses: Counter[str] = Counter()
-    with progress_bar(
-        len(samples),
-        f"testing {benchmark.name}",
-        unit="samples",
-        extra=lambda: f"passed {statuses['passed']}",
-    ) as advance:
-        for i, verdict in sandbox.map(programs, limits or benchmark.limits):
-            s = samples[i]
-            problem = benchmark.problems[s.task_id]
-            detail = verdict.detail
-            if verdict.failed_stage is not None:
-                detail = f"{detail} ({problem.stage_name(verdict.failed_stage)})"
-            results[i] = Result(
-                s.task_id,
-                s.completion_id,
-                s.completion,
-                verdict.passed,
-                verdict.status,
-                detail,
-                problem.tests_passed(verdict.stages_passed),
-            )
-            statuses[verdict.status] += 1
-            advance(1)
+    with (
+        progress_bar(
+            len(samples), f"testing {benchmark.name}", unit="samples", extra=lambda: f"passed {statuses['passed']}"
+        ) as advance,
+        ThreadPoolExecutor(max_workers=sandbox.workers) as pool,
+    ):
+        futures = [pool.submit(judge, i) for i in range(len(samples))]
+        try:
+            for future in as_completed(futures):
+                i, verdict = future.result()
+                results[i] = _result(samples[i], benchmark.problems[samples[i].task_id], verdict)
+                statuses[verdict.status] += 1
+                advance(1)
+        finally:
+            refs.save()
     return [r for r in results if r is not None]
+
+
+def _result(s: Sample, problem: Any, verdict: Verdict) -> Result:
+    detail = verdict.detail
+    if verdict.failed_stage is not None:
+        detail = f"{detail} ({problem.stage_name(verdict.failed_stage)})"
+    return Result(
+        s.task_id,
+        s.completion_id,
+        s.completion,
+        verdict.passed,
+        verdict.status,
+        detail,
+        problem.tests_passed(verdict.stages_passed),
+    )
 
 
 def summarize(benchmark: Benchmark, results: Sequence[Result], ks: Sequence[int], wall_s: float) -> dict:

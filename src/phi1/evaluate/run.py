@@ -78,7 +78,8 @@ def run_eval(
         bench = benchmarks.load(benchmark_name, problems)
         samples = _completions(bench, source, sampling, batch_size, out)
         limits = Limits(timeout_s=timeout_s) if timeout_s else None
-        results = execute(bench, samples, sb, limits)
+        out.mkdir(parents=True, exist_ok=True)
+        results = execute(bench, samples, sb, limits, out / REFERENCES)
     summary = summarize(bench, results, ks, time.perf_counter() - start)
     summary.update(
         source=source.describe(),
@@ -129,7 +130,7 @@ def _generate_kept(
     return list(done.values())
 
 
-SAMPLES, GENERATION = "samples.jsonl", "generation.json"
+SAMPLES, GENERATION, REFERENCES = "samples.jsonl", "generation.json", "references.json"
 
 
 def _kept_samples(out: Path, identity: dict, bench: benchmarks.Benchmark) -> list[Sample]:
