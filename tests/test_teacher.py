@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import subprocess
@@ -17,7 +16,7 @@ from conftest import ROOT, phi1_cmd
 from phi1.config import TeacherConfig
 from phi1.teacher import Cache, Params, Request, make_teacher
 from phi1.teacher.fake_server import FakeOpenAI
-from phi1.teacher.openai_compat import OpenAITeacher, RateLimiter
+from phi1.teacher.openai_compat import OpenAITeacher
 
 
 def _teacher(server: FakeOpenAI, cache: Path | None = None, **kw) -> OpenAITeacher:
@@ -129,18 +128,28 @@ def test_several_processes_share_one_cache(tmp_path: Path) -> None:
     assert all(r.cached for r in out) and len(b) == 3
 
 
-def test_rate_limiter_holds_back_past_the_limit() -> None:
-    async def scenario() -> bool:
-        limiter = RateLimiter(rpm=2, tpm=None)
-        await limiter.acquire(10)
-        await limiter.acquire(10)
-        try:
-            await asyncio.wait_for(limiter.acquire(10), timeout=0.3)
-        except TimeoutError:
-            return True
-        return False
+def test_rate_limit_holds_across_generate_calls() -> None:
+    # 30 requests a minute: a burst of 30, then one every 2 s. A second generate() call right after the
+    # first is held back: the budget belongs to the teacher, not to one call.
+    with FakeOpenAI() as server:
+        t = OpenAITeacher("fake", server.url, requests_per_minute=30, max_retries=0)
+        start = time.monotonic()
+        list(t.generate(_reqs(30)))
+        first = time.monotonic() - start
+        list(t.generate([Request.chat("one more", params=Params(max_tokens=4))]))
+        second = time.monotonic() - start - first
+    assert first < 1.5 and second >= 1.5, (first, second)
+    assert len(server.requests) == 31
 
-    assert asyncio.run(scenario())
+
+def test_identical_requests_in_flight_are_sent_once() -> None:
+    with FakeOpenAI(latency_s=0.1) as server:
+        t = _teacher(server)
+        same = Request.chat("the same file", params=Params(max_tokens=4))
+        out = list(t.generate([same, _reqs(1)[0], same, same]))
+    assert len(out) == 4 and len(server.requests) == 2
+    assert sum(r.request == same for r in out) == 3 and all(r.ok and r.text for r in out)
+    assert t.usage.calls == 2 and t.usage.cache_hits == 2  # the copies were paid for once
 
 
 _KILL_SCRIPT = """

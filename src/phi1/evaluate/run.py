@@ -68,7 +68,10 @@ def run_eval(
     sandbox_mode: Mode = "bwrap",
     timeout_s: float | None = None,
     batch_size: int = 8,
+    references: Path | None = None,
 ) -> dict:
+    """Score `source` on a benchmark into OUT (results.jsonl, summary.json; generated completions are kept in
+    samples.jsonl as they come). HumanEval+'s reference outputs are cached in `references` (default OUT)."""
     source.check()
     if source.samples is not None and not source.samples.exists():
         raise Phi1Error(f"{source.samples}: no such file")
@@ -79,7 +82,7 @@ def run_eval(
         samples = _completions(bench, source, sampling, batch_size, out)
         limits = Limits(timeout_s=timeout_s) if timeout_s else None
         out.mkdir(parents=True, exist_ok=True)
-        results = execute(bench, samples, sb, limits, out / REFERENCES)
+        results = execute(bench, samples, sb, limits, references or out / REFERENCES)
     summary = summarize(bench, results, ks, time.perf_counter() - start)
     summary.update(
         source=source.describe(),

@@ -87,6 +87,7 @@ def evaluate_run(run_dir: Path, config: Config, force: bool = False) -> dict[str
                         sandbox_mode=cfg.sandbox,
                         timeout_s=cfg.timeout_s,
                         batch_size=cfg.batch_size,
+                        references=stage.path / f"{name.replace('+', '_plus')}_references.json",  # base + finetuned
                     )
             split = similarity_split(run_dir, out / "results.jsonl")
             results.setdefault(label, {})[name] = {

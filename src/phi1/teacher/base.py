@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import contextlib
 import hashlib
 import json
 import queue
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from phi1.progress import progress_bar
@@ -139,6 +140,7 @@ class Teacher(abc.ABC):
         self.price_prompt = price_prompt_per_m
         self.price_completion = price_completion_per_m
         self.usage = Usage()
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     @abc.abstractmethod
     async def _complete(self, request: Request) -> Response:
@@ -169,7 +171,17 @@ class Teacher(abc.ABC):
         requests = list(requests)
         keys = [r.key(self.backend, self.model) for r in requests]
         cached = self.cache.get_many(keys) if self.cache is not None else {}
-        todo = [(r, k) for r, k in zip(requests, keys, strict=True) if k not in cached]
+        # Identical requests (two identical files to annotate, say) are sent once; the copies get its answer.
+        todo: list[tuple[Request, str]] = []
+        copies: dict[str, list[Request]] = {}
+        for r, k in zip(requests, keys, strict=True):
+            if k in cached:
+                continue
+            if k in copies:
+                copies[k].append(r)
+            else:
+                copies[k] = []
+                todo.append((r, k))
         stage_usage = usage if usage is not None else Usage()
 
         started = time.monotonic()
@@ -191,13 +203,25 @@ class Teacher(abc.ABC):
                     yield account(Response(request, **hit, cached=True))
             if not todo:
                 return
-            for response in self._run_async(todo):
+            for response, key in self._run_async(todo):
                 advance(1)
                 yield account(response)
+                for copy in copies[key]:
+                    advance(1)
+                    yield account(replace(response, request=copy, cached=True))  # paid for once
 
-    def _run_async(self, todo: list[tuple[Request, str]]) -> Iterator[Response]:
-        """Run the backend on an event loop in a worker thread; hand responses over as they finish."""
-        results: queue.Queue[Response | BaseException | None] = queue.Queue()
+    def _event_loop(self) -> asyncio.AbstractEventLoop:
+        """The teacher's own event loop, in a thread of its own for the teacher's whole life: what lives on
+        it (rate limiters) holds across generate() calls."""
+        if self._loop is None:
+            loop = asyncio.new_event_loop()
+            threading.Thread(target=loop.run_forever, name="phi1-teacher", daemon=True).start()
+            self._loop = loop
+        return self._loop
+
+    def _run_async(self, todo: list[tuple[Request, str]]) -> Iterator[tuple[Response, str]]:
+        """Run the backend on the teacher's event loop; hand (response, key) over as each finishes."""
+        results: queue.Queue[tuple[Response, str] | BaseException | None] = queue.Queue()
         stop = threading.Event()
 
         async def main() -> None:
@@ -216,23 +240,19 @@ class Teacher(abc.ABC):
                     for (_, key), response in zip(batch, responses, strict=True):
                         if response.error is None and self.cache is not None:
                             self.cache.put(key, self.backend, self.model, response)
-                        results.put(response)
+                        results.put((response, key))
 
             try:
                 await asyncio.gather(*(run(b) for b in batches))
-            finally:
-                await self.aclose()
-
-        def thread_main() -> None:
-            try:
-                asyncio.run(main())
             except BaseException as exc:
                 results.put(exc)
             finally:
-                results.put(None)
+                try:
+                    await self.aclose()
+                finally:
+                    results.put(None)
 
-        worker = threading.Thread(target=thread_main, name="phi1-teacher", daemon=True)
-        worker.start()
+        done = asyncio.run_coroutine_threadsafe(main(), self._event_loop())
         try:
             while True:
                 item = results.get()
@@ -243,7 +263,8 @@ class Teacher(abc.ABC):
                 yield item
         finally:
             stop.set()
-            worker.join()
+            with contextlib.suppress(BaseException):
+                done.result()
 
     def complete(self, request: Request) -> Response:
         """One request, through the cache: for `phi1 teacher check` and small jobs."""

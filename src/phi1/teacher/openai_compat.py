@@ -8,10 +8,10 @@ import asyncio
 import os
 import random
 import time
-from collections import deque
 from typing import Any
 
 import openai
+from aiolimiter import AsyncLimiter
 
 from phi1.errors import Phi1Error
 from phi1.teacher.base import Request, Response, Teacher, error_response
@@ -24,31 +24,6 @@ class _Retryable(Exception):
     def __init__(self, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
-
-
-class RateLimiter:
-    """Requests-per-minute and tokens-per-minute limits over a sliding 60 s window."""
-
-    def __init__(self, rpm: float | None, tpm: float | None) -> None:
-        self.rpm, self.tpm = rpm, tpm
-        self._events: deque[tuple[float, int]] = deque()
-        self._lock = asyncio.Lock()
-
-    async def acquire(self, tokens: int) -> None:
-        if self.rpm is None and self.tpm is None:
-            return
-        async with self._lock:
-            while True:
-                now = time.monotonic()
-                while self._events and now - self._events[0][0] >= 60:
-                    self._events.popleft()
-                used_tokens = sum(t for _, t in self._events)
-                if (self.rpm is None or len(self._events) < self.rpm) and (
-                    self.tpm is None or used_tokens + tokens <= self.tpm or not self._events
-                ):
-                    self._events.append((now, tokens))
-                    return
-                await asyncio.sleep(max(0.01, 60 - (now - self._events[0][0])))
 
 
 class OpenAITeacher(Teacher):
@@ -77,9 +52,11 @@ class OpenAITeacher(Teacher):
         self.timeout_s = timeout_s
         self.backoff_base_s = backoff_base_s
         self.backoff_max_s = backoff_max_s
-        self.rpm, self.tpm = requests_per_minute, tokens_per_minute
+        # One limiter each for requests and tokens, for the teacher's whole life (its event loop is too):
+        # a run's many generate() calls share one budget.
+        self._requests = AsyncLimiter(requests_per_minute, 60) if requests_per_minute else None
+        self._tokens = AsyncLimiter(tokens_per_minute, 60) if tokens_per_minute else None
         self._client: openai.AsyncOpenAI | None = None
-        self._limiter: RateLimiter | None = None
         if base_url is None and not os.environ.get(api_key_env):
             raise Phi1Error(
                 f"teacher.backend=openai needs teacher.base_url, or the API key in ${api_key_env} for api.openai.com"
@@ -98,7 +75,6 @@ class OpenAITeacher(Teacher):
                 timeout=self.timeout_s,
                 http_client=_http_client(self.concurrency),
             )
-            self._limiter = RateLimiter(self.rpm, self.tpm)
         return self._client
 
     async def aclose(self) -> None:
@@ -108,11 +84,13 @@ class OpenAITeacher(Teacher):
 
     async def _complete(self, request: Request) -> Response:
         client = self._client_for_loop()
-        assert self._limiter is not None
         estimate = len(request.text) // 4 + request.params.max_tokens
         last = "no attempt"
         for attempt in range(self.max_retries + 1):
-            await self._limiter.acquire(estimate)
+            if self._requests is not None:
+                await self._requests.acquire()
+            if self._tokens is not None:
+                await self._tokens.acquire(min(estimate, self._tokens.max_rate))
             start = time.perf_counter()
             try:
                 text, finish, pt, ct, model = await self._call(client, request)
