@@ -1,9 +1,14 @@
 """Near-deduplication and decontamination speed.
 
 1. MinHash near-dedup of 20,000 documents (word 5-grams, 112 permutations, 14 bands x 8 rows): phi1
-   (vectorised signatures over processes, banding with dicts) against a plain datasketch loop over the
-   same documents (`MinHash.update` per shingle, `MinHashLSH.query` then `insert`). Target ratio >= 1.0.
-2. AST decontamination of 10,000 exercises against HumanEval's 164 solutions: target under 60 s.
+   (vectorised signatures over processes, banding with dicts) against datasketch used as its documentation
+   advises for speed: `MinHash.bulk` (batched `update_batch`) with a fast hash (CRC32, as phi1) over the same
+   number of worker processes, then `MinHashLSH.query` / `insert` of `LeanMinHash`es. Target ratio >= 1.0;
+   phi1 keeps its own MinHash only while it is clearly faster (ratio >= 1.2).
+2. AST decontamination: phi1 (length and node-count upper bounds rule out most pairs, then difflib's
+   ratio in worker processes) against the plain way, difflib's ratio of every pair, over the same
+   exercises' first 400 functions (measured); then phi1 on all 10,000 exercises against HumanEval's 164
+   solutions, target under 60 s.
 
 Documents are standard-library functions and synthetic exercises, with planted near-duplicates.
 
@@ -14,11 +19,14 @@ from __future__ import annotations
 
 import argparse
 import ast
+import os
 import random
 import time
 import zlib
+from concurrent.futures import ProcessPoolExecutor
+from difflib import SequenceMatcher
 
-from datasketch import MinHash, MinHashLSH
+from datasketch import LeanMinHash, MinHash, MinHashLSH
 
 from phi1.clean.decontaminate import ast_matches, function_shapes, load_benchmark_problems
 from phi1.clean.dedup import minhash_duplicates
@@ -52,18 +60,47 @@ def exercises(n: int) -> list[str]:
     return [r.text.split("```python\n")[1].split("```")[0] for r in teacher.generate(requests)]
 
 
-def plain_datasketch(texts: list[str], n: int, bands: int, rows: int) -> int:
-    lsh = MinHashLSH(num_perm=bands * rows, params=(bands, rows))
+def _bulk_signatures(args: tuple[list[str], int, int]) -> list[LeanMinHash]:
+    texts, n, num_perm = args
+    sets = [[s.encode() for s in shingles(t, n)] for t in texts]
+    return [LeanMinHash(m) for m in MinHash.bulk(sets, num_perm=num_perm, hashfunc=zlib.crc32)]
+
+
+def datasketch_dedup(texts: list[str], n: int, bands: int, rows: int, workers: int) -> int:
+    num_perm = bands * rows
+    size = (len(texts) + workers * 4 - 1) // (workers * 4)
+    chunks = [(texts[i : i + size], n, num_perm) for i in range(0, len(texts), size)]
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        values = [v for chunk in pool.map(_bulk_signatures, chunks) for v in chunk]
+    lsh = MinHashLSH(num_perm=num_perm, params=(bands, rows))
     duplicates = 0
-    for i, text in enumerate(texts):
-        m = MinHash(num_perm=bands * rows, hashfunc=lambda b: zlib.crc32(b))
-        for s in shingles(text, n):
-            m.update(s.encode())
+    for i, m in enumerate(values):
         if lsh.query(m):
             duplicates += 1
         else:
             lsh.insert(str(i), m)
     return duplicates
+
+
+def _ratios(args: tuple[list[str], list[str]]) -> list[float]:
+    train, bench = args
+    out = []
+    matcher = SequenceMatcher(None, autojunk=False)
+    for b in bench:  # seq2 is the one difflib indexes: once per benchmark function, as phi1 compares
+        matcher.set_seq2(b)
+        for t in train:
+            matcher.set_seq1(t)
+            out.append(matcher.ratio())
+    return out
+
+
+def plain_ast(train: list[str], bench: list[str], floor: float, workers: int) -> int:
+    """difflib's ratio of every pair, in `workers` processes."""
+    size = (len(train) + workers * 4 - 1) // (workers * 4)
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        ratios = [r for block in pool.map(_ratios, [(train[i : i + size], bench) for i in range(0, len(train), size)])
+                  for r in block]  # fmt: skip
+    return sum(r >= floor for r in ratios)
 
 
 def main() -> None:
@@ -82,16 +119,19 @@ def main() -> None:
     docs = base + planted
     rng.shuffle(docs)
 
+    workers = os.cpu_count() or 1
+    datasketch_dedup(docs[:500], 5, 14, 8, workers)  # warm both: process pools, imports
+    minhash_duplicates(docs[:500], 5, 14, 8, workers)
     start = time.perf_counter()
-    plain_dups = plain_datasketch(docs, 5, 14, 8)
+    plain_dups = datasketch_dedup(docs, 5, 14, 8, workers)
     baseline = time.perf_counter() - start
     start = time.perf_counter()
-    dup, _ = minhash_duplicates(docs, 5, 14, 8)
+    dup, _ = minhash_duplicates(docs, 5, 14, 8, workers)
     ours = time.perf_counter() - start
 
-    print(f"documents: {len(docs)} (of them {len(planted)} planted near-copies)")
-    print(f"plain datasketch loop: {baseline:.1f}s  {len(docs) / baseline:.0f} docs/s  {plain_dups} duplicates")
-    print(f"phi1:                  {ours:.1f}s  {len(docs) / ours:.0f} docs/s  {int(dup.sum())} duplicates")
+    print(f"documents: {len(docs)} (of them {len(planted)} planted near-copies), {workers} workers")
+    print(f"datasketch (bulk, CRC32): {baseline:.1f}s  {len(docs) / baseline:.0f} docs/s  {plain_dups} duplicates")
+    print(f"phi1:                     {ours:.1f}s  {len(docs) / ours:.0f} docs/s  {int(dup.sum())} duplicates")
     ratio = (len(docs) / ours) / (len(docs) / baseline)
     status = "met" if ratio >= 1.0 else "missed"
     print(
@@ -101,6 +141,23 @@ def main() -> None:
 
     texts = exercises(args.exercises)
     bench = load_benchmark_problems(humaneval=True, mbpp=False)
+    train_sample = [s for t in texts for s in function_shapes(t, 12)][:400]
+    bench_all = [s for p in bench for s in function_shapes(p.solution, 12)]
+    start = time.perf_counter()
+    plain_n = plain_ast(train_sample, bench_all, 0.8, workers)
+    plain_s = time.perf_counter() - start
+    start = time.perf_counter()
+    ours_n = len(ast_matches(train_sample, bench_all, 0.8, workers))
+    ours_s = time.perf_counter() - start
+    pairs = len(train_sample) * len(bench_all)
+    print(f"AST, {len(train_sample)} functions x {len(bench_all)}: every pair {plain_s:.2f}s ({plain_n} matches), "
+          f"phi1 {ours_s:.2f}s ({ours_n} matches)")  # fmt: skip
+    ratio = (pairs / ours_s) / (pairs / plain_s)
+    print(
+        f"RESULT ast_pairs_per_s value={pairs / ours_s:.0f} baseline={pairs / plain_s:.0f} ratio={ratio:.3f} "
+        f"target=1.0 status={'met' if ratio >= 1.0 and ours_n == plain_n else 'missed'}"
+    )
+
     start = time.perf_counter()
     train_shapes = [s for t in texts for s in function_shapes(t, 12)]
     bench_shapes = [s for p in bench for s in function_shapes(p.solution, 12)]
@@ -109,9 +166,11 @@ def main() -> None:
     print(f"AST decontamination: {len(texts)} exercises ({len(train_shapes)} functions) x {len(bench)} HumanEval")
     print(f"  solutions ({len(bench_shapes)} functions): {elapsed:.1f}s, {len(matches)} pairs with tau >= 0.8")
     status = "met" if elapsed < 60 else "missed"
+    # The every-pair way, at its measured rate, would take this long on the same pairs:
+    every_pair_s = len(train_shapes) * len(bench_shapes) / (pairs / plain_s)
     print(
-        f"RESULT ast_decontamination_s value={elapsed:.1f} baseline=60 ratio={elapsed / 60:.3f} target=60 "
-        f"status={status}"
+        f"RESULT ast_decontamination_s value={elapsed:.1f} baseline={every_pair_s:.1f} "
+        f"ratio={elapsed / every_pair_s:.4f} target=60 status={status}"
     )
 
 

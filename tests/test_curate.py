@@ -19,7 +19,7 @@ from sklearn.metrics import roc_auc_score
 from conftest import phi1_cmd
 from phi1.config import TeacherConfig, load_config
 from phi1.curate import run_curate
-from phi1.curate.annotate import parse_score
+from phi1.curate.annotate import parse_score, truncate_code
 from phi1.curate.classifier import edu_probability, load_model
 from phi1.curate.embed import encode, load_embeddings, load_encoder
 from phi1.records import SkipCounter, iter_corpus, stdlib_path
@@ -168,11 +168,15 @@ def test_classifier_reproduces_the_annotator_on_unseen_files(curated: tuple[Path
     row = {doc_id: i for i, doc_id in enumerate(ids.tolist())}
     unseen = [d for d in corpus if d["id"] not in annotated]
     assert len(unseen) >= 150
-    labels = np.array([edu_score(d["text"])[0] >= 3 for d in unseen])
     cfg = load_config(None)
+    # What the annotator would have said of each: it is shown the file cut (at a statement) to 6,000 chars.
+    labels = np.array([edu_score(truncate_code(d["text"], cfg.curate.annotate_max_chars))[0] >= 3 for d in unseen])
     proba = edu_probability(load_model(run_dir), vectors[[row[d["id"]] for d in unseen]], cfg.curate)
     auc = roc_auc_score(labels, proba)
-    assert auc >= 0.8, auc
+    # 0.8 before the annotator saw whole statements: long files cut mid-statement all scored 0, an easy
+    # pattern (148 of 210). Real labels of long files, from a view 6,000 characters deep, are harder to
+    # read off an embedding of the first 256 tokens: 0.72 here.
+    assert auc >= 0.7, auc
     assert result["classifier"]["metrics"]["roc_auc"] >= 0.75
 
 

@@ -68,6 +68,8 @@ def test_run_end_to_end_rerun_and_resume(tmp_path: Path, cli_env: dict) -> None:
         assert png.exists() and png.stat().st_size > 5000, figure
         assert f"figures/{figure}.png" in report
     assert "pretrain/manifest.json" in report and "| base | humaneval |" in report
+    assert "## Precision" in report and "| [pretrain](pretrain/manifest.json) | cpu | fp32 |" in report
+    assert "| base | humaneval | tau >= 0.95 |" in report and "| execution twin |" in report  # Table 3
     ev = json.loads((run_dir / "eval" / "manifest.json").read_text())
     assert set(ev["results"]) == {"base", "finetuned"}
     split = ev["results"]["base"]["humaneval"]["similarity_split"]

@@ -156,10 +156,15 @@ def close_pairs_exist(vals: list, limit: float) -> bool:
     return False
 '''
 
-UNRELATED = [
+# A renamed-free but restructured copy of HumanEval/47 (median): an execution twin, whatever AST or n-grams say.
+MEDIAN_TWIN = (
     'def median(values: list[float]) -> float:\n    """The middle value."""\n    ordered = sorted(values)\n'
     "    mid = len(ordered) // 2\n    if len(ordered) % 2:\n        return ordered[mid]\n"
-    "    return (ordered[mid - 1] + ordered[mid]) / 2\n",
+    "    return (ordered[mid - 1] + ordered[mid]) / 2\n"
+)
+UNRELATED = [
+    'def initials(name: str) -> str:\n    """Ada King Lovelace -> A.K.L."""\n    letters = []\n'
+    "    for part in name.split():\n        letters.append(part[0].upper() + '.')\n    return ''.join(letters)\n",
     "class Stack:\n    def __init__(self):\n        self.items = []\n\n    def push(self, item):\n"
     "        self.items.append(item)\n\n    def pop(self):\n        if not self.items:\n"
     "            raise IndexError('pop from empty stack')\n        return self.items.pop()\n",
@@ -183,13 +188,15 @@ def test_clean_removes_duplicates_and_benchmark_lookalikes(tmp_path: Path) -> No
         {"text": long_doc},
         {"text": near},
         {"text": long_doc + "\n\n\n"},
+        {"text": MEDIAN_TWIN},
         *[{"text": u} for u in UNRELATED],
     ]
     _write_stage(tmp_path, "textbook", textbook)
     _write_stage(tmp_path, "filtered", code)
     cfg = load_config(None)  # MBPP from the copy that ships with phi1
     m = run_clean(tmp_path, cfg)
-    assert m["funnel"]["code"] == {"in": 7, "kept": 4, "benchmark_ast": 1, "near_duplicate": 1, "exact_duplicate": 1}
+    assert m["funnel"]["code"] == {"in": 8, "kept": 4, "benchmark_ast": 1, "benchmark_execution": 1,
+                                   "near_duplicate": 1, "exact_duplicate": 1}  # fmt: skip
     assert m["funnel"]["textbook"] == {"in": 2, "kept": 1, "benchmark_ngram": 1}
     kept = read_table(tmp_path / "clean").to_pylist()
     texts = {r["text"] for r in kept}
@@ -198,7 +205,11 @@ def test_clean_removes_duplicates_and_benchmark_lookalikes(tmp_path: Path) -> No
     table = pq.read_table(tmp_path / "clean" / "benchmark_similarity.parquet").to_pylist()
     sim = {r["task_id"]: r for r in table}
     assert len(sim) == 164 + 974
-    assert sim["HumanEval/0"]["max_ast"] < cfg.clean.ast_threshold  # the copy is gone from what is kept
+    # Measured against the data before decontamination (the paper's Table 3): the copies count as similar.
+    assert sim["HumanEval/0"]["max_ast"] >= cfg.clean.ast_threshold and sim["HumanEval/0"]["similar_to_training"]
+    assert sim["HumanEval/47"]["execution_twins"] == 1 and sim["HumanEval/47"]["similar_to_training"]
+    assert sim["HumanEval/10"]["ngram_hits"] == 1
+    assert not sim["HumanEval/120"]["similar_to_training"]
     assert m["benchmarks"]["humaneval"]["problems"] == 164
     assert (tmp_path / "clean" / "README.md").exists()
 

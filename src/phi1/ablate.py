@@ -91,7 +91,7 @@ def _evaluate(model_dir: Path, config: Config, out: Path) -> dict[str, float]:
     cfg = config.evaluate
     scores = {}
     sampling = Sampling(n=1, temperature=0.0, max_new_tokens=cfg.max_new_tokens)
-    for name, path in _benchmark_paths(config)[0]:
+    for name, path in _benchmark_paths(config):
         summary = run_eval(
             name,
             Source(model=model_dir),

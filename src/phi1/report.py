@@ -57,6 +57,7 @@ def write_report(run_dir: Path) -> dict[str, Any]:
         for name in (
             "corpus",
             "annotations",
+            "embeddings",
             "classifier",
             "filtered",
             "textbook",
@@ -164,7 +165,9 @@ def write_report(run_dir: Path) -> dict[str, Any]:
         h = m["filtered"]["score_histogram"]
         edges = h["edges"]
         axes[1].bar(edges[:-1], h["counts"], width=edges[1] - edges[0], align="edge", color="tab:blue")
-        axes[1].axvline(m["filtered"]["rule"]["threshold"], color="red", linestyle="--", label="keep threshold")
+        rule = m["filtered"]["rule"]
+        if rule.get("keep") == "threshold":  # a top fraction or a token budget keeps by rank, not by a line
+            axes[1].axvline(rule["threshold"], color="red", linestyle="--", label="keep threshold")
         axes[1].set_xlabel("edu_score (classifier probability)")
         axes[1].set_ylabel("files")
         cm = (m["classifier"] or {}).get("metrics", {})
@@ -317,6 +320,7 @@ def write_report(run_dir: Path) -> dict[str, Any]:
                         f"{_pct(s.get('pass@1'))} (n={s.get('problems', 0)}) | {_pct(n.get('pass@1'))} "
                         f"(n={n.get('problems', 0)}) |"
                     )
+        lines += ["", *_table3(results)]
         lines += ["", f"Source: {_link('eval')}; per-sample results under `eval/<model>/<benchmark>/`."]
         for note in (m["eval"] or {}).get("notes", []):
             lines.append(f"- note: {note}")
@@ -350,6 +354,7 @@ def write_report(run_dir: Path) -> dict[str, Any]:
     lines += ["## Time", "", "![stage times](figures/stage_times.png)", "", "| stage | seconds |", "| --- | --- |"]
     lines += [f"| [{n}]({n}/manifest.json) | {s:,.1f} |" for n, s in stage_times.items()]
     lines.append("")
+    lines += _precision_lines(m)
     save_text(run_dir / "report.md", "\n".join(lines))
     return {"report": str(run_dir / "report.md"), "figures": [str(fig_dir / f"{f}.png") for f in FIGURES]}
 
@@ -360,6 +365,39 @@ def _headline(entry: dict[str, Any]) -> float:
         return 0.0
     last = list(metrics.values())[-1]
     return float(last.get("pass@1", 0.0))
+
+
+def _precision_lines(m: dict) -> list[str]:
+    """Which precision every stage that computed with a model used, and why (phi1.precision)."""
+    rows = [(n, mm["precision"]) for n, mm in m.items() if mm and isinstance(mm.get("precision"), dict)]
+    if not rows:
+        return []
+    lines = ["## Precision", "", "| stage | device | dtype | why |", "| --- | --- | --- | --- |"]
+    for name, p in rows:
+        lines.append(f"| [{name}]({name}/manifest.json) | {p.get('device')} | {p.get('dtype')} | {p.get('reason')} |")
+    return [*lines, ""]
+
+
+def _table3(results: dict) -> list[str]:
+    """The paper's Table 3 on this run: pass@1 on problems whose unpruned training data had an AST match at
+    each tau (and, beyond the paper, an execution twin), against the rest."""
+    head = ["| model | benchmark | split | similar: problems | pass@1 | not similar: problems | pass@1 |",
+            "| --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+    lines = []
+    for label, per in results.items():
+        for b, r in per.items():
+            split = r.get("similarity_split") or {}
+            parts = [(f"tau >= {t}", v) for t, v in split.get("by_tau", {}).items()]
+            if "execution_twins" in split:
+                parts.append(("execution twin", split["execution_twins"]))
+            for name, v in parts:
+                s, n = v["similar"], v["not_similar"]
+                lines.append(f"| {label} | {b} | {name} | {s['problems']} | {_pct(s['pass@1'])} | {n['problems']} | "
+                             f"{_pct(n['pass@1'])} |")  # fmt: skip
+    if not lines:
+        return []
+    return ["The paper's Table 3 on this run's data (similar = the training data *before* decontamination held a "
+            "match):", "", *head, *lines]  # fmt: skip
 
 
 def _pct(value: float | None) -> str:

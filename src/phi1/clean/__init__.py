@@ -3,6 +3,7 @@ benchmark problem with how similar the remaining training data is to it."""
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -10,19 +11,15 @@ import numpy as np
 import pyarrow as pa
 
 from phi1.cards import write_card
-from phi1.clean.decontaminate import (
-    ast_matches,
-    load_benchmark_problems,
-    ngram_hits,
-    ngram_index,
-    sample_shapes,
-)
+from phi1.clean.contamination import DETECTORS, Thresholds, detect
+from phi1.clean.decontaminate import load_benchmark_problems
 from phi1.clean.dedup import exact_duplicates, minhash_duplicates
 from phi1.config import Config
 from phi1.errors import Phi1Error
 from phi1.precision import resolve
 from phi1.progress import console
 from phi1.rundir import Stage, read_shards, stage_key, write_shard
+from phi1.sandbox import Sandbox
 
 SOURCES = (("exercises", "exercise"), ("textbook", "textbook"), ("filtered", "code"))  # order of preference
 SCHEMA = pa.schema(
@@ -36,6 +33,13 @@ SCHEMA = pa.schema(
         ("tests", pa.string()),
     ]
 )
+TABLE3_TAUS = (0.95, 0.9, 0.85, 0.8)  # the paper's Table 3
+
+
+def _tau_column(tau: float) -> str:
+    return f"similar_at_tau_{tau:.2f}".replace(".", "_")
+
+
 SIMILARITY_SCHEMA = pa.schema(
     [
         ("benchmark", pa.string()),
@@ -45,7 +49,9 @@ SIMILARITY_SCHEMA = pa.schema(
         ("max_cosine", pa.float64()),
         ("nearest_cosine_id", pa.string()),
         ("ngram_hits", pa.int64()),
+        ("execution_twins", pa.int64()),
         ("similar_to_training", pa.bool_()),
+        *[(_tau_column(t), pa.bool_()) for t in TABLE3_TAUS],
     ]
 )
 
@@ -65,7 +71,7 @@ def run_clean(run_dir: Path, config: Config, force: bool = False) -> dict[str, A
     if not inputs:
         raise Phi1Error(f"{run_dir}: nothing to clean: run `phi1 curate` and/or `phi1 synth` first")
     encoder_spec = cfg.encoder or config.curate.encoder
-    stage = Stage(run_dir, "clean", stage_key({**cfg.model_dump(), "encoder": encoder_spec}, inputs.values()))
+    stage = Stage(run_dir, "clean", stage_key({**cfg.result_fields(), "encoder": encoder_spec}, inputs.values()))
     if stage.is_complete() and not force:
         return stage.manifest() or {}
     stage.begin(cfg, inputs, force=True)
@@ -102,44 +108,24 @@ def run_clean(run_dir: Path, config: Config, force: bool = False) -> dict[str, A
     notes: list[str] = []
     problems = load_benchmark_problems(cfg.humaneval, cfg.mbpp, cfg.mbpp_path, cfg.extra_benchmarks)
     alive = [i for i in range(len(docs)) if reason[i] is None]
-    ngram_of: dict[int, set[int]] = {}
-    with stage.timed("ngram_s"), console.status("decontaminating: n-grams"):
-        index = ngram_index(problems, cfg.ngram_n)
-        for i in alive:
-            hits = ngram_hits(texts[i], index, cfg.ngram_n)
-            if hits:
-                ngram_of[i] = hits
-                reason[i] = "benchmark_ngram"
-
     with stage.timed("embedding_s"):
         doc_vecs, bench_vecs = _embeddings(run_dir, config, encoder_spec, docs, alive, problems)
         cos = doc_vecs @ bench_vecs.T if len(alive) and len(problems) else np.zeros((len(alive), len(problems)))
-        for k, i in enumerate(alive):
-            if reason[i] is None and cos[k].max(initial=0.0) >= cfg.embed_threshold:
-                reason[i] = "benchmark_embedding"
-
-    with stage.timed("ast_s"), console.status("decontaminating: AST similarity"):
-        owner: list[int] = []
-        shapes: list[str] = []
-        for i in alive:
-            for shape in sample_shapes(texts[i], docs[i]["kind"], cfg.ast_min_nodes):
-                owner.append(i)
-                shapes.append(shape)
-        bench_owner: list[int] = []
-        bench_shapes: list[str] = []
-        for j, p in enumerate(problems):
-            for shape in sample_shapes(p.solution, "code", cfg.ast_min_nodes):
-                bench_owner.append(j)
-                bench_shapes.append(shape)
-        floor = min(cfg.ast_threshold, cfg.similar_ast_threshold)
-        matches = ast_matches(shapes, bench_shapes, floor, cfg.workers)
-        for f, _, tau in matches:
-            if tau >= cfg.ast_threshold and reason[owner[f]] is None:
-                reason[owner[f]] = "benchmark_ast"
+    thresholds = Thresholds(cfg.ngram_n, cfg.embed_threshold, cfg.ast_threshold, cfg.ast_min_nodes)
+    with stage.timed("decontaminate_s"), _sandbox(config) as sandbox:
+        # Over everything left after dedup: what is removed, and (the paper's Table 3) which problems the
+        # unpruned data resembles, down to the smallest tau of the table.
+        found = detect([texts[i] for i in alive], [docs[i]["kind"] for i in alive], problems, thresholds, sandbox,
+                       cos, cfg.workers, ast_floor=min(TABLE3_TAUS))  # fmt: skip
+    fired: dict[int, set[str]] = {}
+    for (k, _), m in found.items():
+        fired.setdefault(k, set()).update(m.detectors)
+    for k, detectors in fired.items():
+        if detectors:  # named after the first detector in DETECTORS' order that fired
+            reason[alive[k]] = f"benchmark_{min(detectors, key=DETECTORS.index)}"
 
     kept = [i for i in range(len(docs)) if reason[i] is None]
-    kept_set = set(kept)
-    similarity = _similarity_table(problems, docs, kept_set, alive, cos, matches, owner, bench_owner, ngram_of, cfg)
+    similarity = _similarity_table(problems, docs, alive, cos, found, cfg)
 
     rows = [{k: docs[i][k] for k in ("id", "text", "kind", "source", "prompt", "solution", "tests")} for i in kept]
     shard_size = 5_000
@@ -171,8 +157,7 @@ def run_clean(run_dir: Path, config: Config, force: bool = False) -> dict[str, A
             "ngram_n": cfg.ngram_n,
             "embed": cfg.embed_threshold,
             "ast": cfg.ast_threshold,
-            "similar_ast": cfg.similar_ast_threshold,
-            "similar_embed": cfg.similar_embed_threshold,
+            "similar": f"tau >= {cfg.ast_threshold} or an execution twin, against the unpruned data",
         },
     )
     write_card(
@@ -222,45 +207,47 @@ def _embeddings(
 
 
 def _similarity_table(
-    problems: list,
-    docs: list[dict[str, Any]],
-    kept: set[int],
-    alive: list[int],
-    cos: np.ndarray,
-    matches: list,
-    owner: list[int],
-    bench_owner: list[int],
-    ngram_of: dict[int, set[int]],
-    cfg: Any,
+    problems: list, docs: list[dict[str, Any]], alive: list[int], cos: np.ndarray, found: dict, cfg: Any
 ) -> list[dict[str, Any]]:
-    kept_rows = [k for k, i in enumerate(alive) if i in kept]
+    """Per benchmark problem, how close the unpruned training data (after dedup, before decontamination)
+    comes: as the paper measured it for its Table 3, so that "similar" means "had a match", not "had a match
+    just below the removal thresholds"."""
     best_ast: dict[int, tuple[float, int]] = {}
-    for f, b, tau in matches:
-        i, j = owner[f], bench_owner[b]
-        if i in kept and tau > best_ast.get(j, (0.0, -1))[0]:
-            best_ast[j] = (tau, i)
+    ngram: dict[int, int] = {}
+    twins: dict[int, int] = {}
+    for (k, j), m in found.items():
+        tau = m.scores.get("ast", 0.0)
+        if tau > best_ast.get(j, (0.0, -1))[0]:
+            best_ast[j] = (tau, alive[k])
+        if "ngram" in m.detectors:
+            ngram[j] = ngram.get(j, 0) + 1
+        if "execution" in m.detectors:
+            twins[j] = twins.get(j, 0) + 1
     table = []
     for j, p in enumerate(problems):
         tau, ast_doc = best_ast.get(j, (0.0, -1))
-        if kept_rows:
-            column = cos[kept_rows, j]
-            k = int(column.argmax())
-            max_cos, cos_doc = float(column[k]), alive[kept_rows[k]]
+        if len(alive):
+            k = int(cos[:, j].argmax())
+            max_cos, cos_doc = float(cos[k, j]), alive[k]
         else:
             max_cos, cos_doc = 0.0, -1
-        hits = sum(1 for i, js in ngram_of.items() if j in js and i in kept)
-        table.append(
-            {
-                "benchmark": p.benchmark,
-                "task_id": p.task_id,
-                "max_ast": round(tau, 4),
-                "nearest_ast_id": docs[ast_doc]["id"] if ast_doc >= 0 else None,
-                "max_cosine": round(max_cos, 4),
-                "nearest_cosine_id": docs[cos_doc]["id"] if cos_doc >= 0 else None,
-                "ngram_hits": hits,
-                "similar_to_training": bool(
-                    tau >= cfg.similar_ast_threshold or max_cos >= cfg.similar_embed_threshold or hits > 0
-                ),
-            }
-        )
+        row = {
+            "benchmark": p.benchmark,
+            "task_id": p.task_id,
+            "max_ast": round(tau, 4),
+            "nearest_ast_id": docs[ast_doc]["id"] if ast_doc >= 0 else None,
+            "max_cosine": round(max_cos, 4),
+            "nearest_cosine_id": docs[cos_doc]["id"] if cos_doc >= 0 else None,
+            "ngram_hits": ngram.get(j, 0),
+            "execution_twins": twins.get(j, 0),
+            "similar_to_training": bool(tau >= cfg.ast_threshold or twins.get(j, 0) > 0),
+        }
+        row.update({_tau_column(t): bool(tau >= t) for t in TABLE3_TAUS})
+        table.append(row)
     return table
+
+
+def _sandbox(config: Config) -> Any:
+    if not config.clean.execution:
+        return contextlib.nullcontext(None)
+    return Sandbox(workers=config.clean.workers or Sandbox.default_workers(), mode=config.evaluate.sandbox)

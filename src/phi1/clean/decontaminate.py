@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from phi1.data import benchmark_file
+from phi1.data import benchmark_file, mbpp_entry_point
 from phi1.errors import Phi1Error
 from phi1.markdown import code_blocks
 from phi1.records import read_jsonl
@@ -40,6 +40,8 @@ class BenchmarkProblem:
     task_id: str
     prompt: str  # the natural-language part (docstring / problem text)
     solution: str  # the reference code
+    entry_point: str = ""  # for execution matching: the function the tests call ...
+    test: str = ""  # ... and the tests, a program run after it
 
 
 def load_benchmark_problems(
@@ -50,9 +52,10 @@ def load_benchmark_problems(
     problems: list[BenchmarkProblem] = []
     if humaneval:
         for _, row in read_jsonl(benchmark_file("humaneval")):
-            problems.append(
-                BenchmarkProblem("humaneval", row["task_id"], row["prompt"], row["prompt"] + row["canonical_solution"])
-            )
+            entry = row["entry_point"]
+            solution = row["prompt"] + row["canonical_solution"]
+            test = f"{row['test']}\ncheck({entry})\n"
+            problems.append(BenchmarkProblem("humaneval", row["task_id"], row["prompt"], solution, entry, test))
     if mbpp:
         mbpp_path = mbpp_path or str(benchmark_file("mbpp"))
         if not Path(mbpp_path).exists():
@@ -60,7 +63,11 @@ def load_benchmark_problems(
         for lineno, row in read_jsonl(mbpp_path):
             if "text" not in row or "code" not in row:
                 raise Phi1Error(f"{mbpp_path}:{lineno}: an MBPP row needs 'text' and 'code'")
-            problems.append(BenchmarkProblem("mbpp", f"MBPP/{row.get('task_id', lineno)}", row["text"], row["code"]))
+            tests = list(row.get("test_list") or [])
+            entry = mbpp_entry_point(tests[0]) if tests else ""
+            test = "\n".join([row.get("test_setup_code") or "", *tests]) + "\n"
+            tid = f"MBPP/{row.get('task_id', lineno)}"
+            problems.append(BenchmarkProblem("mbpp", tid, row["text"], row["code"], entry, test))
     for path in extra:
         name = Path(path).name.split(".")[0]
         for lineno, row in read_jsonl(path):

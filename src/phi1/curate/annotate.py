@@ -4,11 +4,14 @@ more (as another sample of the same prompt), then recorded as invalid."""
 
 from __future__ import annotations
 
+import ast
 import random
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from phi1 import prompts
@@ -27,9 +30,40 @@ def parse_score(answer: str) -> int | None:
     return int(matches[-1]) if matches else None
 
 
+def truncate_code(code: str, max_chars: int) -> str:
+    """At most `max_chars` of `code`, cut after a whole statement, so that the cut file still parses (a cut
+    mid-statement made valid files look broken: 148 of 210 long stdlib files scored 0 from it). Code that
+    does not parse to begin with is cut at a line end."""
+    if len(code) <= max_chars:
+        return code
+    lines = code.splitlines(keepends=True)
+    ends = np.cumsum([len(line) for line in lines])
+    fits = int(np.searchsorted(ends, max_chars, side="right"))  # whole lines within the limit
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            tree = ast.parse(code)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return "".join(lines[:fits])
+    cuts = sorted({n.end_lineno for n in ast.walk(tree) if isinstance(n, ast.stmt) and n.end_lineno
+                   and n.end_lineno <= fits}, reverse=True)  # fmt: skip
+    for cut in cuts[:25]:  # the last statement end that leaves every open block complete
+        prefix = "".join(lines[:cut])
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                ast.parse(prefix)
+            return prefix
+        except SyntaxError:
+            continue
+    # Whole top-level statements always parse; before the first one, only comments.
+    top = [n.end_lineno for n in tree.body if n.end_lineno and n.end_lineno <= fits]
+    return "".join(lines[: max(top) if top else (tree.body[0].lineno - 1 if tree.body else fits)])
+
+
 def annotation_request(code: str, cfg: CurateConfig, sample: int = 0) -> Request:
     if len(code) > cfg.annotate_max_chars:
-        code = code[: cfg.annotate_max_chars] + "\n# ... (truncated)"
+        code = truncate_code(code, cfg.annotate_max_chars) + "\n# ... (truncated)"
     params = Params(temperature=cfg.annotate_temperature, max_tokens=cfg.annotate_max_tokens)
     return Request.chat(prompts.render("annotate", code=code), params=params, sample=sample)
 

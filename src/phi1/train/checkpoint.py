@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 import shutil
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +50,9 @@ def latest(root: Path) -> Path | None:
     return found[-1] if found else None
 
 
-def prune(root: Path, keep: int) -> None:
-    found = sorted(p for p in root.glob("step-*") if not p.name.endswith(".tmp"))
+def prune(root: Path, keep: int, protect: Iterable[int] = ()) -> None:
+    """Keep the last `keep` checkpoints, and those of the `protect`ed steps."""
+    kept = {f"step-{s:07d}" for s in protect}
+    found = sorted(p for p in root.glob("step-*") if not p.name.endswith(".tmp") and p.name not in kept)
     for old in found[:-keep]:
         shutil.rmtree(old, ignore_errors=True)

@@ -208,10 +208,17 @@ def _train(
     writer = _tensorboard(stage.path / "tensorboard") if dist.main else None
     tokens_per_step = cfg.batch_size * (data.seq_len - 1)
 
+    best = _best_so_far(metrics_path, start_step) if cfg.keep_best else None
+
     def evaluate(step: int) -> None:
+        nonlocal best
         ev = _evaluate(model, val, humaneval, cfg, dist, precision.autocast, solution_only)
         if dist.main and ev:
             _log(metrics_path, writer, {"step": step, **ev})
+        # Every rank computed the same validation loss, so every rank takes part in the same saves.
+        if cfg.keep_best and step > 0 and "val_loss" in ev and (best is None or ev["val_loss"] < best[1]):
+            best = (step, ev["val_loss"])
+            _save_weights(stage.path / "best", raw, tokenizer, {"step": step, "val_loss": ev["val_loss"]}, dist)
 
     if start_step == 0:  # the starting point of the validation curves
         evaluate(0)
@@ -250,13 +257,13 @@ def _train(
                 last_log, tokens_since = time.perf_counter(), 0
             if done % cfg.eval_every == 0 or done == cfg.max_steps:
                 evaluate(done)
-            if done % cfg.checkpoint_every == 0 and done != cfg.max_steps:
+            if (done % cfg.checkpoint_every == 0 or done in cfg.keep_steps) and done != cfg.max_steps:
                 _save(stage.path / "checkpoints" / f"step-{done:07d}", raw, tokenizer, optimizer, scheduler, done,
                       dist, cfg)  # fmt: skip
             steps_done += 1
             advance(1)
 
-    _save_final(stage.path / "final", raw, tokenizer, cfg, dist)
+    _save_final(stage.path / "final", raw, tokenizer, cfg, dist, stage.path / "best" if best else None)
     if writer is not None:
         writer.close()
     summary = {
@@ -271,10 +278,36 @@ def _train(
         **_metrics_summary(metrics_path),
         "resumed_from": start_step or None,
         "checkpoint": str(stage.path / "final"),
+        "best": {"step": best[0], "val_loss": best[1]} if best else None,
     }
     if dist.main:
         return stage.finish(**summary)
     return summary
+
+
+def _vocab_rows(config: Config, tokenizer: Any) -> int | None:
+    """Embedding rows: a trained BPE's size rounded up to a multiple of 64 (friendlier matrix shapes); a given
+    tokenizer keeps the preset's rows when it fits them (phi-1: codegen's 50,295 tokens in 51,200 rows, as
+    microsoft/phi-1 has them), which is also what `--dry-run` counts."""
+    rounded = -(-len(tokenizer) // 64) * 64
+    if config.tokenize.tokenizer == "train" or "vocab_size" in config.model.overrides:
+        return config.model.overrides.get("vocab_size", rounded)
+    preset = model_config(config.model.preset).vocab_size
+    return preset if len(tokenizer) <= preset else rounded
+
+
+def _init_path(run_dir: Path, cfg: TrainConfig) -> Path:
+    """The pretrained weights finetuning starts from: `final`, or a kept checkpoint by name or path."""
+    name = getattr(cfg, "init_from", "final")
+    pretrain = run_dir / "pretrain"
+    for path in (pretrain / name, pretrain / "checkpoints" / name, Path(name)):
+        if (path / "config.json").exists():
+            return path
+    kept = sorted(p.name for p in (pretrain / "checkpoints").glob("step-*")) if pretrain.exists() else []
+    raise Phi1Error(
+        f"finetune.init_from: no pretrained model {name!r} in {pretrain} (run `phi1 train pretrain` first; "
+        f"kept checkpoints: {', '.join(kept) or 'none'})"
+    )
 
 
 def _grad_accumulation(cfg: TrainConfig, dist: Dist, phase: str) -> int:
@@ -295,16 +328,14 @@ def _build_model(
 
     dropout = {"attention_dropout": cfg.dropout, "resid_pdrop": cfg.dropout, "embd_pdrop": 0.0}
     if phase == "pretrain":
-        vocab = -(-len(tokenizer) // 64) * 64  # a multiple of 64: friendlier matrix shapes, as phi-1's 51200
-        mcfg = model_config(config.model.preset, config.model.overrides, vocab, tokenizer.eos_token_id)
+        mcfg = model_config(config.model.preset, config.model.overrides, _vocab_rows(config, tokenizer),
+                            tokenizer.eos_token_id)  # fmt: skip
         for k, v in dropout.items():
             setattr(mcfg, k, v)
         mcfg._attn_implementation = "sdpa"
         model = PhiForCausalLM(mcfg)
     else:
-        base = run_dir / "pretrain" / "final"
-        if not (base / "config.json").exists():
-            raise Phi1Error(f"{base}: no pretrained model to finetune (run `phi1 train pretrain` first)")
+        base = _init_path(run_dir, cfg)
         model = PhiForCausalLM.from_pretrained(base, attn_implementation="sdpa", **dropout)
     if data.vocab_size > model.config.vocab_size:
         raise Phi1Error(f"the tokenizer has {data.vocab_size} tokens, the model {model.config.vocab_size}")
@@ -396,14 +427,36 @@ def _step(
     return float(total), grad_norm
 
 
-def _save_final(final: Path, raw: Any, tokenizer: Any, cfg: TrainConfig, dist: Dist) -> None:
+def _save_final(final: Path, raw: Any, tokenizer: Any, cfg: TrainConfig, dist: Dist, best: Path | None) -> None:
+    """The model to use: the last step's weights, or (keep_best) those of the best validation loss."""
+    if best is not None and (best / "model.safetensors").exists():
+        if dist.main:
+            shutil.rmtree(final, ignore_errors=True)
+            shutil.copytree(best, final)
+        dist.barrier()
+        return
+    _save_weights(final, raw, tokenizer, {"step": cfg.max_steps}, dist)
+
+
+def _save_weights(folder: Path, raw: Any, tokenizer: Any, state: dict[str, Any], dist: Dist) -> None:
+    """An inference checkpoint (no optimizer): loads with from_pretrained, dropout off."""
     model_state = _model_state(raw, dist)
     if dist.main:
-        shutil.rmtree(final, ignore_errors=True)
+        dropout = raw.config.attention_dropout, raw.config.resid_pdrop
         raw.config.attention_dropout = raw.config.resid_pdrop = 0.0  # inference config
-        checkpoint.save(final, raw, tokenizer, model_state, {"step": cfg.max_steps})
-        (final / checkpoint.STATE).unlink(missing_ok=True)
+        checkpoint.save(folder, raw, tokenizer, model_state, state)
+        raw.config.attention_dropout, raw.config.resid_pdrop = dropout
+        (folder / checkpoint.STATE).unlink(missing_ok=True)
     dist.barrier()
+
+
+def _best_so_far(metrics_path: Path, step: int) -> tuple[int, float] | None:
+    """(step, validation loss) of the best evaluation logged up to `step` (a resumed run's history)."""
+    rows = [r for r in _read_metrics(metrics_path) if "val_loss" in r and 0 < r["step"] <= step]
+    if not rows or not (metrics_path.parent / "best" / "model.safetensors").exists():
+        return None
+    row = min(rows, key=lambda r: r["val_loss"])
+    return row["step"], row["val_loss"]
 
 
 def _metrics_summary(metrics_path: Path) -> dict[str, Any]:
@@ -577,7 +630,7 @@ def _save(
             "world_size": dist.world,
         }
         checkpoint.save(folder, raw, tokenizer, model_state, state)
-        checkpoint.prune(folder.parent, cfg.keep_checkpoints)
+        checkpoint.prune(folder.parent, cfg.keep_checkpoints, protect=cfg.keep_steps)
     dist.barrier()
 
 

@@ -1,0 +1,117 @@
+"""Does a training sample look like a benchmark problem? One answer for `phi1 clean`, `phi1 decontam` and
+the report's similarity split: four detectors, each naming the problem it matched.
+
+- `ngram`: a shared 13-gram (of words) with the problem's docstring or solution;
+- `embedding`: cosine similarity of the sample to the problem (prompt + solution) at or above a threshold;
+- `ast`: the AST match rate tau of one of the sample's functions to the problem's solution;
+- `execution`: one of the sample's functions, renamed to the problem's entry point, passes its tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from phi1.clean.decontaminate import BenchmarkProblem, ast_matches, ngram_index, ngrams, sample_shapes
+from phi1.clean.twins import candidates, entry_arity, find_twins, functions_of
+from phi1.progress import console
+from phi1.sandbox import Sandbox
+
+DETECTORS = ("ngram", "embedding", "ast", "execution")
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    ngram_n: int = 13
+    embedding: float = 0.95
+    ast: float = 0.9
+    ast_min_nodes: int = 12
+    execution_k: int = 3  # candidate functions (by name) run per benchmark problem, + 1 by embedding
+
+
+@dataclass
+class Match:
+    sample: int
+    problem: int
+    detectors: list[str] = field(default_factory=list)
+    scores: dict[str, float] = field(default_factory=dict)
+
+
+def detect(
+    texts: Sequence[str],
+    kinds: Sequence[str],
+    problems: Sequence[BenchmarkProblem],
+    thresholds: Thresholds,
+    sandbox: Sandbox | None,
+    cosine: np.ndarray | None = None,
+    workers: int | None = None,
+    ast_floor: float | None = None,
+) -> dict[tuple[int, int], Match]:
+    """Every (sample, problem) pair that some detector fires on. `cosine` (samples x problems) enables the
+    embedding detector and sharpens execution's candidates; without a sandbox, execution is skipped.
+    AST scores down to `ast_floor` (default: the threshold) are kept, without firing the detector."""
+    found: dict[tuple[int, int], Match] = {}
+
+    def hit(i: int, j: int, detector: str, score: float, fires: bool = True) -> None:
+        m = found.setdefault((i, j), Match(i, j))
+        m.scores[detector] = max(score, m.scores.get(detector, 0.0))
+        if fires and detector not in m.detectors:
+            m.detectors.append(detector)
+
+    with console.status("decontaminating: n-grams"):
+        index = ngram_index(problems, thresholds.ngram_n)
+        for i, text in enumerate(texts):
+            counts: dict[int, int] = {}
+            for gram in ngrams(text, thresholds.ngram_n):
+                j = index.get(gram)
+                if j is not None:
+                    counts[j] = counts.get(j, 0) + 1
+            for j, n in counts.items():
+                hit(i, j, "ngram", float(n))
+
+    if cosine is not None and cosine.size:
+        for i, j in zip(*np.nonzero(cosine >= thresholds.embedding), strict=True):
+            hit(int(i), int(j), "embedding", round(float(cosine[i, j]), 4))
+
+    with console.status("decontaminating: AST similarity"):
+        owner, shapes = [], []
+        for i, (text, kind) in enumerate(zip(texts, kinds, strict=True)):
+            for shape in sample_shapes(text, kind, thresholds.ast_min_nodes):
+                owner.append(i)
+                shapes.append(shape)
+        bench_owner, bench_shapes = [], []
+        for j, p in enumerate(problems):
+            for shape in sample_shapes(p.solution, "code", thresholds.ast_min_nodes):
+                bench_owner.append(j)
+                bench_shapes.append(shape)
+        floor = min(thresholds.ast, ast_floor if ast_floor is not None else thresholds.ast)
+        for f, b, tau in ast_matches(shapes, bench_shapes, floor, workers):
+            hit(owner[f], bench_owner[b], "ast", round(tau, 4), fires=tau >= thresholds.ast)
+
+    if sandbox is not None:
+        for twin in execution_twins(texts, kinds, problems, sandbox, cosine, thresholds.execution_k):
+            hit(twin.sample, twin.problem, "execution", 1.0)
+    return {key: m for key, m in found.items() if m.detectors or m.scores}
+
+
+def execution_twins(
+    texts: Sequence[str],
+    kinds: Sequence[str],
+    problems: Sequence[BenchmarkProblem],
+    sandbox: Sandbox,
+    cosine: np.ndarray | None = None,
+    k: int = 4,
+) -> list[Any]:
+    functions = [f for i, (t, kind) in enumerate(zip(texts, kinds, strict=True)) for f in functions_of(t, kind, i)]
+    runnable = [j for j, p in enumerate(problems) if p.entry_point and p.test]
+    signatures = [(problems[j].entry_point, entry_arity(problems[j].solution, problems[j].entry_point))
+                  for j in runnable]  # fmt: skip
+    sub_cosine = cosine[:, runnable] if cosine is not None and cosine.size else None
+    pairs = candidates(functions, signatures, sub_cosine, k_name=k)
+    tests = [(problems[j].entry_point, problems[j].test) for j in runnable]
+    twins = find_twins(functions, tests, pairs, sandbox)
+    # Back from the runnable subset's numbering to the problems'.
+    return [type(t)(t.sample, runnable[t.problem], t.function) for t in twins]

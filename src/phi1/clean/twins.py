@@ -1,0 +1,148 @@
+"""Execution twins: a training function that, renamed to a benchmark problem's entry point, passes that
+problem's own tests is a semantic copy of it, whatever its names, layout or algorithm (loop or recursion).
+
+n-grams, embeddings and AST similarity miss exactly what an LLM teacher writes: a renamed, restructured
+twin. Running every function against every problem would cost (functions x problems) sandbox runs, so cheap
+signals pick a few candidates per problem first: the same number of positional parameters, and a name that
+shares a word with the entry point (`fib` ~ `fibonacci`, `rolling_max` ~ `running_max`) or a high embedding
+similarity. The sandbox confirms: about (problems x k) runs.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from phi1.markdown import code_blocks
+from phi1.progress import progress_bar
+from phi1.sandbox import Limits, Sandbox
+
+_SPLIT = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+")
+_MIN_PREFIX = 3
+
+
+@dataclass(frozen=True)
+class Function:
+    sample: int  # index of the training sample it came from
+    name: str
+    arity: int  # positional parameters without defaults
+    source: str  # the function, with the sample's top-level imports before it
+
+
+@dataclass(frozen=True)
+class Twin:
+    sample: int
+    problem: int
+    function: str
+
+
+def functions_of(text: str, kind: str, sample: int) -> list[Function]:
+    """Top-level functions of a training sample (a textbook's: of its code blocks)."""
+    sources = code_blocks(text) if kind == "textbook" else [text]
+    out = []
+    for source in sources:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                tree = ast.parse(source)
+        except (SyntaxError, ValueError, MemoryError, RecursionError):
+            continue
+        lines = source.splitlines()
+        absolute = [n for n in tree.body if _absolute_import(n)]
+        imports = "\n".join("\n".join(lines[n.lineno - 1 : n.end_lineno]) for n in absolute)
+        for node in tree.body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno:
+                body = "\n".join(lines[node.lineno - 1 - len(node.decorator_list) : node.end_lineno])
+                out.append(Function(sample, node.name, arity(node), f"{imports}\n{body}\n" if imports else body + "\n"))
+    return out
+
+
+def _absolute_import(node: ast.stmt) -> bool:
+    return isinstance(node, ast.Import) or (isinstance(node, ast.ImportFrom) and not node.level)
+
+
+def arity(node: ast.FunctionDef | ast.AsyncFunctionDef) -> int:
+    args = node.args
+    return len(args.posonlyargs) + len(args.args) - len(args.defaults)
+
+
+def entry_arity(solution: str, entry: str) -> int | None:
+    """The arity of `entry` in a benchmark's reference solution."""
+    try:
+        tree = ast.parse(solution)
+    except SyntaxError:
+        return None
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == entry:
+            return arity(node)
+    return None
+
+
+def name_words(name: str) -> list[str]:
+    return [w.lower() for part in name.split("_") for w in _SPLIT.findall(part)]
+
+
+def name_similarity(entry: str, name: str) -> float:
+    """The share of the entry point's words (of 3+ letters) that begin, or are begun by, a word of `name`."""
+    want = [w for w in name_words(entry) if len(w) >= _MIN_PREFIX]
+    have = name_words(name)
+    if not want:
+        return float(entry.lower() == name.lower())
+    hits = sum(any(h.startswith(w) or (len(h) >= _MIN_PREFIX and w.startswith(h)) for h in have) for w in want)
+    return hits / len(want)
+
+
+def candidates(
+    functions: Sequence[Function],
+    problems: Sequence[tuple[str, int | None]],
+    cosine: np.ndarray | None,
+    k_name: int = 3,
+    k_cosine: int = 1,
+    min_name: float = 0.5,
+    min_cosine: float = 0.75,
+) -> list[tuple[int, int]]:
+    """(function index, problem index) pairs worth running. Per problem, among the functions of its arity:
+    the `k_name` whose names share most words with the entry point (at least `min_name`), and the `k_cosine`
+    whose samples are nearest to the problem (`cosine`: samples x problems, at least `min_cosine`)."""
+    by_arity: dict[int, list[int]] = {}
+    for i, f in enumerate(functions):
+        by_arity.setdefault(f.arity, []).append(i)
+    out: list[tuple[int, int]] = []
+    for j, (entry, n_args) in enumerate(problems):
+        pool = by_arity.get(n_args, []) if n_args is not None else []
+        by_name = sorted(((name_similarity(entry, functions[i].name), i) for i in pool), reverse=True)
+        chosen = [i for score, i in by_name[:k_name] if score >= min_name]
+        if cosine is not None and pool:
+            near = sorted(((float(cosine[functions[i].sample, j]), i) for i in pool), reverse=True)
+            chosen += [i for score, i in near[:k_cosine] if score >= min_cosine and i not in chosen]
+        out.extend((i, j) for i in chosen)
+    return out
+
+
+def find_twins(
+    functions: Sequence[Function],
+    problems: Sequence[tuple[str, str]],
+    pairs: Sequence[tuple[int, int]],
+    sandbox: Sandbox,
+    timeout_s: float = 5.0,
+) -> list[Twin]:
+    """Run each (function, problem) pair: the function, renamed to the problem's entry point, against the
+    problem's tests (`problems`: (entry point, test program)). The twins are the pairs that pass."""
+    programs = []
+    for i, j in pairs:
+        entry, test = problems[j]
+        f = functions[i]
+        programs.append([f.source, f"{entry} = {f.name}\n", test])
+    twins = []
+    with progress_bar(len(programs), "decontaminating: execution", unit="runs") as advance:
+        for n, verdict in sandbox.map(programs, Limits(timeout_s=timeout_s, memory_mb=1024)):
+            if verdict.passed:
+                i, j = pairs[n]
+                twins.append(Twin(functions[i].sample, j, functions[i].name))
+            advance(1)
+    return sorted(twins, key=lambda t: (t.sample, t.problem))

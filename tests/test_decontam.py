@@ -1,0 +1,168 @@
+"""Contamination: execution twins (renamed, restructured copies of benchmark problems), `phi1 decontam`,
+the offline catalogue free of HumanEval twins, n-gram hits that count, statement-boundary truncation."""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import phi1_cmd
+from phi1.clean.contamination import Thresholds, detect
+from phi1.clean.decontam import run_decontam
+from phi1.clean.decontaminate import load_benchmark_problems
+from phi1.clean.twins import name_similarity
+from phi1.sandbox import Sandbox
+
+# Renamed and restructured twins of HumanEval problems (each passes its problem's tests once renamed).
+TWINS = {
+    "HumanEval/9": '''
+from itertools import accumulate
+
+def running_maximum(values):
+    """The largest value seen so far, at every position."""
+    return list(accumulate(values, max))
+''',
+    "HumanEval/31": '''
+def check_prime(k):
+    if k < 2:
+        return False
+    return all(k % d for d in range(2, int(k ** 0.5) + 1))
+''',
+    "HumanEval/55": '''
+def fibonacci_number(n):
+    """Recursion instead of the reference's loop."""
+    return n if n < 2 else fibonacci_number(n - 1) + fibonacci_number(n - 2)
+''',
+    "HumanEval/13": '''
+def common_divisor_greatest(x, y):
+    return x if y == 0 else common_divisor_greatest(y, x % y)
+''',
+    "HumanEval/3": '''
+def balance_goes_below_zero(ops):
+    total = 0
+    for amount in ops:
+        total = total + amount
+        if total < 0:
+            return True
+    return False
+''',
+    "HumanEval/7": '''
+def substring_filter(strings, substring):
+    return list(filter(lambda text: substring in text, strings))
+''',
+}
+
+# Ordinary exercises on other topics.
+ORDINARY = [
+    '''
+def celsius_table(start, stop, step):
+    """Rows of (celsius, fahrenheit) from start to stop."""
+    return [(c, c * 9 / 5 + 32) for c in range(start, stop, step)]
+''',
+    '''
+def initials_of(full_name):
+    """'Ada King Lovelace' -> 'A.K.L.'"""
+    return "".join(part[0].upper() + "." for part in full_name.split())
+''',
+    '''
+def histogram_line(label, count, width):
+    """A text bar: the label padded to `width`, then one '#' per count."""
+    return label.ljust(width) + "#" * count
+''',
+]
+
+
+def _write(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_execution_flags_renamed_twins_with_the_right_task_and_nothing_else(tmp_path: Path) -> None:
+    rows = [{"id": tid, "text": code} for tid, code in TWINS.items()]
+    rows += [{"id": f"ordinary-{i}", "text": code} for i, code in enumerate(ORDINARY)]
+    summary = run_decontam(_write(tmp_path / "data.jsonl", rows), tmp_path / "out", encoder=None, workers=2)
+    flags = [json.loads(line) for line in (tmp_path / "out" / "flags.jsonl").read_text().splitlines()]
+    twins = {(f["id"], f["task_id"]) for f in flags if "execution" in f["detectors"]}
+    for tid in TWINS:
+        assert (tid, tid) in twins, (tid, sorted(twins))
+    assert not any(f["id"].startswith("ordinary") for f in flags), flags
+    assert summary["per_detector"]["execution"] >= len(TWINS) and summary["samples"] == len(rows)
+    assert set(summary["per_detector"]) == {"ngram", "embedding", "ast", "execution"}
+
+
+def test_decontam_cli_reads_parquet_and_a_text_field(tmp_path: Path, cli_env: dict) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.Table.from_pylist([{"name": "t", "code": TWINS["HumanEval/13"]}]), tmp_path / "d.parquet")
+    proc = subprocess.run(phi1_cmd("decontam", "--data", str(tmp_path / "d.parquet"), "--out", str(tmp_path / "o"),
+                                   "--text-field", "code", "--id-field", "name", "--encoder", "none"),
+                          env=cli_env, capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    flag = json.loads((tmp_path / "o" / "flags.jsonl").read_text().splitlines()[0])
+    assert flag["id"] == "t" and flag["task_id"] == "HumanEval/13" and "execution" in flag["detectors"]
+    bad = subprocess.run(phi1_cmd("decontam", "--data", str(tmp_path / "d.parquet"), "--out", str(tmp_path / "p")),
+                         env=cli_env, capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert bad.returncode == 2 and "missing or non-string field 'text'" in bad.stderr
+
+
+def test_offline_catalogue_holds_no_humaneval_twin() -> None:
+    from phi1.teacher.offline_exercises import FAMILIES, build
+
+    texts = [build(f, f.key, random.Random(seed)).code for f in FAMILIES for seed in range(3)]
+    problems = [p for p in load_benchmark_problems(True, False) if p.benchmark == "humaneval"]
+    with Sandbox(workers=2) as sb:
+        found = detect(texts, ["exercise"] * len(texts), problems, Thresholds(ast=0.8), sb)
+    fired = [(texts[i].split("(")[0], problems[j].task_id, m.detectors) for (i, j), m in found.items() if m.detectors]
+    assert fired == [], fired
+
+
+def test_name_similarity() -> None:
+    assert name_similarity("fib", "fibonacci") == 1.0
+    assert name_similarity("rolling_max", "running_max") == 0.5
+    assert name_similarity("is_prime", "check_prime") == 1.0
+    assert name_similarity("below_zero", "celsius_table") == 0.0
+
+
+def test_truncation_keeps_whole_statements() -> None:
+    import ast
+    import sysconfig
+
+    from phi1.curate.annotate import truncate_code
+    from phi1.teacher.offline import edu_score
+
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    long_files = [p.read_text() for p in sorted(stdlib.glob("*.py")) if p.stat().st_size > 20_000][:40]
+    for text in long_files:
+        cut = truncate_code(text, 6_000)
+        assert len(cut) <= 6_000 and text.startswith(cut)
+        ast.parse(cut)  # a whole-statement prefix: still Python
+        if "def " in cut:
+            assert edu_score(cut)[0] > 0  # no longer scored 0 for a cut in the middle of a statement
+    assert truncate_code("x = 1\n", 100) == "x = 1\n"
+
+
+@pytest.mark.parametrize("planted", [True, False])
+def test_ngram_hits_count_real_hits(tmp_path: Path, planted: bool) -> None:
+    import pyarrow.parquet as pq
+
+    from phi1.clean import run_clean
+    from phi1.config import load_config
+    from phi1.rundir import Stage, write_shard
+
+    he = {p.task_id: p for p in load_benchmark_problems(True, False)}["HumanEval/0"]
+    words = he.prompt.split()
+    text = "# notes\n# " + " ".join(words[words.index("Check") : words.index("Check") + 14]) + "\nx = 1\n"
+    docs = [{"id": "a", "text": text if planted else "# nothing to see\nx = 1\n"}, {"id": "b", "text": "y = 2\n"}]
+    stage = Stage(tmp_path, "filtered", "k")
+    stage.begin({}, {})
+    write_shard(stage.shard_path(0), docs)
+    stage.finish()
+    m = run_clean(tmp_path, load_config(None, ["clean.execution=false", "clean.mbpp=false"]))
+    table = {r["task_id"]: r for r in pq.read_table(tmp_path / "clean" / "benchmark_similarity.parquet").to_pylist()}
+    assert table["HumanEval/0"]["ngram_hits"] == (1 if planted else 0)
+    assert m["funnel"]["code"].get("benchmark_ngram", 0) == (1 if planted else 0)
