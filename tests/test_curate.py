@@ -208,9 +208,12 @@ def test_rerun_does_nothing_and_resume_redoes_only_what_is_missing(curated: tupl
 
 def test_unparseable_answers_are_retried_once_then_invalid(tmp_path: Path) -> None:
     calls: Counter[str] = Counter()
+    retries: list[dict] = []
 
     def respond(body: dict) -> str:
         prompt = body["messages"][-1]["content"]
+        if calls[prompt.split("```python\n", 1)[1].split("\n```", 1)[0]]:
+            retries.append(body)
         code = prompt.split("```python\n", 1)[1].split("\n```", 1)[0]
         calls[code] += 1
         if code.startswith(('"""Heap queue', '"""Bisection')):  # heapq.py, bisect.py
@@ -242,6 +245,10 @@ def test_unparseable_answers_are_retried_once_then_invalid(tmp_path: Path) -> No
         build_corpus(tmp_path, cfg.corpus)
         m = annotate(tmp_path, cfg.curate, teacher, corpus_stage(tmp_path, cfg.corpus).key, cfg.seed)
     assert m["counts"] == {"sampled": 20, "valid": 18, "invalid": 2, "retried": 3}
+    assert m["outcomes"] == {"scored": 17, "scored_on_retry": 1, "no_score_line": 2}
+    # A retry is a changed request: asking the same thing at temperature 0 gets the same answer back.
+    assert len(retries) == 3
+    assert all(b["temperature"] >= 0.7 and "Educational score: N" in b["messages"][-1]["content"] for b in retries)
     rows = {r["answer"].split("\n")[0]: r for r in read_table(tmp_path / "annotations").to_pylist()}
     assert rows["I cannot decide."]["score"] is None and not rows["I cannot decide."]["valid"]
 

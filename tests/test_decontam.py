@@ -54,6 +54,22 @@ def balance_goes_below_zero(ops):
 def substring_filter(strings, substring):
     return list(filter(lambda text: substring in text, strings))
 ''',
+    # Renamed outright: no word of the name, no docstring in common; only running it tells.
+    "HumanEval/12": '''
+def process_items(items):
+    best = None
+    for item in items:
+        if best is None or len(item) > len(best):
+            best = item
+    return best
+''',
+    "HumanEval/23": '''
+def helper(value):
+    count = 0
+    for _ in value:
+        count += 1
+    return count
+''',
 }
 
 # Ordinary exercises on other topics.

@@ -348,3 +348,19 @@ def test_humaneval_plus_fails_a_correct_but_exponential_solution(tmp_path: Path)
     assert took < 30, took  # the reference ran once, the slow input was cut after about a second
     refs = json.loads((tmp_path / "out" / "references.json").read_text())
     assert set(refs) == {"HumanEval/55"} and all(1.0 <= t < 5 for t in refs["HumanEval/55"]["limits"])
+
+
+def test_a_subset_is_evaluated_and_says_it_is_partial(tmp_path: Path, cli_env: dict) -> None:
+    proc = _run_cli(["eval", "--benchmark", "humaneval", "--canonical", "--limit", "5", "--k", "1",
+                     "--out", str(tmp_path / "a")], cli_env)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((tmp_path / "a" / "summary.json").read_text())
+    assert summary["problems"] == 5 and summary["partial"] and summary["problems_in_benchmark"] == 164
+    assert summary["samples"] == 5 and "partial: 5 of 164" in proc.stdout
+    proc = _run_cli(["eval", "--benchmark", "humaneval", "--canonical", "--task-ids", "HumanEval/7,HumanEval/3",
+                     "--k", "1", "--out", str(tmp_path / "b")], cli_env)  # fmt: skip
+    rows = [json.loads(line)["task_id"] for line in (tmp_path / "b" / "results.jsonl").read_text().splitlines()]
+    assert proc.returncode == 0 and rows == ["HumanEval/3", "HumanEval/7"]
+    proc = _run_cli(["eval", "--benchmark", "humaneval", "--canonical", "--task-ids", "HumanEval/999",
+                     "--out", str(tmp_path / "c")], cli_env)  # fmt: skip
+    assert proc.returncode == 2 and "HumanEval/999 not in humaneval" in proc.stderr

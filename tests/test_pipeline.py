@@ -94,6 +94,16 @@ def test_run_end_to_end_rerun_and_resume(tmp_path: Path, cli_env: dict) -> None:
     assert set(ab["results"]) == {"unfiltered", "textbook", "exercises"}
     assert all(r["humaneval_loss"] is not None and "humaneval pass@1" in r for r in ab["results"].values())
     assert (run_dir / "ablate" / "figure_2_1.png").stat().st_size > 5000
+    co = subprocess.run(phi1_cmd("ablate", "--study", "contamination", *_args(run_dir)), env=cli_env, cwd=ROOT,
+                        capture_output=True, text=True, timeout=1200)  # fmt: skip
+    assert co.returncode == 0, co.stderr[-3000:]
+    study = json.loads((run_dir / "ablate_contamination" / "manifest.json").read_text())
+    assert set(study["results"]) == {"all", "pruned"}
+    assert study["results"]["all"]["exercises"] >= study["results"]["pruned"]["exercises"] > 0
+    assert "| all (" in study["table"] and "| pruned (" in study["table"] and "tau >= 0.9" in study["table"]
+    subprocess.run(phi1_cmd("report", "--run-dir", str(run_dir)), env=cli_env, cwd=ROOT, check=True,
+                   capture_output=True)  # fmt: skip
+    assert "ablate --study contamination" in (run_dir / "report.md").read_text()
     ep = subprocess.run(phi1_cmd("ablate", "--study", "epochs", *_args(run_dir)), env=cli_env, cwd=ROOT,
                         capture_output=True, text=True, timeout=1200)  # fmt: skip
     assert ep.returncode == 0, ep.stderr[-3000:]

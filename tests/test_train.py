@@ -209,13 +209,14 @@ def test_tiny_pretraining_loss_falls_and_checkpoint_generates(tokens_run: Path, 
             "finetune.micro_batch_size=8",
             "finetune.lr=2e-3",  # ten steps: enough to move the loss for sure, whatever the exercises are
             "finetune.warmup_steps=2",
+            "finetune.log_every=1",
         ],
     )
-    fm = train(run_dir, ft, "finetune")
-    # Ten steps of 8 sequences: the training loss is noisy step to step; the held-out loss says it learned.
-    start_val = next(r["val_loss"] for r in map(json.loads, (run_dir / "finetune" / "metrics.jsonl").read_text()
-                     .splitlines()) if r["step"] == 0)  # fmt: skip
-    assert fm["final_val"]["val_loss"] < start_val and (run_dir / "finetune" / "final" / "model.safetensors").exists()
+    train(run_dir, ft, "finetune")
+    # Ten steps of 8 sequences: one step's loss is noisy; three steps' mean falls.
+    losses = [v for _, v in sorted(_losses(run_dir, "finetune").items())]
+    assert len(losses) == 10 and np.mean(losses[-3:]) < np.mean(losses[:3]), losses
+    assert (run_dir / "finetune" / "final" / "model.safetensors").exists()
 
 
 RESUME = [

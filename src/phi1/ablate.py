@@ -302,3 +302,96 @@ def check_ready(run_dir: Path) -> None:
             require_complete(run_dir, name)
         except Phi1Error:
             raise Phi1Error(f"{run_dir}: run `phi1 run` (at least through tokenize) before `phi1 ablate`") from None
+
+
+# -- contamination: the paper's Table 3 experiment ------------------------------------------------------
+
+
+def ablate_contamination(run_dir: Path, config: Config, force: bool = False) -> dict[str, Any]:
+    """The paper's section 5 on this run: the run's pretrained model finetuned on all verified exercises
+    (before dedup and decontamination) and on the pruned ones (what clean kept), both evaluated, pass@1 split
+    by similarity of each problem to the *unpruned* exercises: per AST tau, and by execution twins."""
+    from phi1.evaluate.stage import similarity_split
+    from phi1.train import train
+
+    run_dir = Path(run_dir)
+    names = ("exercises", "clean", "tokens", "pretrain")
+    keys = {name: require_complete(run_dir, name)["cache_key"] for name in names}
+    ft_steps = config.ablate.finetune_steps or config.finetune.max_steps
+    fields = {"finetune": config.finetune.result_fields(), "evaluate": config.evaluate.result_fields()}
+    fields["steps"] = ft_steps
+    stage = Stage(run_dir, "ablate_contamination", stage_key(fields, keys.values()))
+    if stage.is_complete() and not force:
+        return stage.manifest() or {}
+    stage.begin(config.ablate, keys, force=True)
+    cfg = _variant_config(config, config.pretrain.max_steps, ft_steps)
+    shards = {name: sorted((run_dir / name).glob("data-*.parquet")) for name in ("exercises", "clean")}
+    exercises = {
+        "all": list(read_shards(shards["exercises"])),
+        "pruned": [r for r in read_shards(shards["clean"]) if r["kind"] == "exercise"],
+    }
+    results: dict[str, Any] = {}
+    for variant, docs in exercises.items():
+        console.rule(f"[bold]contamination study: finetuned on {variant} exercises ({len(docs)})")
+        sub = _finetune_run(run_dir, stage.path / variant, docs, config)
+        m = train(sub, cfg, "finetune")
+        scores = _evaluate(sub / "finetune" / "final", config, sub / "eval")
+        splits = {name: similarity_split(run_dir, sub / "eval" / name.replace("+", "_plus") / "results.jsonl")
+                  for name in config.evaluate.benchmarks}  # fmt: skip
+        results[variant] = {"exercises": len(docs), "final_val": m.get("final_val"), **scores, "splits": splits}
+        shutil.rmtree(sub / "finetune" / "checkpoints", ignore_errors=True)
+    table = _contamination_table(results)
+    (stage.path / "table.md").write_text(table + "\n")
+    return stage.finish(results=results, finetune_steps=ft_steps, table=table)
+
+
+def _finetune_run(run_dir: Path, folder: Path, docs: list[dict[str, Any]], config: Config) -> Path:
+    """A run directory holding the main run's tokenizer, pretrained model and held-out exercises, with `docs`
+    (less those held out) as its finetuning set."""
+    from phi1.tokenize import _documents, _encode_stream, _split, load_tokenizer
+
+    if folder.exists():
+        shutil.rmtree(folder)
+    (folder / "tokens").mkdir(parents=True)
+    shutil.copytree(run_dir / "tokenizer", folder / "tokenizer")
+    shutil.copytree(run_dir / "pretrain" / "final", folder / "pretrain" / "final")
+    shutil.copy(run_dir / "pretrain" / "manifest.json", folder / "pretrain" / "manifest.json")
+    index = json.loads((run_dir / "tokens" / "index.json").read_text())
+    files: dict[str, Any] = {}
+    if "finetune_val" in index["files"]:  # one held-out set for both variants: the main run's
+        for suffix in (".bin", ".mask.bin"):
+            shutil.copy(run_dir / "tokens" / f"finetune_val{suffix}", folder / "tokens" / f"finetune_val{suffix}")
+        files["finetune_val"] = index["files"]["finetune_val"]
+    held_out = {d["id"] for d in _split(_documents(run_dir, {"exercise"}), config.tokenize.val_fraction,
+                                       config.seed)[1]}  # fmt: skip
+    train_docs = sorted((d for d in docs if d.get("solution") and d["id"] not in held_out), key=lambda d: d["id"])
+    tok = load_tokenizer(run_dir / "tokenizer")
+    ids, mask = _encode_stream(tok, train_docs, np.dtype(index["dtype"]), True, folder.name)
+    ids.tofile(folder / "tokens" / "finetune.bin")
+    if mask is not None:
+        mask.tofile(folder / "tokens" / "finetune.mask.bin")
+    files["finetune"] = {"tokens": int(ids.size), "documents": len(train_docs),
+                         "sequences": int(ids.size // index["seq_len"])}  # fmt: skip
+    (folder / "tokens" / "index.json").write_text(json.dumps({**index, "files": files}))
+    key = stage_key({"contamination": folder.name, "tokens": int(ids.size)}, [index.get("seq_len", 0)])
+    manifest = {"stage": "tokens", "status": "complete", "cache_key": key}
+    (folder / "tokens" / "manifest.json").write_text(json.dumps(manifest))
+    return folder
+
+
+def _contamination_table(results: dict[str, Any]) -> str:
+    lines = ["| finetuned on | benchmark | problems similar by | similar: n | pass@1 | not similar: n | pass@1 |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+    for variant, r in results.items():
+        for bench, split in r["splits"].items():
+            if not split:
+                continue
+            parts = [(f"tau >= {t}", v) for t, v in split.get("by_tau", {}).items()]
+            parts.append(("execution twin", split.get("execution_twins")))
+            for name, v in parts:
+                if not v:
+                    continue
+                s, n = v["similar"], v["not_similar"]
+                lines.append(f"| {variant} ({r['exercises']}) | {bench} | {name} | {s['problems']} | "
+                             f"{_fmt(s['pass@1'])} | {n['problems']} | {_fmt(n['pass@1'])} |")  # fmt: skip
+    return "\n".join(lines)

@@ -53,6 +53,8 @@ def eval_cmd(
     workers: Annotated[int | None, typer.Option(help="parallel sandboxes (default: CPU cores)")] = None,
     timeout: Annotated[float | None, typer.Option(help="seconds per program (default per benchmark)")] = None,
     sandbox: Annotated[str, typer.Option(help="bwrap, or none (UNSAFE: runs model code unisolated)")] = "bwrap",
+    limit: Annotated[int | None, typer.Option(help="only the first N problems (a smoke test)")] = None,
+    task_ids: Annotated[str | None, typer.Option(help="only these problems, comma-separated")] = None,
 ) -> None:
     """Score completions on HumanEval, HumanEval+ or MBPP: pass@k, every completion run in a sandbox."""
     from phi1.evaluate.generate import Sampling
@@ -73,6 +75,8 @@ def eval_cmd(
         sandbox_mode=sandbox,
         timeout_s=timeout,
         batch_size=batch_size,
+        limit=limit,
+        task_ids=[t.strip() for t in task_ids.split(",") if t.strip()] if task_ids else None,
     )  # type: ignore[arg-type]
     typer.echo(f"results: {out / 'results.jsonl'}  summary: {out / 'summary.json'}")
 
@@ -215,6 +219,12 @@ def clean_cmd(config: ConfigOpt = None, set_: SetOpt = None, run_dir: RunDirOpt 
     typer.echo(f"written to:  {path / 'clean'}")
 
 
+KIND_HELP = (
+    "for rows without a 'kind': exercise (every function tried on every problem of its arity) or code "
+    "(a few candidates per problem, for big corpora)"
+)
+
+
 @app.command("decontam")
 def decontam_cmd(
     data: Annotated[Path, typer.Option(help="JSONL(.gz/.zst) or Parquet file, or a run's stage folder")],
@@ -226,13 +236,16 @@ def decontam_cmd(
     ast_threshold: Annotated[float, typer.Option(help="AST match rate tau that flags")] = 0.9,
     embed_threshold: Annotated[float, typer.Option(help="cosine similarity that flags")] = 0.95,
     workers: Annotated[int | None, typer.Option(help="parallel sandboxes (default: CPU cores)")] = None,
+    kind: Annotated[str, typer.Option(help=KIND_HELP)] = "exercise",
 ) -> None:
     """Check a dataset against HumanEval(+) and MBPP: 13-grams, embeddings, AST similarity, execution twins."""
     from phi1.clean.contamination import Thresholds
     from phi1.clean.decontam import run_decontam
 
     th = Thresholds(embedding=embed_threshold, ast=ast_threshold)
-    s = run_decontam(data, out, text_field, id_field, extra, None if encoder == "none" else encoder, th, workers)
+    if kind not in ("exercise", "code", "textbook"):
+        raise Phi1Error(f"--kind must be exercise, code or textbook, got {kind!r}")
+    s = run_decontam(data, out, text_field, id_field, extra, None if encoder == "none" else encoder, th, workers, kind)
     typer.echo(f"samples:     {s['samples']}, {s['flagged_samples']} flagged ({s['flags']} sample-problem pairs)")
     typer.echo(f"detectors:   {', '.join(f'{k} {v}' for k, v in s['per_detector'].items())}")
     typer.echo(f"benchmarks:  {s['per_benchmark'] or 'none'}")
@@ -331,18 +344,26 @@ def ablate_cmd(
     config: ConfigOpt = None,
     set_: SetOpt = None,
     run_dir: RunDirOpt = None,
-    study: Annotated[str, typer.Option(help="figure (the paper's Figure 2.1) or epochs (repeated data)")] = "figure",
+    study: Annotated[
+        str, typer.Option(help="figure (the paper's Figure 2.1), epochs (repeated data), contamination (Table 3)")
+    ] = "figure",
     force: bool = False,
 ) -> None:
     """Ablations on the run's data: Figure 2.1 (unfiltered vs textbook vs + exercises), or repeated data."""
-    from phi1.ablate import ablate_epochs, ablate_figure
+    from phi1.ablate import ablate_contamination, ablate_epochs, ablate_figure
     from phi1.pipeline import run_pipeline
 
-    if study not in ("figure", "epochs"):
-        raise Phi1Error(f"--study must be figure or epochs, got {study!r}")
+    if study not in ("figure", "epochs", "contamination"):
+        raise Phi1Error(f"--study must be figure, epochs or contamination, got {study!r}")
     cfg, path = _setup(config, set_, run_dir)
-    for stage in ("curate", "synth", "clean", "tokenize"):  # cached: nothing is redone
+    stages = ("curate", "synth", "clean", "tokenize") + (("pretrain",) if study == "contamination" else ())
+    for stage in stages:  # cached: nothing is redone
         run_pipeline(cfg, path, only=stage)
+    if study == "contamination":
+        m = ablate_contamination(path, cfg, force)
+        typer.echo(m["table"])
+        typer.echo(f"table: {path / 'ablate_contamination' / 'table.md'}")
+        return
     if study == "figure":
         m = ablate_figure(path, cfg, force)
         typer.echo(m["table"])

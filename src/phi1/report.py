@@ -321,6 +321,11 @@ def write_report(run_dir: Path) -> dict[str, Any]:
                         f"(n={n.get('problems', 0)}) |"
                     )
         lines += ["", *_table3(results)]
+        study = _manifest(run_dir, "ablate_contamination")
+        if study and study.get("table"):
+            lines += ["", "`phi1 ablate --study contamination`: the run's pretrained model finetuned on all verified "
+                      "exercises and on the pruned ones (the paper's comparison), "
+                      "[manifest](ablate_contamination/manifest.json):", "", study["table"]]  # fmt: skip
         lines += ["", f"Source: {_link('eval')}; per-sample results under `eval/<model>/<benchmark>/`."]
         for note in (m["eval"] or {}).get("notes", []):
             lines.append(f"- note: {note}")

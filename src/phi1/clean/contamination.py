@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from phi1.clean.decontaminate import BenchmarkProblem, ast_matches, ngram_index, ngrams, sample_shapes
-from phi1.clean.twins import candidates, entry_arity, find_twins, functions_of
+from phi1.clean.twins import candidates, entry_arity, find_twins, functions_of, sweep_twins
 from phi1.progress import console
 from phi1.sandbox import Sandbox
 
@@ -105,13 +105,19 @@ def execution_twins(
     cosine: np.ndarray | None = None,
     k: int = 4,
 ) -> list[Any]:
+    """Teacher-written samples (exercises, textbook code: a few functions each) are swept against every
+    problem of each function's arity; corpus files (many functions) against a few candidates per problem."""
     functions = [f for i, (t, kind) in enumerate(zip(texts, kinds, strict=True)) for f in functions_of(t, kind, i)]
+    swept = [f for f in functions if kinds[f.sample] in SWEPT_KINDS]
+    others = [f for f in functions if kinds[f.sample] not in SWEPT_KINDS]
     runnable = [j for j, p in enumerate(problems) if p.entry_point and p.test]
-    signatures = [(problems[j].entry_point, entry_arity(problems[j].solution, problems[j].entry_point))
-                  for j in runnable]  # fmt: skip
-    sub_cosine = cosine[:, runnable] if cosine is not None and cosine.size else None
-    pairs = candidates(functions, signatures, sub_cosine, k_name=k)
+    arities = [entry_arity(problems[j].solution, problems[j].entry_point) for j in runnable]
     tests = [(problems[j].entry_point, problems[j].test) for j in runnable]
-    twins = find_twins(functions, tests, pairs, sandbox)
+    sub_cosine = cosine[:, runnable] if cosine is not None and cosine.size else None
+    pairs = candidates(others, [(e, n) for (e, _), n in zip(tests, arities, strict=True)], sub_cosine, k_name=k)
+    twins = sweep_twins(swept, tests, arities, sandbox) + find_twins(others, tests, pairs, sandbox)
     # Back from the runnable subset's numbering to the problems'.
     return [type(t)(t.sample, runnable[t.problem], t.function) for t in twins]
+
+
+SWEPT_KINDS = {"exercise", "textbook"}

@@ -18,8 +18,9 @@ from phi1.records import read_jsonl, write_json, write_jsonl
 from phi1.sandbox import Sandbox
 
 
-def read_dataset(path: Path, text_field: str, id_field: str) -> list[dict[str, Any]]:
-    """(id, text, kind) rows from a JSONL(.gz/.zst) or Parquet file, or a stage folder of Parquet shards."""
+def read_dataset(path: Path, text_field: str, id_field: str, kind: str = "exercise") -> list[dict[str, Any]]:
+    """(id, text, kind) rows from a JSONL(.gz/.zst) or Parquet file, or a stage folder of Parquet shards;
+    `kind` for rows that do not carry one."""
     if path.is_dir():
         files = sorted(path.glob("data-*.parquet")) or sorted(path.glob("*.parquet"))
         if not files:
@@ -39,7 +40,7 @@ def read_dataset(path: Path, text_field: str, id_field: str) -> list[dict[str, A
         text = row.get(text_field)
         if not isinstance(text, str):
             raise Phi1Error(f"{at}: missing or non-string field {text_field!r} (choose another with --text-field)")
-        out.append({"id": str(row.get(id_field, k)), "text": text, "kind": row.get("kind") or "code"})
+        out.append({"id": str(row.get(id_field, k)), "text": text, "kind": row.get("kind") or kind})
     if not out:
         raise Phi1Error(f"{path}: no samples")
     return out
@@ -67,10 +68,11 @@ def run_decontam(
     encoder: str | None = "minilm",
     thresholds: Thresholds | None = None,
     workers: int | None = None,
+    kind: str = "exercise",
 ) -> dict[str, Any]:
     start = time.perf_counter()
     thresholds = thresholds or Thresholds()
-    samples = read_dataset(Path(data), text_field, id_field)
+    samples = read_dataset(Path(data), text_field, id_field, kind)
     problems = load_benchmark_problems(True, True, None, extra or [])
     texts = [s["text"] for s in samples]
     cosine = cosine_matrix(texts, problems, encoder) if encoder else None

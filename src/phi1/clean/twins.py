@@ -11,6 +11,7 @@ similarity. The sandbox confirms: about (problems x k) runs.
 from __future__ import annotations
 
 import ast
+import json
 import re
 import warnings
 from collections.abc import Sequence
@@ -122,6 +123,63 @@ def candidates(
             chosen += [i for score, i in near[:k_cosine] if score >= min_cosine and i not in chosen]
         out.extend((i, j) for i in chosen)
     return out
+
+
+# One program per teacher-written function: it tries every benchmark problem of the function's arity, each
+# test in a copy of the namespace with the function bound to the entry point and an alarm of its own, and
+# prints the problems whose tests passed. (The printout could be forged by the function; a training sample
+# that forges its own contamination only gets itself removed.)
+_SWEEP = """
+import json as _phi1_json, signal as _phi1_signal
+class _Phi1Slow(BaseException):
+    pass
+def _phi1_alarm(*args):
+    raise _Phi1Slow()
+_phi1_signal.signal(_phi1_signal.SIGALRM, _phi1_alarm)
+_phi1_passed = []
+for _phi1_j, _phi1_entry, _phi1_test in {cases!r}:
+    _phi1_ns = dict(globals())
+    _phi1_ns[_phi1_entry] = _phi1_ns[{name!r}]
+    _phi1_signal.setitimer(_phi1_signal.ITIMER_REAL, {per_test!r})
+    try:
+        exec(_phi1_test, _phi1_ns)
+        _phi1_passed.append(_phi1_j)
+    except BaseException:
+        pass
+    finally:
+        _phi1_signal.setitimer(_phi1_signal.ITIMER_REAL, 0)
+print("PHI1-TWINS " + _phi1_json.dumps(_phi1_passed))
+"""
+
+
+def sweep_twins(
+    functions: Sequence[Function],
+    problems: Sequence[tuple[str, str]],
+    arities: Sequence[int | None],
+    sandbox: Sandbox,
+    per_test_s: float = 0.5,
+) -> list[Twin]:
+    """Every function against every problem of its arity, one sandbox program per function: renamed twins
+    too, which no name or embedding signal would have proposed. For the teacher's own output (exercises and
+    textbook code, a few functions each); a corpus of files goes through `candidates` instead."""
+    by_arity: dict[int, list[int]] = {}
+    for j, n in enumerate(arities):
+        if n is not None:
+            by_arity.setdefault(n, []).append(j)
+    jobs = [(i, by_arity[f.arity]) for i, f in enumerate(functions) if by_arity.get(f.arity)]
+    programs = []
+    for i, js in jobs:
+        cases = [(j, problems[j][0], problems[j][1]) for j in js]
+        programs.append([functions[i].source, _SWEEP.format(cases=cases, name=functions[i].name, per_test=per_test_s)])
+    twins = []
+    with progress_bar(len(programs), "decontaminating: execution sweep", unit="functions") as advance:
+        for n, verdict in sandbox.map(programs, Limits(timeout_s=120, memory_mb=1024)):
+            i = jobs[n][0]
+            line = next((ln for ln in reversed(verdict.stdout.splitlines()) if ln.startswith("PHI1-TWINS ")), None)
+            if line is not None:
+                twins += [Twin(functions[i].sample, int(j), functions[i].name) for j in json.loads(line[11:])]
+            advance(1)
+    return sorted(twins, key=lambda t: (t.sample, t.problem))
 
 
 def find_twins(

@@ -8,6 +8,7 @@ import ast
 import random
 import re
 import warnings
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -61,11 +62,24 @@ def truncate_code(code: str, max_chars: int) -> str:
     return "".join(lines[: max(top) if top else (tree.body[0].lineno - 1 if tree.body else fits)])
 
 
-def annotation_request(code: str, cfg: CurateConfig, sample: int = 0) -> Request:
+RETRY_REMINDER = (
+    "\n\nYour previous answer did not end with the required last line. Answer again, and end with exactly one "
+    "line of the form `Educational score: N`, N an integer from 0 to 5."
+)
+RETRY_TEMPERATURE = 0.7  # a retry at temperature 0 of the same prompt gets the same answer back
+
+
+def annotation_request(code: str, cfg: CurateConfig, retry: bool = False) -> Request:
+    """The annotation prompt for one file; `retry`: a changed request (a reminder of the required last line,
+    sampled at a temperature above 0), since asking the same thing again returns the same answer."""
     if len(code) > cfg.annotate_max_chars:
         code = truncate_code(code, cfg.annotate_max_chars) + "\n# ... (truncated)"
-    params = Params(temperature=cfg.annotate_temperature, max_tokens=cfg.annotate_max_tokens)
-    return Request.chat(prompts.render("annotate", code=code), params=params, sample=sample)
+    prompt = prompts.render("annotate", code=code)
+    if not retry:
+        params = Params(temperature=cfg.annotate_temperature, max_tokens=cfg.annotate_max_tokens)
+        return Request.chat(prompt, params=params)
+    params = Params(temperature=max(cfg.annotate_temperature, RETRY_TEMPERATURE), max_tokens=cfg.annotate_max_tokens)
+    return Request.chat(prompt + RETRY_REMINDER, params=params, sample=1)
 
 
 def annotate_key(cfg: CurateConfig, corpus_key: str, teacher: Teacher, seed: int) -> str:
@@ -96,18 +110,26 @@ def annotate(
         for i, request in enumerate(requests):
             request.metadata["id"] = ids[chosen[i]]
         retry: list[Request] = []
+        outcomes: Counter[str] = Counter()
         for response in teacher.generate(requests, usage, progress="annotating"):
             score = parse_score(response.text) if response.ok else None
             rid = response.request.metadata["id"]
             answers[rid] = (score, response.text if response.ok else f"error: {response.error}")
-            if score is None:
-                again = annotation_request(text_of[rid], cfg, sample=1)
+            if not response.ok:  # the client already retried it as often as configured
+                outcomes["teacher_error"] += 1
+            elif score is None:
+                again = annotation_request(text_of[rid], cfg, retry=True)
                 again.metadata["id"] = rid
                 retry.append(again)
+            else:
+                outcomes["scored"] += 1
         for response in teacher.generate(retry, usage, progress="annotating (retry)"):
             score = parse_score(response.text) if response.ok else None
-            if score is not None or response.ok:
+            if score is not None:
                 answers[response.request.metadata["id"]] = (score, response.text)
+                outcomes["scored_on_retry"] += 1
+            else:
+                outcomes["no_score_line" if response.ok else "teacher_error_on_retry"] += 1
     rows = [
         {"id": rid, "score": score, "valid": score is not None, "answer": answer}
         for rid, (score, answer) in sorted(answers.items())
@@ -116,6 +138,7 @@ def annotate(
     valid = [r["score"] for r in rows if r["valid"]]
     return stage.finish(
         counts={"sampled": len(chosen), "valid": len(valid), "invalid": len(rows) - len(valid), "retried": len(retry)},
+        outcomes=dict(outcomes),
         score_histogram={str(s): valid.count(s) for s in range(6)},
         teacher={**teacher.describe(), **usage.as_dict()},
     )

@@ -69,6 +69,8 @@ def run_eval(
     timeout_s: float | None = None,
     batch_size: int = 8,
     references: Path | None = None,
+    limit: int | None = None,
+    task_ids: Sequence[str] | None = None,
 ) -> dict:
     """Score `source` on a benchmark into OUT (results.jsonl, summary.json; generated completions are kept in
     samples.jsonl as they come). HumanEval+'s reference outputs are cached in `references` (default OUT)."""
@@ -79,12 +81,21 @@ def run_eval(
     start = time.perf_counter()
     with Sandbox(workers=workers or Sandbox.default_workers(), mode=sandbox_mode) as sb:
         bench = benchmarks.load(benchmark_name, problems)
-        samples = _completions(bench, source, sampling, batch_size, out)
+        total = len(bench.problems)
+        chosen = _chosen(bench, limit, task_ids)
+        if source.samples is not None:  # a whole samples file can be scored on a subset
+            samples = [s for s in read_samples(source.samples, bench) if s.task_id in chosen]
+            bench.problems = {t: p for t, p in bench.problems.items() if t in chosen}
+        else:
+            bench.problems = {t: p for t, p in bench.problems.items() if t in chosen}
+            samples = _completions(bench, source, sampling, batch_size, out)
         limits = Limits(timeout_s=timeout_s) if timeout_s else None
         out.mkdir(parents=True, exist_ok=True)
         results = execute(bench, samples, sb, limits, references or out / REFERENCES)
     summary = summarize(bench, results, ks, time.perf_counter() - start)
     summary.update(
+        partial=len(bench.problems) < total,
+        problems_in_benchmark=total,
         source=source.describe(),
         problems_file=bench.source,
         sandbox=sandbox_mode,
@@ -95,6 +106,21 @@ def run_eval(
     # Piped output (CI logs, files) gets a wide table rather than rich's 80-column default.
     Console(width=None if sys.stdout.isatty() else 160).print(table(summary))
     return summary
+
+
+def _chosen(bench: benchmarks.Benchmark, limit: int | None, task_ids: Sequence[str] | None) -> set[str]:
+    """The problems to evaluate: `task_ids` (in the benchmark's order), else the first `limit`, else all."""
+    order = list(bench.problems)
+    if task_ids:
+        unknown = [t for t in task_ids if t not in bench.problems]
+        if unknown:
+            raise Phi1Error(f"--task-ids: {', '.join(unknown)} not in {bench.name} (e.g. {order[0]})")
+        order = [t for t in order if t in set(task_ids)]
+    if limit is not None:
+        if limit < 1:
+            raise Phi1Error(f"--limit must be at least 1, got {limit}")
+        order = order[:limit]
+    return set(order)
 
 
 def _completions(
@@ -168,9 +194,12 @@ def write_results(out: Path, bench: benchmarks.Benchmark, results: Sequence[Resu
 
 def table(summary: dict) -> Table:
     ks = sorted({k for m in summary["pass_at_k"].values() for k in m}, key=lambda k: int(k.split("@")[1]))
+    partial = ""
+    if summary.get("partial"):
+        partial = f" (partial: {summary['problems']} of {summary['problems_in_benchmark']})"
     t = Table(
         title=f"{summary['benchmark']}: {summary['samples']} samples, {summary['tasks_evaluated']}"
-        f"/{summary['problems']} problems"
+        f"/{summary['problems']} problems{partial}"
     )
     t.add_column("metric", no_wrap=True)
     for k in ks:
