@@ -168,13 +168,13 @@ def write_report(run_dir: Path) -> dict[str, Any]:
         rule = m["filtered"]["rule"]
         if rule.get("keep") == "threshold":  # a top fraction or a token budget keeps by rank, not by a line
             axes[1].axvline(rule["threshold"], color="red", linestyle="--", label="keep threshold")
+            axes[1].legend(fontsize=8)
         axes[1].set_xlabel("edu_score (classifier probability)")
         axes[1].set_ylabel("files")
         cm = (m["classifier"] or {}).get("metrics", {})
         axes[1].set_title(
             f"Classifier: acc {cm.get('accuracy')}, F1 {cm.get('macro_f1')}, AUC {cm.get('roc_auc')}", fontsize=9
         )
-        axes[1].legend(fontsize=8)
     else:
         _empty(axes[1], "no classifier")
     _save(fig, fig_dir / "edu_scores.png")
