@@ -98,10 +98,6 @@ def ngram_index(problems: Sequence[BenchmarkProblem], n: int) -> dict[tuple[str,
     return index
 
 
-def ngram_hits(text: str, index: dict[tuple[str, ...], int], n: int) -> set[int]:
-    return {index[g] for g in ngrams(text, n) if g in index}
-
-
 # -- AST ----------------------------------------------------------------------------------------------
 
 _NODE_CODES: dict[str, str] = {}
