@@ -105,7 +105,6 @@ def run_clean(run_dir: Path, config: Config, force: bool = False) -> dict[str, A
         for k in np.nonzero(near)[0]:
             reason[alive[k]] = "near_duplicate"
 
-    notes: list[str] = []
     problems = load_benchmark_problems(cfg.humaneval, cfg.mbpp, cfg.mbpp_path, cfg.extra_benchmarks)
     alive = [i for i in range(len(docs)) if reason[i] is None]
     with stage.timed("embedding_s"):
@@ -150,7 +149,6 @@ def run_clean(run_dir: Path, config: Config, force: bool = False) -> dict[str, A
         counts={"in": len(docs), "kept": len(rows)},
         funnel=funnel,
         benchmarks=similar,
-        notes=notes,
         precision=resolve(config.curate.bf16, config.curate.device).as_dict(),
         thresholds={
             "minhash_bands_rows": [cfg.minhash_bands, cfg.minhash_rows],

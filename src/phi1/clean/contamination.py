@@ -11,12 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
 from phi1.clean.decontaminate import BenchmarkProblem, ast_matches, ngram_index, ngrams, sample_shapes
-from phi1.clean.twins import candidates, entry_arity, find_twins, functions_of, sweep_twins
+from phi1.clean.twins import Twin, candidates, entry_arity, find_twins, functions_of, sweep_twins
 from phi1.progress import console
 from phi1.sandbox import Sandbox
 
@@ -94,7 +93,7 @@ def detect(
     if sandbox is not None:
         for twin in execution_twins(texts, kinds, problems, sandbox, cosine, thresholds.execution_k):
             hit(twin.sample, twin.problem, "execution", 1.0)
-    return {key: m for key, m in found.items() if m.detectors or m.scores}
+    return found
 
 
 def execution_twins(
@@ -104,7 +103,7 @@ def execution_twins(
     sandbox: Sandbox,
     cosine: np.ndarray | None = None,
     k: int = 4,
-) -> list[Any]:
+) -> list[Twin]:
     """Teacher-written samples (exercises, textbook code: a few functions each) are swept against every
     problem of each function's arity; corpus files (many functions) against a few candidates per problem."""
     functions = [f for i, (t, kind) in enumerate(zip(texts, kinds, strict=True)) for f in functions_of(t, kind, i)]
@@ -117,7 +116,7 @@ def execution_twins(
     pairs = candidates(others, [(e, n) for (e, _), n in zip(tests, arities, strict=True)], sub_cosine, k_name=k)
     twins = sweep_twins(swept, tests, arities, sandbox) + find_twins(others, tests, pairs, sandbox)
     # Back from the runnable subset's numbering to the problems'.
-    return [type(t)(t.sample, runnable[t.problem], t.function) for t in twins]
+    return [Twin(t.sample, runnable[t.problem], t.function) for t in twins]
 
 
 SWEPT_KINDS = {"exercise", "textbook"}
