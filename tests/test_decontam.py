@@ -26,22 +26,22 @@ def running_maximum(values):
     """The largest value seen so far, at every position."""
     return list(accumulate(values, max))
 ''',
-    "HumanEval/31": '''
+    "HumanEval/31": """
 def check_prime(k):
     if k < 2:
         return False
     return all(k % d for d in range(2, int(k ** 0.5) + 1))
-''',
+""",
     "HumanEval/55": '''
 def fibonacci_number(n):
     """Recursion instead of the reference's loop."""
     return n if n < 2 else fibonacci_number(n - 1) + fibonacci_number(n - 2)
 ''',
-    "HumanEval/13": '''
+    "HumanEval/13": """
 def common_divisor_greatest(x, y):
     return x if y == 0 else common_divisor_greatest(y, x % y)
-''',
-    "HumanEval/3": '''
+""",
+    "HumanEval/3": """
 def balance_goes_below_zero(ops):
     total = 0
     for amount in ops:
@@ -49,27 +49,27 @@ def balance_goes_below_zero(ops):
         if total < 0:
             return True
     return False
-''',
-    "HumanEval/7": '''
+""",
+    "HumanEval/7": """
 def substring_filter(strings, substring):
     return list(filter(lambda text: substring in text, strings))
-''',
+""",
     # Renamed outright: no word of the name, no docstring in common; only running it tells.
-    "HumanEval/12": '''
+    "HumanEval/12": """
 def process_items(items):
     best = None
     for item in items:
         if best is None or len(item) > len(best):
             best = item
     return best
-''',
-    "HumanEval/23": '''
+""",
+    "HumanEval/23": """
 def helper(value):
     count = 0
     for _ in value:
         count += 1
     return count
-''',
+""",
 }
 
 # Ordinary exercises on other topics.
@@ -126,11 +126,14 @@ def test_decontam_cli_reads_parquet_and_a_text_field(tmp_path: Path, cli_env: di
     assert bad.returncode == 2 and "missing or non-string field 'text'" in bad.stderr
 
 
-def test_offline_catalogue_holds_no_humaneval_twin() -> None:
+def test_offline_catalogue_holds_no_benchmark_twin() -> None:
+    """No family of the offline catalogue matches any HumanEval or MBPP problem by any detector: no twin by
+    execution (renamed to the entry point, it fails the problem's tests), no AST tau >= 0.8."""
     from phi1.teacher.offline_exercises import FAMILIES, build
 
     texts = [build(f, f.key, random.Random(seed)).code for f in FAMILIES for seed in range(3)]
-    problems = [p for p in load_benchmark_problems(True, False) if p.benchmark == "humaneval"]
+    problems = load_benchmark_problems(True, True)
+    assert {p.benchmark for p in problems} == {"humaneval", "mbpp"} and len(problems) == 164 + 974
     with Sandbox(workers=2) as sb:
         found = detect(texts, ["exercise"] * len(texts), problems, Thresholds(ast=0.8), sb)
     fired = [(texts[i].split("(")[0], problems[j].task_id, m.detectors) for (i, j), m in found.items() if m.detectors]

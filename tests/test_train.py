@@ -313,7 +313,7 @@ def test_two_processes_match_one_process(tokens_run: Path, tmp_path: Path, cli_e
         timeout=600,
         cwd=ROOT,
     )
-    assert p2.returncode == 0, p2.stderr[-3000:]
+    assert p2.returncode == 0, (p2.stdout[-2000:], p2.stderr[-3000:])
     m2 = json.loads((two / "pretrain" / "manifest.json").read_text())
     assert m2["world_size"] == 2 and m2["grad_accumulation"] == 2
     a, b = _losses(one), _losses(two)

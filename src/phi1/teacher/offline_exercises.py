@@ -64,11 +64,11 @@ def _text(rng: random.Random) -> str:
 
 FAMILIES: tuple[Family, ...] = (
     Family(
-        "sum_multiples",
+        "count_multiples",
         ("loop", "list", "number", "arithmetic", "condition", "filter"),
-        "def {name}(numbers: list[int]) -> int:",
-        "Return the sum of the numbers in `numbers` that are divisible by {k}.",
-        "    total = 0\n    for n in numbers:\n        if n % {k} == 0:\n            total += n\n    return total\n",
+        "def {name}(numbers: list[int]) -> tuple[int, int]:",
+        "Return (how many, their sum) of the numbers in `numbers` that are divisible by {k}.",
+        "    matches = [n for n in numbers if n % {k} == 0]\n    return len(matches), sum(matches)\n",
         lambda rng, p: [(_ints(rng),) for _ in range(6)] + [([],)],
         lambda rng: {"k": rng.choice([2, 3, 4, 5, 7])},
     ),
@@ -112,13 +112,14 @@ FAMILIES: tuple[Family, ...] = (
         lambda rng, p: [(rng.randint(-300, 300), rng.randint(1, 300)) for _ in range(6)] + [(0, 7)],
     ),
     Family(
-        "dedupe",
-        ("list", "set", "order", "loop", "data structure"),
-        "def {name}(items: list[int]) -> list[int]:",
-        "Return the items of `items` without duplicates, keeping the first occurrence of each, in order.",
-        "    seen = set()\n    result = []\n    for item in items:\n        if item not in seen:\n"
-        "            seen.add(item)\n            result.append(item)\n    return result\n",
-        lambda rng, p: [(_ints(rng, 0, 6, (0, 10)),) for _ in range(6)],
+        "cap_repeats",
+        ("list", "dictionary", "order", "loop", "data structure", "count"),
+        "def {name}(items: list[int], limit: int) -> list[int]:",
+        "Return the items of `items` in order, keeping only the first `limit` occurrences of each value.",
+        "    seen: dict[int, int] = {{}}\n    kept = []\n    for item in items:\n"
+        "        seen[item] = seen.get(item, 0) + 1\n        if seen[item] <= limit:\n            kept.append(item)\n"
+        "    return kept\n",
+        lambda rng, p: [(_ints(rng, 0, 4, (0, 10)), rng.randint(1, 3)) for _ in range(6)],
     ),
     Family(
         "word_frequency",
@@ -130,42 +131,39 @@ FAMILIES: tuple[Family, ...] = (
         lambda rng, p: [(_text(rng),) for _ in range(5)] + [("",)],
     ),
     Family(
-        "binary_search",
+        "binary_search_probes",
         ("algorithm", "search", "list", "loop", "sorting"),
-        "def {name}(items: list[int], target: int) -> {ret}:",
-        "Return the index of `target` in the sorted list `items`, or {missing} if it is absent. Use binary search.",
-        "    lo, hi = 0, len(items) - 1\n    while lo <= hi:\n        mid = (lo + hi) // 2\n"
-        "        if items[mid] == target:\n            return mid\n        if items[mid] < target:\n"
-        "            lo = mid + 1\n        else:\n            hi = mid - 1\n    return {missing}\n",
+        "def {name}(items: list[int], target: int) -> list[int]:",
+        "Search the sorted list `items` for `target` by binary search and return the indices it looks at, in "
+        "order (the last one holds `target` if it is present).",
+        "    probes = []\n    lo, hi = 0, len(items) - 1\n    while lo <= hi:\n        mid = (lo + hi) // 2\n"
+        "        probes.append(mid)\n        if items[mid] == target:\n            break\n"
+        "        if items[mid] < target:\n            lo = mid + 1\n        else:\n            hi = mid - 1\n"
+        "    return probes\n",
         lambda rng, p: [
             (s, rng.choice(s) if s and rng.random() < 0.6 else rng.randint(-5, 60))
             for s in (sorted(set(_ints(rng, 0, 50, (0, 12)))) for _ in range(7))
         ],
-        lambda rng: rng.choice([{"missing": -1, "ret": "int"}, {"missing": None, "ret": "int | None"}]),
     ),
     Family(
-        "merge_sorted",
-        ("list", "sorting", "algorithm", "loop", "two pointers"),
-        "def {name}(left: list[int], right: list[int]) -> list[int]:",
-        "Merge two sorted lists into one sorted list without calling sort().",
-        "    result = []\n    i = j = 0\n    while i < len(left) and j < len(right):\n"
-        "        if left[i] <= right[j]:\n            result.append(left[i])\n            i += 1\n"
-        "        else:\n            result.append(right[j])\n            j += 1\n"
-        "    result.extend(left[i:])\n    result.extend(right[j:])\n    return result\n",
-        lambda rng, p: [(sorted(_ints(rng)), sorted(_ints(rng))) for _ in range(6)],
+        "merge_intervals",
+        ("list", "sorting", "algorithm", "loop", "interval"),
+        "def {name}(intervals: list[list[int]]) -> list[list[int]]:",
+        "Merge overlapping closed intervals [start, end] (given in any order) and return them sorted by start.",
+        "    merged: list[list[int]] = []\n    for start, end in sorted(intervals):\n"
+        "        if merged and start <= merged[-1][1]:\n            merged[-1][1] = max(merged[-1][1], end)\n"
+        "        else:\n            merged.append([start, end])\n    return merged\n",
+        lambda rng, p: [([sorted(rng.sample(range(0, 30), 2)) for _ in range(rng.randint(0, 5))],) for _ in range(6)],
     ),
     Family(
-        "transpose",
-        ("list", "matrix", "nested", "loop", "comprehension"),
-        "def {name}(matrix: list[list[int]]) -> list[list[int]]:",
-        "Return the transpose of a rectangular matrix given as a list of rows.",
-        "    if not matrix:\n        return []\n    return [[row[c] for row in matrix] for c in range(len(matrix[0]))]\n",
+        "diagonal_sums",
+        ("list", "matrix", "nested", "loop", "index"),
+        "def {name}(matrix: list[list[int]]) -> tuple[int, int]:",
+        "Return the sums of the main diagonal and of the anti-diagonal of a square matrix given as a list of rows.",
+        "    n = len(matrix)\n    main = sum(matrix[i][i] for i in range(n))\n"
+        "    anti = sum(matrix[i][n - 1 - i] for i in range(n))\n    return main, anti\n",
         lambda rng, p: (
-            [
-                ([[rng.randint(0, 9) for _ in range(c)] for _ in range(r)],)
-                for r, c in [(1, 1), (2, 3), (3, 2), (3, 3), (1, 4)]
-            ]
-            + [([],)]
+            [([[rng.randint(-9, 9) for _ in range(n)] for _ in range(n)],) for n in (1, 2, 3, 4, 5)] + [([],)]
         ),
     ),
     Family(
@@ -179,16 +177,18 @@ FAMILIES: tuple[Family, ...] = (
         lambda rng, p: [(_ints(rng),) for _ in range(6)],
     ),
     Family(
-        "rotate",
-        ("list", "slicing", "sequence", "modulo"),
-        "def {name}(items: list[int], k: int) -> list[int]:",
-        "Rotate `items` to the {direction} by k positions and return the new list (k may exceed the length).",
-        "    if not items:\n        return []\n    k %= len(items)\n    return {expr}\n",
-        lambda rng, p: [(_ints(rng, 0, 9, (0, 7)), rng.randint(0, 10)) for _ in range(6)],
+        "rotate_matrix",
+        ("list", "matrix", "sequence", "modulo", "nested"),
+        "def {name}(matrix: list[list[int]], turns: int) -> list[list[int]]:",
+        "Rotate a square matrix (a list of rows) by 90 degrees {direction}, `turns` times, and return the result.",
+        "    for _ in range(turns % 4):\n        matrix = {expr}\n    return [list(row) for row in matrix]\n",
+        lambda rng, p: [
+            ([[rng.randint(0, 9) for _ in range(n)] for _ in range(n)], rng.randint(0, 6)) for n in (1, 2, 3, 3, 4)
+        ],
         lambda rng: rng.choice(
             [
-                {"direction": "right", "expr": "items[-k:] + items[:-k] if k else items[:]"},
-                {"direction": "left", "expr": "items[k:] + items[:k]"},
+                {"direction": "clockwise", "expr": "[list(row) for row in zip(*matrix[::-1])]"},
+                {"direction": "anticlockwise", "expr": "[list(row) for row in zip(*matrix)][::-1]"},
             ]
         ),
     ),
@@ -220,15 +220,15 @@ FAMILIES: tuple[Family, ...] = (
         ),
     ),
     Family(
-        "to_roman",
-        ("string", "number", "conversion", "loop", "greedy"),
-        "def {name}(number: int) -> str:",
-        "Convert an integer from 1 to 3999 to a Roman numeral.",
-        "    values = [(1000, 'M'), (900, 'CM'), (500, 'D'), (400, 'CD'), (100, 'C'), (90, 'XC'),\n"
-        "              (50, 'L'), (40, 'XL'), (10, 'X'), (9, 'IX'), (5, 'V'), (4, 'IV'), (1, 'I')]\n"
-        "    result = ''\n    for value, symbol in values:\n        while number >= value:\n"
-        "            result += symbol\n            number -= value\n    return result\n",
-        lambda rng, p: [(n,) for n in [1, 4, 9, 14, 40, 90, 400, rng.randint(1, 3999), 3999]],
+        "make_change",
+        ("number", "dictionary", "conversion", "loop", "greedy"),
+        "def {name}(amount: int) -> dict[int, int]:",
+        "Pay `amount` cents greedily with coins of {coins} cents: return how many of each coin is used, largest "
+        "coin first, leaving out coins that are not used.",
+        "    counts = {{}}\n    for coin in {coins!r}:\n        used, amount = divmod(amount, coin)\n"
+        "        if used:\n            counts[coin] = used\n    return counts\n",
+        lambda rng, p: [(n,) for n in [0, 1, 30, 99, rng.randint(1, 500), rng.randint(500, 5000)]],
+        lambda rng: {"coins": rng.choice([(50, 20, 10, 5, 2, 1), (25, 10, 5, 1), (200, 100, 50, 20, 10, 5, 2, 1)])},
     ),
     Family(
         "run_length",
@@ -246,39 +246,37 @@ FAMILIES: tuple[Family, ...] = (
         "primes_between",
         ("number", "loop", "math", "boolean", "condition"),
         "def {name}(low: int, high: int) -> list[int]:",
-        "Return the prime numbers p with low <= p < high, in increasing order, testing divisors up to the "
-        "square root.",
+        "Return the prime numbers p with low <= p < high, in increasing order, testing divisors up to the square root.",
         "    result = []\n    for n in range(max(low, 2), high):\n        i = 2\n        while i * i <= n:\n"
         "            if n % i == 0:\n                break\n            i += 1\n        else:\n"
         "            result.append(n)\n    return result\n",
         lambda rng, p: [(lo, lo + rng.randint(0, 40)) for lo in (rng.randint(-5, 100) for _ in range(6))],
     ),
     Family(
-        "digit_sum",
+        "digital_root",
         ("number", "loop", "arithmetic", "string", "recursion"),
-        "def {name}(n: int) -> int:",
-        "Return the sum of the decimal digits of n (the sign is ignored).",
-        "    n = abs(n)\n    total = 0\n    while n:\n        total += n % 10\n        n //= 10\n    return total\n",
-        lambda rng, p: [(rng.randint(-(10**6), 10**6),) for _ in range(6)] + [(0,)],
+        "def {name}(n: int) -> tuple[int, int]:",
+        "Replace n (its sign ignored) by the sum of its decimal digits until one digit is left; return how many "
+        "replacements it took and that digit.",
+        "    n, steps = abs(n), 0\n    while n >= 10:\n        n = sum(int(d) for d in str(n))\n        steps += 1\n"
+        "    return steps, n\n",
+        lambda rng, p: [(rng.randint(-(10**6), 10**6),) for _ in range(6)] + [(0,), (9_999_999_999,)],
     ),
     Family(
-        "anagrams",
-        ("string", "sorting", "dictionary", "count", "boolean"),
-        "def {name}(first: str, second: str) -> bool:",
-        "Return True if the two words are anagrams of each other (same letters, ignoring case).",
-        "    counts: dict[str, int] = {{}}\n    for ch in first.lower():\n        counts[ch] = counts.get(ch, 0) + 1\n"
-        "    for ch in second.lower():\n        counts[ch] = counts.get(ch, 0) - 1\n"
-        "    return all(count == 0 for count in counts.values())\n",
+        "anagram_groups",
+        ("string", "sorting", "dictionary", "count", "list"),
+        "def {name}(words: list[str]) -> list[list[str]]:",
+        "Group the words that are anagrams of each other (same letters, ignoring case); return the groups of two "
+        "or more words, each in input order, ordered by where the group first appears.",
+        "    groups: dict[str, list[str]] = {{}}\n    for word in words:\n"
+        "        groups.setdefault(''.join(sorted(word.lower())), []).append(word)\n"
+        "    return [group for group in groups.values() if len(group) > 1]\n",
         lambda rng, p: [
-            (a, b)
-            for a, b in [
-                ("listen", "silent"),
-                ("Apple", "papel"),
-                ("stone", "tones"),
-                ("river", "liver"),
-                ("", ""),
-                (rng.choice(_WORDS), rng.choice(_WORDS)),
-            ]
+            (["listen", "silent", "Enlist", "stone"],),
+            (["Notes", "onset", "tones", "river", "liver"],),
+            ([],),
+            (_words(rng),),
+            ([*_words(rng), "Tiger", "griet"],),
         ],
     ),
     Family(
@@ -300,31 +298,38 @@ FAMILIES: tuple[Family, ...] = (
         lambda rng, p: [(n,) for n in [0, 1, 2, 5, rng.randint(6, 15)]],
     ),
     Family(
-        "flatten",
+        "flatten_depth",
         ("recursion", "list", "nested", "data structure"),
-        "def {name}(items: list) -> list:",
-        "Flatten arbitrarily nested lists into one flat list, keeping the order of the elements.",
-        "    result = []\n    for item in items:\n        if isinstance(item, list):\n"
-        "            result.extend({name}(item))\n        else:\n            result.append(item)\n    return result\n",
-        lambda rng, p: [([1, [2, [3, 4]], 5],), ([],), ([[[]]],), ([[1, 2], [3, [4, [5]]]],), (_ints(rng, 0, 9),)],
+        "def {name}(items: list, depth: int) -> list:",
+        "Flatten nested lists by at most `depth` levels (depth 0 returns a copy), keeping the order of the elements.",
+        "    result = []\n    for item in items:\n        if isinstance(item, list) and depth > 0:\n"
+        "            result.extend({name}(item, depth - 1))\n        else:\n            result.append(item)\n"
+        "    return result\n",
+        lambda rng, p: [
+            ([1, [2, [3, 4]], 5], 1),
+            ([], 2),
+            ([[[]]], 1),
+            ([[1, 2], [3, [4, [5]]]], rng.randint(0, 3)),
+            ([[1, [2]], [[3]]], 2),
+        ],
     ),
     Family(
-        "chunk",
-        ("list", "slicing", "loop", "sequence"),
-        "def {name}(items: list[int], size: int) -> list[list[int]]:",
-        "Split `items` into consecutive chunks of length `size`; the last chunk may be shorter.",
-        "    return [items[i:i + size] for i in range(0, len(items), size)]\n",
-        lambda rng, p: [(_ints(rng, 0, 9, (0, 10)), rng.randint(1, 4)) for _ in range(6)],
+        "sliding_windows",
+        ("list", "slicing", "loop", "sequence", "window"),
+        "def {name}(items: list[int], size: int, step: int) -> list[list[int]]:",
+        "Return the windows of `size` consecutive items that start every `step` items; a window that would run "
+        "past the end is left out.",
+        "    windows = []\n    start = 0\n    while start + size <= len(items):\n"
+        "        windows.append(items[start:start + size])\n        start += step\n    return windows\n",
+        lambda rng, p: [(_ints(rng, 0, 9, (0, 10)), rng.randint(1, 4), rng.randint(1, 3)) for _ in range(6)],
     ),
     Family(
-        "second_largest",
+        "kth_largest_distinct",
         ("list", "sorting", "set", "condition"),
-        "def {name}(numbers: list[int]) -> int | None:",
-        "Return the second largest distinct value in `numbers`, or None if there is none.",
-        "    first = second = None\n    for n in numbers:\n        if first is None or n > first:\n"
-        "            first, second = n, first\n        elif n != first and (second is None or n > second):\n"
-        "            second = n\n    return second\n",
-        lambda rng, p: [(_ints(rng, 0, 9, (0, 8)),) for _ in range(6)] + [([3, 3],)],
+        "def {name}(numbers: list[int], k: int) -> int | None:",
+        "Return the k-th largest distinct value in `numbers` (k = 1 is the largest), or None if there is none.",
+        "    distinct = sorted(set(numbers), reverse=True)\n    return distinct[k - 1] if 0 < k <= len(distinct) else None\n",
+        lambda rng, p: [(_ints(rng, 0, 9, (0, 8)), rng.randint(1, 4)) for _ in range(6)] + [([3, 3], 2)],
     ),
     Family(
         "title_case",
@@ -337,14 +342,22 @@ FAMILIES: tuple[Family, ...] = (
         ],
     ),
     Family(
-        "class_counter",
+        "bank_account",
         ("class", "object", "method", "state", "object-oriented"),
-        "def {name}(events: list[str]) -> dict[str, int]:",
-        "Feed every event name to a Counter-like class with an `add` method and return its final counts.",
-        "    class Tally:\n        def __init__(self) -> None:\n            self.counts: dict[str, int] = {{}}\n\n"
-        "        def add(self, event: str) -> None:\n            self.counts[event] = self.counts.get(event, 0) + 1\n\n"
-        "    tally = Tally()\n    for event in events:\n        tally.add(event)\n    return tally.counts\n",
-        lambda rng, p: [(_words(rng),) for _ in range(5)],
+        "def {name}(transactions: list[tuple[str, int]]) -> tuple[int, int]:",
+        "Apply ('deposit', amount) and ('withdraw', amount) transactions to an Account class that refuses a "
+        "withdrawal larger than its balance; return (final balance, number of refused withdrawals).",
+        "    class Account:\n        def __init__(self) -> None:\n            self.balance = 0\n"
+        "            self.refused = 0\n\n        def apply(self, kind: str, amount: int) -> None:\n"
+        "            if kind == 'deposit':\n                self.balance += amount\n"
+        "            elif amount <= self.balance:\n                self.balance -= amount\n"
+        "            else:\n                self.refused += 1\n\n"
+        "    account = Account()\n    for kind, amount in transactions:\n        account.apply(kind, amount)\n"
+        "    return account.balance, account.refused\n",
+        lambda rng, p: [
+            ([(rng.choice(["deposit", "withdraw"]), rng.randint(1, 50)) for _ in range(rng.randint(0, 6))],)
+            for _ in range(5)
+        ],
     ),
     Family(
         "safe_divide",
@@ -355,13 +368,14 @@ FAMILIES: tuple[Family, ...] = (
         lambda rng, p: [(float(rng.randint(-50, 50)), float(rng.choice([0, rng.randint(-9, 9)]))) for _ in range(6)],
     ),
     Family(
-        "squares_gen",
+        "triangular_gen",
         ("generator", "yield", "iterator", "loop", "comprehension"),
         "def {name}(n: int) -> list[int]:",
-        "Use a generator function that yields the squares of the odd numbers below n, and return them as a list.",
-        "    def odd_squares(limit: int):\n        for k in range(1, limit, 2):\n            yield k * k\n\n"
-        "    return list(odd_squares(n))\n",
-        lambda rng, p: [(n,) for n in [0, 1, 2, 7, rng.randint(8, 30)]],
+        "Use an endless generator of the triangular numbers 1, 3, 6, 10, ... and return those below n as a list.",
+        "    def triangular():\n        total, k = 0, 1\n        while True:\n            total += k\n"
+        "            yield total\n            k += 1\n\n    result = []\n    for value in triangular():\n"
+        "        if value >= n:\n            break\n        result.append(value)\n    return result\n",
+        lambda rng, p: [(n,) for n in [0, 1, 2, 7, rng.randint(8, 60)]],
     ),
 )
 
