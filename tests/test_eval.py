@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import random
 import signal
@@ -335,19 +336,54 @@ def test_local_checkpoint_generation(tiny_checkpoint: Path, sandbox: Sandbox) ->
 def test_humaneval_plus_fails_a_correct_but_exponential_solution(tmp_path: Path) -> None:
     # fib by naive recursion: right on every input, but exponential. EvalPlus' per-input limit (a multiple of
     # the reference's own time, with a floor) stops it at the first large input, long before any flat limit.
+    # Two samples: the first computes the references and prints them for the second, which reads the cache.
     naive = "    return n if n < 2 else fib(n - 1) + fib(n - 2)\n"
     samples = tmp_path / "s.jsonl"
-    samples.write_text(json.dumps({"task_id": "HumanEval/55", "completion": naive}) + "\n")
+    samples.write_text(2 * (json.dumps({"task_id": "HumanEval/55", "completion": naive}) + "\n"))
     start = time.monotonic()
     summary = run_eval("humaneval+", Source(samples=samples), tmp_path / "out", ks=[1], workers=1)
     took = time.monotonic() - start
-    row = json.loads((tmp_path / "out" / "results.jsonl").read_text())
-    assert row["passed_base"] and not row["passed"] and row["status"] == "failed"
-    assert "over its time limit" in row["detail"], row["detail"]
+    rows = [json.loads(line) for line in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
+    assert len(rows) == 2
+    for row in rows:
+        assert row["passed_base"] and not row["passed"] and row["status"] == "failed"
+        assert "over its time limit" in row["detail"], row["detail"]
     assert summary["pass_at_k"]["humaneval+"] == {"pass@1": 0.0}
-    assert took < 30, took  # the reference ran once, the slow input was cut after about a second
+    assert took < 30, took  # the reference ran once, each slow input was cut after about a second
     refs = json.loads((tmp_path / "out" / "references.json").read_text())
     assert set(refs) == {"HumanEval/55"} and all(1.0 <= t < 5 for t in refs["HumanEval/55"]["limits"])
+
+
+def test_humaneval_plus_compares_large_outputs_with_equality(tmp_path: Path, sandbox: Sandbox) -> None:
+    """Large outputs travel to later samples as digests; they must still mean `==`, as in EvalPlus: a dict
+    built in another order and floats for integral values pass, one wrong number fails, whether a sample
+    compares in memory (a problem's only sample), computes the references or reads them from the cache."""
+    problem = {
+        "task_id": "Test/0",
+        "prompt": 'def squares(n):\n    """Each i below n mapped to i * i, and the squares as a list."""\n',
+        "entry_point": "squares",
+        "canonical_solution": "    return {i: i * i for i in range(n)}, [i * i for i in range(n)]\n",
+        "base_input": [[10], [3000]],
+        "plus_input": [[2500]],
+        "atol": 0,
+    }
+    path = tmp_path / "plus.jsonl"
+    path.write_text(json.dumps(problem) + "\n")
+    bench = benchmarks.load_humaneval_plus(path)
+    equal = "    return {i: i * i for i in reversed(range(n))}, [float(i * i) for i in range(n)]\n"
+    wrong = "    return {i: i * i for i in range(n)}, [i * i + (i == 2999) for i in range(n)]\n"
+    alone = execute(bench, [Sample("Test/0", 0, equal)], sandbox)
+    assert alone[0].passed, alone[0].detail
+    cache = tmp_path / "references.json"
+    completions = [problem["canonical_solution"], equal, wrong, equal]
+    results = execute(bench, [Sample("Test/0", i, c) for i, c in enumerate(completions)], sandbox, references=cache)
+    assert [r.passed for r in results] == [True, True, False, True], [r.detail for r in results]
+    assert "base input #1: wrong output" in results[2].detail
+    assert "__phi1_digest__" in base64.b64decode(json.loads(cache.read_text())["Test/0"]["payload"][1:]).decode(
+        "latin-1"
+    )  # the large outputs were compared by digest
+    again = execute(bench, [Sample("Test/0", 0, wrong), Sample("Test/0", 1, equal)], sandbox, references=cache)
+    assert [r.passed for r in again] == [False, True]
 
 
 def test_a_subset_is_evaluated_and_says_it_is_partial(tmp_path: Path, cli_env: dict) -> None:

@@ -7,8 +7,11 @@ test stages that must pass (HumanEval+ reports its base tests and base + plus te
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import functools
 import json
+import marshal
 import threading
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -131,57 +134,23 @@ def load_mbpp(path: str | Path | None = None, first: int = 11, last: int = 510) 
 # As EvalPlus does it: the canonical solution's output on every input is computed once per problem per
 # output folder (`References`), timed, and cached; a completion then has, per input, a time limit
 # of max(MIN_TIME_LIMIT_S, TIME_LIMIT_FACTOR x the reference's time): a correct but far too slow solution
-# fails. Outputs reach 147 MB (HumanEval/15), so large ones travel as a digest of their pickle, small ones
-# (and every float output, which is compared with a tolerance) by value: at most ~0.4 MB per problem.
+# fails. Outputs reach 147 MB (HumanEval/15), so large ones travel as a digest of a canonical form (equal
+# under `==`, as EvalPlus compares: a dict in another order, 1 for 1.0), small ones (and every float output,
+# which is compared with a tolerance) by value: at most ~0.4 MB per problem.
+#
+# Every program starts a fresh interpreter, so what it imports is paid on each of them: json (~8 ms here),
+# pickle (~9 ms) and signal (~5 ms, for enum) are not imported unless a program needs them: inputs and
+# reference outputs travel as marshal bytes.
 
 TIME_LIMIT_FACTOR = 4.0
 MIN_TIME_LIMIT_S = 1.0
 MAX_PROGRAM_S = 60.0  # EvalPlus' cap per task, beside the per-input limits
 _INLINE_BYTES = 2048
+_CACHE_FORMAT = 2  # of references.json: part of each problem's key, so an older cache is recomputed
 _DIGEST = "__phi1_digest__"
 
-_PICKLE_HELPERS = """
-import binascii, json, pickle, time  # builtin or light: each import costs every sandboxed run its time
-
-class _Phi1Sink:
-    # A file that hashes what is written to it, or only counts it up to a cap: no large buffer is built.
-    def __init__(self, cap=None):
-        self.n, self.cap = 0, cap
-        if cap is None:
-            import hashlib
-            self.h = hashlib.sha256()
-    def write(self, b):
-        self.n += len(b)
-        if self.cap is not None:
-            if self.n > self.cap:
-                raise OverflowError
-        else:
-            self.h.update(b)
-
-def _phi1_digest(value):
-    import hashlib
-    t = type(value)
-    if t is str:  # the common large outputs, hashed without pickling
-        return "s" + hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
-    if t is int:
-        return "i" + hashlib.sha256(value.to_bytes((value.bit_length() + 8) // 8, "little", signed=True)).hexdigest()
-    sink = _Phi1Sink()
-    p = pickle.Pickler(sink, protocol=4)
-    p.fast = True  # no memo: equal trees pickle alike, however their objects are shared
-    p.dump(value)
-    return "p" + sink.h.hexdigest()
-
-def _phi1_small(value, cap):
-    t = type(value)
-    if t is bool or t is float or value is None or (t is int and value.bit_length() < 4 * cap):
-        return True
-    if t is str:
-        return len(value) < cap // 4
-    try:
-        pickle.Pickler(_Phi1Sink(cap), protocol=4).dump(value)
-    except OverflowError:
-        return False
-    return True
+_HELPERS = """
+import time
 
 def _phi1_is_floats(x):
     if isinstance(x, float):
@@ -191,39 +160,123 @@ def _phi1_is_floats(x):
     if type(x).__module__ == "numpy" and hasattr(x, "dtype"):
         return x.dtype.kind == "f"
     return False
+
+def _phi1_size(value, cap):
+    # Roughly the value's size in bytes, counted only until it passes `cap`: nothing imported, nothing built.
+    n, stack = 0, [value]
+    while stack:
+        v = stack.pop()
+        t = type(v)
+        if t is str or t is bytes:
+            n += len(v) + 4
+        elif t is int:
+            n += v.bit_length() // 8 + 2
+        elif t is bool or t is float or v is None:
+            n += 8
+        elif t is list or t is tuple or t is set or t is frozenset or t is dict:
+            if len(v) > cap:
+                return cap + 1
+            n += 2
+            stack.extend(v.items() if t is dict else v)
+        else:
+            return cap + 1
+        if n > cap:
+            return n
+    return n
+
+def _phi1_canonical(v):
+    # Equal under == gives equal pickles: dicts and sets in a fixed order, bools and integral floats as ints.
+    t = type(v)
+    if t is str or t is int or v is None:
+        return v
+    if t is bool:
+        return int(v)
+    if t is float:
+        return int(v) if v.is_integer() else v
+    if t is list or t is tuple:
+        tag = "l" if t is list else "t"
+        kinds = set(map(type, v))
+        if kinds == {str} or not kinds:
+            return (tag, v)
+        if kinds <= {int, float, bool}:
+            if -(2**53) <= min(v) and max(v) <= 2**53:
+                # numbers that floats hold exactly: equal as floats iff equal under ==, converted at C speed
+                import array
+                return (tag, "f", array.array("d", v).tobytes())
+            if kinds == {int}:
+                return (tag, v)
+        return (tag, [_phi1_canonical(x) for x in v])
+    if t is dict:
+        return ("d", sorted(([_phi1_canonical(k), _phi1_canonical(x)] for k, x in v.items()), key=repr))
+    if t is set or t is frozenset:
+        return ("s", sorted((_phi1_canonical(x) for x in v), key=repr))
+    if t.__module__ == "numpy" and hasattr(v, "tolist"):
+        return _phi1_canonical(v.tolist())
+    return ("r", t.__name__, repr(v))
+
+class _Phi1Sink:
+    # A file that hashes what is written to it: no large buffer is built.
+    def __init__(self, h):
+        self.h = h
+    def write(self, b):
+        self.h.update(b)
+
+def _phi1_digest(value):
+    import hashlib
+    if type(value) is str:  # the common large output, hashed without pickling
+        return "s" + hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
+    import pickle
+    sink = _Phi1Sink(hashlib.sha256())
+    p = pickle.Pickler(sink, protocol=4)
+    p.fast = True  # no memo: equal trees pickle alike, however their objects are shared
+    p.dump(_phi1_canonical(value))
+    return "p" + sink.h.hexdigest()
 """
 
-# Run once per problem: the trusted canonical solution on every input; prints its outputs and times.
-_REFERENCE = _PICKLE_HELPERS + """
+# The trusted canonical solution on every input: its outputs and times. Large outputs become digests when they
+# are printed for other samples; a problem's only sample compares with them as they are (`keep_all`).
+_REFERENCE = """
 _ns = {{"__name__": "_phi1_reference"}}
 exec(compile({source!r}, "<reference>", "exec"), _ns)
 _fn = _ns[{entry!r}]
 _expected, _times = [], []
-for _inp in json.loads({inputs!r}):
+for _inp in _phi1_inputs():
     _t = time.perf_counter()
     _out = _fn(*_inp)
     _times.append(time.perf_counter() - _t)
-    if _phi1_is_floats(_out) or _phi1_small(_out, {inline}):
+    if {keep_all} or _phi1_is_floats(_out) or _phi1_size(_out, {inline}) <= {inline}:
         _expected.append(_out)
     else:
         _expected.append(({digest!r}, _phi1_digest(_out)))
 _phi1_reference_data = {{"expected": _expected, "times": _times}}
-import sys as _sys
-_payload = binascii.b2a_base64(pickle.dumps(_expected, protocol=4), newline=False).decode()
-_sys.stdout.write(json.dumps(_times) + "\\n" + _payload + "\\n")
-_sys.stdout.flush()  # on the pipe before any candidate code exists: nothing later can change it
-del _ns, _fn, _expected, _times, _out, _t, _inp, _sys, _payload
+del _ns, _fn, _expected, _times, _out, _t, _inp
+"""
+
+# Printed for the References cache (when later samples of the problem will use it), before any candidate
+# code exists: nothing later can change it. marshal (builtin: free to import) holds the usual outputs; pickle
+# the rest.
+_RECORD = """
+import binascii as _b, marshal as _m, sys as _s
+_s.stdout.write(repr(_phi1_reference_data["times"]) + "\\n")
+try:
+    _payload = "m" + _b.b2a_base64(_m.dumps(_phi1_reference_data["expected"]), newline=False).decode()
+except ValueError:
+    import pickle as _p
+    _payload = "p" + _b.b2a_base64(_p.dumps(_phi1_reference_data["expected"], protocol=4), newline=False).decode()
+_s.stdout.write(_payload + "\\n")
+_s.stdout.flush()
+del _b, _m, _s, _payload
 """
 
 # Stage 0 of every completion's program, before any candidate code exists: the expected outputs and time
 # limits, and `_phi1_check(fn, part)` comparing like EvalPlus: exact, or once a float output has been
 # seen, np.allclose-style with the task's atol (1e-6 when it is 0) and rtol 1e-7; find_zero by its root.
-_CHECK = _PICKLE_HELPERS + """
+_CHECK = """
 def _phi1_make_check():
-    import signal
+    import _signal  # not `signal`: that imports enum, ~5 ms of every program's start
     data = {data}
-    inputs = {{"base": {base!r}, "plus": {plus!r}}}
-    offsets = {{"base": 0, "plus": len(json.loads(inputs["base"]))}}
+    inputs = _phi1_inputs()  # the candidate's own copy: the reference may have changed its arguments
+    parts = {{"base": (0, {n_base}), "plus": ({n_base}, len(inputs))}}
     atol = [{atol!r}]
 
     class Slow(BaseException):  # not an Exception: a bare `except Exception` in the candidate cannot swallow it
@@ -238,23 +291,23 @@ def _phi1_make_check():
         return abs(a - b) <= tol + 1e-7 * abs(b)
 
     def check(fn, part):
-        previous = signal.signal(signal.SIGALRM, alarm)
+        previous = _signal.signal(_signal.SIGALRM, alarm)
         try:
             run(fn, part)
         finally:
-            signal.signal(signal.SIGALRM, previous)
+            _signal.signal(_signal.SIGALRM, previous)
 
     def run(fn, part):
-        for i, inp in enumerate(json.loads(inputs[part])):
-            exp = data["expected"][offsets[part] + i]
-            limit = data["limits"][offsets[part] + i]
-            signal.setitimer(signal.ITIMER_REAL, limit)
+        start, end = parts[part]
+        for k in range(start, end):
+            i, inp, exp, limit = k - start, inputs[k], data["expected"][k], data["limits"][k]
+            _signal.setitimer(_signal.ITIMER_REAL, limit)
             try:
                 out = fn(*inp)
             except Slow:
                 raise AssertionError("%s input #%d: over its time limit of %.2fs" % (part, i, limit)) from None
             finally:
-                signal.setitimer(signal.ITIMER_REAL, 0)
+                _signal.setitimer(_signal.ITIMER_REAL, 0)
             if isinstance(exp, tuple) and len(exp) == 2 and exp[0] == {digest!r}:
                 assert _phi1_digest(out) == exp[1], "%s input #%d: wrong output" % (part, i)
                 continue
@@ -279,7 +332,8 @@ def _phi1_make_check():
 
     return check
 _phi1_check = _phi1_make_check()
-del _phi1_make_check
+del _phi1_make_check, _phi1_inputs
+globals().pop("_phi1_reference_data", None)
 """
 
 
@@ -296,7 +350,12 @@ class PlusData:
     def key(self) -> str:
         import hashlib
 
-        return hashlib.sha256(json.dumps(vars(self), sort_keys=True).encode()).hexdigest()[:16]
+        blob = json.dumps({**vars(self), "format": _CACHE_FORMAT}, sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    @property
+    def n_base(self) -> int:
+        return len(json.loads(self.base))
 
 
 def load_humaneval_plus(path: str | Path | None = None) -> Benchmark:
@@ -343,31 +402,33 @@ class References:
         self._locks: dict[str, threading.Lock] = {tid: threading.Lock() for tid in bench.problems}
         self._pending: dict[str, threading.Event] = {}
 
-    def program(self, tid: str, completion: str) -> tuple[list[str], Limits]:
+    def program(self, tid: str, completion: str, shared: bool = True) -> tuple[list[str], Limits]:
         """The program that judges `completion` of problem `tid`, and its limits. The first sample of a
         problem without reference outputs computes them itself, in a trusted stage before any of its own code
-        exists (one sandbox start instead of two: a start costs ~50 ms here); the others use what it found."""
+        exists (one sandbox start instead of two: a start costs ~50 ms here), and prints them for the other
+        samples (`shared`; a problem's only sample keeps them to itself)."""
         p = self.bench.problems[tid]
         if p.plus is None:
             return p.program(completion), self.bench.limits
         with self._locks[tid]:
             ref = self.known.get(tid)
             if ref is not None and ref.get("key") == p.plus.key():
-                expected = f"pickle.loads(binascii.a2b_base64({ref['payload']!r}))"
-                data = f"{{'expected': {expected}, 'limits': {ref['limits']!r}}}"
+                data = f"{{'expected': {_loads(ref['payload'])}, 'limits': {ref['limits']!r}}}"
                 limits = replace(self.bench.limits, timeout_s=min(MAX_PROGRAM_S, sum(ref["limits"])) + 5.0)
-                return [self._check(p, data), p.prompt + completion, *p.tests], limits
-            running = self._pending.get(tid)
-            first = running is None or running.is_set()  # set and still unknown: that first attempt failed
-            if first:
-                self._pending[tid] = threading.Event()
-        if not first:
+                setup = _HELPERS + _inputs_source(p.plus) + self._check(p, data)
+                return [setup, p.prompt + completion, *p.tests], limits
+            if shared:
+                running = self._pending.get(tid)
+                first = running is None or running.is_set()  # set and still unknown: that first attempt failed
+                if first:
+                    self._pending[tid] = threading.Event()
+        if shared and not first:
             assert running is not None
             running.wait()
             return self.program(tid, completion)
         limits_expr = f"[max({MIN_TIME_LIMIT_S!r}, {TIME_LIMIT_FACTOR!r} * t) for t in _phi1_reference_data['times']]"
         data = f"{{'expected': _phi1_reference_data['expected'], 'limits': {limits_expr}}}"
-        setup = _reference_program(p) + self._check(p, data)
+        setup = _reference_program(p, record=shared) + self._check(p, data)
         return [setup, p.prompt + completion, *p.tests], Limits(timeout_s=2 * MAX_PROGRAM_S, output_bytes=16 << 20)
 
     def found(self, tid: str, verdict: Verdict | None) -> None:
@@ -394,8 +455,8 @@ class References:
 
     def _check(self, p: Problem, data: str) -> str:
         assert p.plus is not None
-        return _CHECK.format(data=data, base=p.plus.base, plus=p.plus.plus, atol=p.plus.atol,
-                             find_zero=p.plus.find_zero, digest=_DIGEST)  # fmt: skip
+        return _CHECK.format(data=data, n_base=p.plus.n_base, atol=p.plus.atol, find_zero=p.plus.find_zero,
+                             digest=_DIGEST)  # fmt: skip
 
     def _record(self, p: Problem, times: str, payload: str) -> dict:
         # The outputs stay an opaque payload here (never unpickled outside a sandbox); only the times are read.
@@ -412,11 +473,26 @@ class References:
         return self._record(p, times, payload)
 
 
-def _reference_program(p: Problem) -> str:
+def _reference_program(p: Problem, record: bool = True) -> str:
     assert p.plus is not None
-    inputs = json.dumps(json.loads(p.plus.base) + json.loads(p.plus.plus))
-    return _REFERENCE.format(source=p.plus.source, entry=p.entry_point, inputs=inputs, inline=_INLINE_BYTES,
-                             digest=_DIGEST)  # fmt: skip
+    reference = _REFERENCE.format(source=p.plus.source, entry=p.entry_point, inline=_INLINE_BYTES, digest=_DIGEST,
+                                  keep_all=not record)  # fmt: skip
+    return _HELPERS + _inputs_source(p.plus) + reference + (_RECORD if record else "")
+
+
+@functools.lru_cache(maxsize=512)
+def _inputs_source(plus: PlusData) -> str:
+    """`_phi1_inputs()`: a fresh copy of the problem's base + plus inputs on every call, from marshal's bytes
+    (a builtin module, C speed: json costs ~8 ms to import; the sandbox runs this same Python)."""
+    data = marshal.dumps(json.loads(plus.base) + json.loads(plus.plus))
+    return f"def _phi1_inputs():\n    return __import__('marshal').loads({data!r})\n"
+
+
+@functools.lru_cache(maxsize=512)
+def _loads(payload: str) -> str:
+    """The expression that rebuilds a References payload inside the sandbox (never outside it)."""
+    module = {"m": "marshal", "p": "pickle"}[payload[0]]
+    return f"__import__({module!r}).loads({base64.b64decode(payload[1:])!r})"
 
 
 def _require(row: dict, fields: tuple[str, ...], path: str | Path, lineno: int) -> None:

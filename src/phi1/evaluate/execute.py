@@ -46,10 +46,11 @@ def execute(
     order = {tid: i for i, tid in enumerate(benchmark.problems)}
     samples = sorted(samples, key=lambda s: (order[s.task_id], s.completion_id))
     refs = References(benchmark, sandbox, references)
+    per_task = Counter(s.task_id for s in samples)
 
     def judge(i: int) -> tuple[int, Verdict]:
         tid = samples[i].task_id
-        program, own = refs.program(tid, samples[i].completion)
+        program, own = refs.program(tid, samples[i].completion, shared=per_task[tid] > 1)
         verdict = None
         try:
             verdict = sandbox.run(program, replace(own, timeout_s=limits.timeout_s) if limits else own)
@@ -65,7 +66,10 @@ def execute(
         ) as advance,
         ThreadPoolExecutor(max_workers=sandbox.workers) as pool,
     ):
-        futures = [pool.submit(judge, i) for i in range(len(samples))]
+        # Every problem's first sample before any second one: a later sample waits for the references its
+        # first computes, and it should not hold a worker while other problems have work to do.
+        first = [i == 0 or samples[i - 1].task_id != samples[i].task_id for i in range(len(samples))]
+        futures = [pool.submit(judge, i) for i in sorted(range(len(samples)), key=lambda i: not first[i])]
         try:
             for future in as_completed(futures):
                 i, verdict = future.result()
