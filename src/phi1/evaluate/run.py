@@ -14,6 +14,7 @@ from rich.table import Table
 
 from phi1.errors import Phi1Error
 from phi1.evaluate import benchmarks
+from phi1.evaluate.chat import check_mode, use_chat
 from phi1.evaluate.execute import Result, execute, summarize
 from phi1.evaluate.generate import (
     Sample,
@@ -24,6 +25,7 @@ from phi1.evaluate.generate import (
     read_samples,
     reference_samples,
 )
+from phi1.gguf import as_checkpoint
 from phi1.precision import resolve
 from phi1.records import write_json, write_jsonl
 from phi1.rundir import config_changes
@@ -71,10 +73,13 @@ def run_eval(
     references: Path | None = None,
     limit: int | None = None,
     task_ids: Sequence[str] | None = None,
+    chat: str = "auto",
 ) -> dict:
     """Score `source` on a benchmark into OUT (results.jsonl, summary.json; generated completions are kept in
-    samples.jsonl as they come). HumanEval+'s reference outputs are cached in `references` (default OUT)."""
+    samples.jsonl as they come). HumanEval+'s reference outputs are cached in `references` (default OUT).
+    `chat` (auto/on/off): ask an instruct model in its chat template (`phi1.evaluate.chat`)."""
     source.check()
+    check_mode(chat)
     if source.samples is not None and not source.samples.exists():
         raise Phi1Error(f"{source.samples}: no such file")
     sampling = sampling or Sampling()
@@ -83,12 +88,13 @@ def run_eval(
         bench = benchmarks.load(benchmark_name, problems)
         total = len(bench.problems)
         chosen = _chosen(bench, limit, task_ids)
+        chatted: bool | None = None
         if source.samples is not None:  # a whole samples file can be scored on a subset
             samples = [s for s in read_samples(source.samples, bench) if s.task_id in chosen]
             bench.problems = {t: p for t, p in bench.problems.items() if t in chosen}
         else:
             bench.problems = {t: p for t, p in bench.problems.items() if t in chosen}
-            samples = _completions(bench, source, sampling, batch_size, out)
+            samples, chatted = _completions(bench, source, sampling, batch_size, out, chat)
         limits = Limits(timeout_s=timeout_s) if timeout_s else None
         out.mkdir(parents=True, exist_ok=True)
         results = execute(bench, samples, sb, limits, references or out / REFERENCES)
@@ -100,6 +106,7 @@ def run_eval(
         problems_file=bench.source,
         sandbox=sandbox_mode,
         sampling=vars(sampling) if not source.samples and not source.canonical else None,
+        chat=chatted,
         precision=resolve("auto").as_dict() if source.model is not None else None,
     )
     write_results(out, bench, results, summary)
@@ -124,21 +131,31 @@ def _chosen(bench: benchmarks.Benchmark, limit: int | None, task_ids: Sequence[s
 
 
 def _completions(
-    bench: benchmarks.Benchmark, source: Source, sampling: Sampling, batch_size: int, out: Path
-) -> list[Sample]:
-    if source.samples is not None:
-        return read_samples(source.samples, bench)
+    bench: benchmarks.Benchmark, source: Source, sampling: Sampling, batch_size: int, out: Path, chat: str
+) -> tuple[list[Sample], bool | None]:
+    """The samples to judge, and whether they were asked in chat form (None: not generated here)."""
     if source.canonical:
-        return reference_samples(bench)
-    return _generate_kept(bench, source, sampling, batch_size, out)
+        return reference_samples(bench), None
+    chatted = use_chat(chat, _tokenizer(source.model) if source.model is not None else None)
+    return _generate_kept(bench, source, sampling, batch_size, out, chatted), chatted
+
+
+def _tokenizer(model: Path) -> object | None:
+    from transformers import AutoTokenizer
+
+    path = as_checkpoint(model, "--model")
+    if not (path / "config.json").exists():
+        raise Phi1Error(f"{model}: not a transformers checkpoint (no config.json) or .gguf file")
+    return AutoTokenizer.from_pretrained(path, local_files_only=True)
 
 
 def _generate_kept(
-    bench: benchmarks.Benchmark, source: Source, sampling: Sampling, batch_size: int, out: Path
+    bench: benchmarks.Benchmark, source: Source, sampling: Sampling, batch_size: int, out: Path, chat: bool
 ) -> list[Sample]:
     """Generate into OUT/samples.jsonl, one flushed line per completion as it is produced: a crash or kill
     loses none, and the same command later generates only the completions that are missing."""
-    identity = {"benchmark": bench.name, "problems_file": bench.source, **source.describe(), "sampling": vars(sampling)}
+    identity = {"benchmark": bench.name, "problems_file": bench.source, **source.describe(),
+                "sampling": vars(sampling), "chat": chat}  # fmt: skip
     done = {(s.task_id, s.completion_id): s for s in _kept_samples(out, identity, bench)}
     todo = [row for row in all_rows(bench, sampling.n) if row not in done]
     if not todo:
@@ -146,10 +163,10 @@ def _generate_kept(
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / GENERATION, identity)
     if source.model is not None:
-        produced = generate_with_model(source.model, bench, sampling, batch_size=batch_size, rows=todo)
+        produced = generate_with_model(source.model, bench, sampling, batch_size=batch_size, rows=todo, chat=chat)
     else:
         assert source.endpoint and source.model_name
-        produced = generate_with_endpoint(source.endpoint, source.model_name, bench, sampling, rows=todo)
+        produced = generate_with_endpoint(source.endpoint, source.model_name, bench, sampling, rows=todo, chat=chat)
     with (out / SAMPLES).open("a") as fh:
         for s in produced:
             fh.write(json.dumps({"task_id": s.task_id, "completion_id": s.completion_id, "completion": s.completion}))

@@ -11,7 +11,7 @@ import json
 import queue
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -147,8 +147,14 @@ class Teacher(abc.ABC):
         """Answer one request (each backend's own)."""
 
     async def _complete_many(self, requests: list[Request]) -> list[Response]:
-        """Backends that batch (hf) override this; the default runs `_complete` concurrently."""
+        """The default runs `_complete` concurrently."""
         return list(await asyncio.gather(*(self._complete(r) for r in requests)))
+
+    async def _answers(self, requests: list[Request]) -> AsyncIterator[tuple[int, Response]]:
+        """(index in `requests`, response) for each request as soon as it is answered. Backends that batch
+        (hf) override this so that a short answer does not wait for the longest one of its batch."""
+        for i, response in enumerate(await self._complete_many(requests)):
+            yield i, response
 
     def batch_size(self) -> int:
         return 1
@@ -229,18 +235,24 @@ class Teacher(abc.ABC):
             size = self.batch_size()
             batches = [todo[i : i + size] for i in range(0, len(todo), size)]
 
+            def deliver(key: str, response: Response) -> None:
+                if response.error is None and self.cache is not None:
+                    self.cache.put(key, self.backend, self.model, response)
+                results.put((response, key))
+
             async def run(batch: list[tuple[Request, str]]) -> None:
                 async with gate:
                     if stop.is_set():
                         return
+                    answered: set[int] = set()
                     try:
-                        responses = await self._complete_many([r for r, _ in batch])
+                        async for i, response in self._answers([r for r, _ in batch]):
+                            answered.add(i)
+                            deliver(batch[i][1], response)
                     except Exception as exc:  # a backend bug must not lose the rest of the batch
-                        responses = [error_response(r, f"{type(exc).__name__}: {exc}", self.model) for r, _ in batch]
-                    for (_, key), response in zip(batch, responses, strict=True):
-                        if response.error is None and self.cache is not None:
-                            self.cache.put(key, self.backend, self.model, response)
-                        results.put((response, key))
+                        for i, (r, key) in enumerate(batch):
+                            if i not in answered:
+                                deliver(key, error_response(r, f"{type(exc).__name__}: {exc}", self.model))
 
             try:
                 await asyncio.gather(*(run(b) for b in batches))

@@ -28,6 +28,7 @@ class FakeOpenAI:
     times: list[float] = field(default_factory=list)  # arrival time of each request
     authorization: set[str] = field(default_factory=set)
     max_inflight: int = 0
+    slots: int | None = None  # answers at most this many at once, the rest wait (llama.cpp's --parallel)
     port: int = 0
     _inflight: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -42,6 +43,7 @@ class FakeOpenAI:
 
         def serve() -> None:
             asyncio.set_event_loop(self._loop)
+            self._slots = asyncio.Semaphore(self.slots or 1)
             app = web.Application()
             app.router.add_post("/v1/completions", self._completions)
             app.router.add_post("/v1/chat/completions", self._chat)
@@ -88,8 +90,11 @@ class FakeOpenAI:
         with self._lock:
             fault = self.faults.popleft() if self.faults else None
         if fault is None:
-            if self.latency_s:
+            if self.slots is None:
                 await asyncio.sleep(self.latency_s)
+            else:
+                async with self._slots:
+                    await asyncio.sleep(self.latency_s)
             return None
         if fault.startswith("429"):
             return web.json_response({"error": {"message": "slow down"}}, status=429, headers={"Retry-After": "0.2"})

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from pathlib import Path
+from collections.abc import AsyncIterator, Callable
 
 from phi1.errors import Phi1Error
+from phi1.gguf import as_checkpoint
 from phi1.precision import resolve
 from phi1.teacher.base import Request, Response, Teacher
 
@@ -25,8 +26,11 @@ class HFTeacher(Teacher):
     ) -> None:
         # One batch at a time: the model is the bottleneck and holds the device.
         super().__init__(model, cache, 1, price_prompt_per_m, price_completion_per_m)
-        if not (Path(model) / "config.json").exists():
-            raise Phi1Error(f"teacher.model: {model} is not a local transformers checkpoint (no config.json)")
+        self._path = as_checkpoint(model, "teacher.model")  # a .gguf file: its converted checkpoint
+        if not (self._path / "config.json").exists():
+            raise Phi1Error(
+                f"teacher.model: {model} is not a local transformers checkpoint (no config.json) or .gguf file"
+            )
         self._batch = batch_size
         self._device = device
         self._loaded: tuple | None = None
@@ -43,11 +47,11 @@ class HFTeacher(Teacher):
 
             precision = resolve("auto", self._device)
             device = precision.device
-            tok = AutoTokenizer.from_pretrained(self.model, local_files_only=True)
+            tok = AutoTokenizer.from_pretrained(self._path, local_files_only=True)
             tok.padding_side = "left"
             if tok.pad_token is None:
                 tok.pad_token = tok.eos_token
-            lm = AutoModelForCausalLM.from_pretrained(self.model, local_files_only=True, dtype=precision.dtype())
+            lm = AutoModelForCausalLM.from_pretrained(self._path, local_files_only=True, dtype=precision.dtype())
             lm = lm.to(device)
             lm.eval()
             self._loaded = (tok, lm, device)
@@ -61,15 +65,48 @@ class HFTeacher(Teacher):
             return tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         return "\n\n".join(content for _, content in request.messages) + "\n\n"
 
-    def _generate(self, requests: list[Request]) -> list[Response]:
+    def _generate(self, requests: list[Request], emit: Callable[[int, Response], None]) -> None:
+        """One generate() call for requests of the same sampling settings. Each row ends at its own token
+        limit, stop sequence or end of sequence, and is handed to `emit` at that step, with its own latency:
+        a short answer does not wait for the batch's longest (HF then pads the row until all are done)."""
         import torch
+        from transformers import StoppingCriteria, StoppingCriteriaList
 
         tok, lm, device = self._load()
         texts = [self._prompt_text(tok, r) for r in requests]
         p = requests[0].params
         start = time.perf_counter()
         enc = tok(texts, return_tensors="pt", padding=True).to(device)
-        kwargs: dict = {"max_new_tokens": p.max_tokens, "pad_token_id": tok.pad_token_id}
+        width = enc["input_ids"].shape[1]
+        eos = tok.eos_token_id
+        done = [False] * len(requests)
+
+        def finish(i: int, ids: list[int], reason: str) -> None:
+            text = tok.decode(ids, skip_special_tokens=True)
+            for s in requests[i].params.stop:
+                if s in text:
+                    text, reason = text[: text.index(s)], "stop"
+            prompt_len = int(enc["attention_mask"][i].sum())
+            latency = time.perf_counter() - start
+            done[i] = True
+            emit(i, Response(requests[i], text, reason, prompt_len, len(ids), latency, model=self.model))
+
+        class Rows(StoppingCriteria):
+            def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kw: object) -> torch.Tensor:
+                for i, r in enumerate(requests):
+                    if done[i]:
+                        continue
+                    ids = input_ids[i, width:].tolist()
+                    if eos is not None and ids and ids[-1] == eos:
+                        finish(i, ids[:-1], "stop")
+                    elif len(ids) >= r.params.max_tokens:
+                        finish(i, ids, "length")
+                    elif r.params.stop and any(s in tok.decode(ids[-32:], skip_special_tokens=True)
+                                               for s in r.params.stop):  # fmt: skip
+                        finish(i, ids, "stop")
+                return torch.tensor(done, device=input_ids.device)
+
+        kwargs: dict = {"max_new_tokens": max(r.params.max_tokens for r in requests), "pad_token_id": tok.pad_token_id}
         if p.temperature > 0:
             kwargs.update(do_sample=True, temperature=p.temperature, top_p=p.top_p)
         else:
@@ -77,32 +114,35 @@ class HFTeacher(Teacher):
         if p.seed is not None:
             torch.manual_seed(p.seed + requests[0].sample)
         with torch.inference_mode():
-            out = lm.generate(**enc, **kwargs)
-        new = out[:, enc["input_ids"].shape[1] :]
-        latency = time.perf_counter() - start
-        responses = []
-        for i, request in enumerate(requests):
-            ids = [t for t in new[i].tolist() if t != tok.pad_token_id]
-            text = tok.decode(ids, skip_special_tokens=True)
-            finish = "length" if len(ids) >= p.max_tokens else "stop"
-            for s in request.params.stop:
-                if s in text:
-                    text, finish = text[: text.index(s)], "stop"
-            prompt_len = int(enc["attention_mask"][i].sum())
-            responses.append(Response(request, text, finish, prompt_len, len(ids), latency, model=self.model))
-        return responses
+            out = lm.generate(**enc, **kwargs, stopping_criteria=StoppingCriteriaList([Rows()]))
+        for i in range(len(requests)):  # ended by generate itself (its own end-of-sequence check)
+            if not done[i]:
+                finish(i, [t for t in out[i, width:].tolist() if t not in (tok.pad_token_id, eos)], "stop")
 
-    async def _complete_many(self, requests: list[Request]) -> list[Response]:
-        # Requests with different sampling parameters cannot share a generate() call.
+    async def _answers(self, requests: list[Request]) -> AsyncIterator[tuple[int, Response]]:
+        # Requests with different sampling settings cannot share a generate() call; token limits and stop
+        # sequences can (each row ends at its own). Each answer is passed on the moment its row ends.
         groups: dict[object, list[int]] = {}
         for i, r in enumerate(requests):
-            groups.setdefault(r.params, []).append(i)
-        results: list[Response | None] = [None] * len(requests)
+            groups.setdefault((r.params.temperature, r.params.top_p, r.params.seed), []).append(i)
+        loop = asyncio.get_running_loop()
         for indices in groups.values():
-            batch = [requests[i] for i in indices]
-            for i, response in zip(indices, await asyncio.to_thread(self._generate, batch), strict=True):
-                results[i] = response
-        return [r for r in results if r is not None]
+            ready: asyncio.Queue[tuple[int, Response] | None] = asyncio.Queue()
+
+            def emit(k: int, response: Response, indices: list[int] = indices, ready: asyncio.Queue = ready) -> None:
+                loop.call_soon_threadsafe(ready.put_nowait, (indices[k], response))
+
+            async def run(indices: list[int] = indices, ready: asyncio.Queue = ready, emit=emit) -> None:
+                try:
+                    await asyncio.to_thread(self._generate, [requests[i] for i in indices], emit)
+                finally:
+                    loop.call_soon_threadsafe(ready.put_nowait, None)
+
+            task = asyncio.ensure_future(run())
+            while (item := await ready.get()) is not None:
+                yield item
+            await task  # a failure of generate() itself surfaces here
 
     async def _complete(self, request: Request) -> Response:
-        return (await self._complete_many([request]))[0]
+        [(_, response)] = [answer async for answer in self._answers([request])]
+        return response

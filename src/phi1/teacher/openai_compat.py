@@ -14,6 +14,7 @@ import openai
 from aiolimiter import AsyncLimiter
 
 from phi1.errors import Phi1Error
+from phi1.teacher.adaptive import AdaptiveLimit
 from phi1.teacher.base import Request, Response, Teacher, error_response
 from phi1.teacher.cache import Cache
 
@@ -57,6 +58,8 @@ class OpenAITeacher(Teacher):
         self._requests = AsyncLimiter(requests_per_minute, 60) if requests_per_minute else None
         self._tokens = AsyncLimiter(tokens_per_minute, 60) if tokens_per_minute else None
         self._client: openai.AsyncOpenAI | None = None
+        # In flight: what the server shows it answers at once (x2 + 1), never more than `concurrency`.
+        self._inflight = AdaptiveLimit(concurrency)
         if base_url is None and not os.environ.get(api_key_env):
             raise Phi1Error(
                 f"teacher.backend=openai needs teacher.base_url, or the API key in ${api_key_env} for api.openai.com"
@@ -91,18 +94,27 @@ class OpenAITeacher(Teacher):
                 await self._requests.acquire()
             if self._tokens is not None:
                 await self._tokens.acquire(min(estimate, self._tokens.max_rate))
+            await self._inflight.acquire()
             start = time.perf_counter()
+            answered: tuple[float, int] | None = None
             try:
                 text, finish, pt, ct, model = await self._call(client, request)
-                return Response(request, text, finish, pt, ct, time.perf_counter() - start, model=model)
+                answered = (time.perf_counter() - start, ct or len(text) // 4)
+                return Response(request, text, finish, pt, ct, answered[0], model=model)
             except _Retryable as exc:
-                last = str(exc)
-                if attempt == self.max_retries:
-                    break
-                await asyncio.sleep(self._delay(attempt, exc.retry_after))
+                last, retry_after = str(exc), exc.retry_after
             except openai.APIStatusError as exc:  # 400, 401, 403, 404, 422: retrying will not help
                 return error_response(request, f"HTTP {exc.status_code}: {_message(exc)}", self.model)
+            finally:
+                await self._inflight.release(*(answered or (None, 0)))
+            if attempt == self.max_retries:
+                break
+            await asyncio.sleep(self._delay(attempt, retry_after))  # holding no slot
         return error_response(request, f"gave up after {self.max_retries + 1} attempts: {last}", self.model)
+
+    def describe(self) -> dict:
+        measured = self._inflight.parallelism
+        return {**super().describe(), "server_parallelism": round(measured, 2) if measured is not None else None}
 
     def _delay(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 
 from phi1.config import Config, TrainConfig
 from phi1.errors import Phi1Error
+from phi1.gguf import as_checkpoint
 from phi1.model import count_parameters, flops_per_token, model_config
 from phi1.precision import resolve
 from phi1.progress import progress_bar
@@ -305,8 +306,11 @@ def _init_path(run_dir: Path, cfg: TrainConfig) -> Path:
     """The pretrained weights finetuning starts from: `final`, or a kept checkpoint by name or path."""
     name = getattr(cfg, "init_from", "final")
     pretrain = run_dir / "pretrain"
-    for path in (pretrain / name, pretrain / "checkpoints" / name, Path(name)):
+    for path in (pretrain / name, pretrain / "checkpoints" / name, as_checkpoint(name, "finetune.init_from")):
         if (path / "config.json").exists():
+            model_type = json.loads((path / "config.json").read_text()).get("model_type")
+            if model_type != "phi":
+                raise Phi1Error(f"finetune.init_from: {name} is a {model_type} model; phi1 finetunes phi models")
             return path
     kept = sorted(p.name for p in (pretrain / "checkpoints").glob("step-*")) if pretrain.exists() else []
     raise Phi1Error(

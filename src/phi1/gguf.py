@@ -1,0 +1,63 @@
+"""A GGUF file (llama.cpp's format, how small models often ship) wherever phi1 takes a transformers checkpoint:
+the hf teacher, `phi1 eval --model`, a `causal:` encoder, `finetune.init_from`. It is dequantized once into an
+ordinary checkpoint folder in phi1's cache (fp32 safetensors, its tokenizer beside it), and that folder is used
+from then on. Needs `pip install 'phi1[gguf]'` (the gguf and accelerate packages)."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import shutil
+from pathlib import Path
+
+from phi1.errors import Phi1Error
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("PHI1_CACHE_DIR") or Path.home() / ".cache" / "phi1") / "gguf"
+
+
+def as_checkpoint(path: str | Path, field: str = "model") -> Path:
+    """`path` itself, or for a .gguf file the checkpoint folder it was converted to (converting it the first
+    time). `field` names the setting in error messages."""
+    p = Path(path)
+    if p.suffix.lower() != ".gguf":
+        return p
+    if not p.is_file():
+        raise Phi1Error(f"{field}: {p}: no such GGUF file")
+    stat = p.stat()
+    key = hashlib.sha256(f"{p.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:12]
+    out = cache_dir() / f"{p.stem}-{key}"
+    if not (out / "config.json").exists():
+        _convert(p, out, field)
+    return out
+
+
+def _convert(p: Path, out: Path, field: str) -> None:
+    for module in ("gguf", "accelerate"):
+        if importlib.util.find_spec(module) is None:
+            raise Phi1Error(f"{field}: {p}: reading a GGUF file needs the {module} package: pip install 'phi1[gguf]'")
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(p.parent, gguf_file=p.name)
+        model = AutoModelForCausalLM.from_pretrained(p.parent, gguf_file=p.name, dtype=torch.float32)
+    except (ValueError, KeyError, OSError, RuntimeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise Phi1Error(f"{field}: {p}: transformers cannot read this GGUF file: {first}") from None
+    # The weights are plain fp32 tensors now, but transformers still marks the model as gguf-quantized and
+    # refuses to save it ("quantized with gguf and is not serializable"): it is an ordinary checkpoint.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    try:
+        tmp.rename(out)  # whole or not at all: a killed conversion leaves no half checkpoint behind
+    except OSError:  # another process converted it meanwhile
+        shutil.rmtree(tmp, ignore_errors=True)
