@@ -61,8 +61,9 @@ def main() -> None:
     args = parser.parse_args()
 
     # The server runs in a process of its own so that it does not share this one's interpreter lock.
+    fake_server = Path(__file__).resolve().parent.parent / "tests" / "fake_server.py"
     server = subprocess.Popen(
-        [sys.executable, "-m", "phi1.teacher.fake_server", "--latency", str(args.latency)],
+        [sys.executable, str(fake_server), "--latency", str(args.latency)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,

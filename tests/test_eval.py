@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import forced_checkpoint, phi1_cmd
+from fake_server import FakeOpenAI
 from phi1.errors import Phi1Error
 from phi1.evaluate import benchmarks
 from phi1.evaluate.execute import execute, summarize
@@ -20,7 +21,6 @@ from phi1.evaluate.generate import Sample, Sampling, generate_with_model, trunca
 from phi1.evaluate.passk import mean_pass_at_k
 from phi1.evaluate.run import Source, run_eval
 from phi1.sandbox import Limits, Sandbox
-from phi1.teacher.fake_server import FakeOpenAI
 
 
 def test_humaneval_canonical_solutions_all_pass(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import phi1_cmd
+from fake_server import FakeOpenAI
 from phi1.clean import run_clean
 from phi1.clean.decontaminate import ast_matches, function_shapes
 from phi1.config import TeacherConfig, load_config
@@ -24,7 +25,6 @@ from phi1.synth.exercises import parse_exercise, synth_exercises
 from phi1.synth.seeds import load_topics, make_seeds
 from phi1.synth.textbook import synth_textbook
 from phi1.teacher import make_teacher
-from phi1.teacher.fake_server import FakeOpenAI
 
 
 def test_topic_tree_and_seeds_are_reproducible() -> None:

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, phi1_cmd
+from fake_server import FakeOpenAI
 from phi1.config import TeacherConfig
 from phi1.teacher import Cache, Params, Request, make_teacher
-from phi1.teacher.fake_server import FakeOpenAI
 from phi1.teacher.openai_compat import OpenAITeacher
 
 

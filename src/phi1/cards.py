@@ -19,8 +19,13 @@ def write_card(
     manifest: dict[str, Any],
     seed_columns: tuple[str, ...] = (),
     examples: int = 2,
+    totals: tuple[int, int] | None = None,
 ) -> None:
+    """`rows`: the dataset, or (with `totals` = (records, bytes) of the whole) a part of it to describe."""
     n_bytes = sum(len(r["text"].encode("utf-8", "surrogatepass")) for r in rows)
+    n_records = len(rows)
+    if totals is not None:
+        n_records, n_bytes = totals
     lines = [
         f"# {title}",
         "",
@@ -28,7 +33,7 @@ def write_card(
         "",
         "| | |",
         "| --- | --- |",
-        f"| records | {len(rows):,} |",
+        f"| records | {n_records:,} |",
         f"| size | {n_bytes / 1e6:.2f} MB |",
         f"| tokens (approx., {BYTES_PER_TOKEN} bytes/token) | {int(n_bytes / BYTES_PER_TOKEN):,} |",
         f"| stage cache key | `{manifest.get('cache_key', '')}` |",

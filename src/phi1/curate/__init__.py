@@ -9,7 +9,7 @@ from phi1.config import Config
 from phi1.curate.annotate import annotate, annotate_key
 from phi1.curate.classifier import train
 from phi1.curate.corpus import build_corpus, corpus_stage
-from phi1.curate.embed import embed_corpus, embed_key, load_embeddings
+from phi1.curate.embed import embed_corpus, embed_key
 from phi1.curate.select import select
 from phi1.rundir import Stage
 from phi1.teacher import Teacher
@@ -23,21 +23,14 @@ def run_curate(config: Config, run_dir: Path, teacher: Teacher, force: bool = Fa
     corpus_key = corpus_stage(run_dir, config.corpus).key
     annotations = annotate(run_dir, cfg, teacher, corpus_key, config.seed, force)
     embeddings = embed_corpus(run_dir, cfg, corpus_key, force)
-    ids, vectors = load_embeddings(run_dir)
     keys = {
         "annotations": annotate_key(cfg, corpus_key, teacher, config.seed),
         "embeddings": embed_key(cfg, corpus_key),
     }
-    classifier = train(run_dir, cfg, ids, vectors, keys, config.seed, force)
+    classifier = train(run_dir, cfg, keys, config.seed, force)
     classifier_key = Stage(run_dir, "classifier", "").manifest() or {}
     filtered = select(
-        run_dir,
-        cfg,
-        ids,
-        vectors,
-        {"classifier": classifier_key.get("cache_key", ""), "corpus": corpus_key},
-        corpus,
-        force,
+        run_dir, cfg, {"classifier": classifier_key.get("cache_key", ""), "corpus": corpus_key}, corpus, force
     )
     return {
         "corpus": corpus,

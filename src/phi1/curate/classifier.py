@@ -17,6 +17,7 @@ from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, roc_auc_
 from sklearn.model_selection import train_test_split
 
 from phi1.config import CurateConfig
+from phi1.curate.embed import embeddings_of
 from phi1.errors import Phi1Error
 from phi1.rundir import Stage, read_table, stage_key
 
@@ -42,13 +43,13 @@ def edu_probability(model: BaseEstimator, x: np.ndarray, cfg: CurateConfig) -> n
     return proba[:, classes.index(1)] if 1 in classes else np.zeros(len(x))
 
 
-def training_data(run_dir: Path, ids: np.ndarray, vectors: np.ndarray, cfg: CurateConfig) -> tuple:
+def training_data(run_dir: Path, cfg: CurateConfig) -> tuple:
     ann = read_table(run_dir / "annotations", ["id", "score", "valid"]).to_pylist()
-    row_of = {doc_id: i for i, doc_id in enumerate(ids.tolist())}
-    usable = [a for a in ann if a["valid"] and a["id"] in row_of]
+    vector_of = embeddings_of(run_dir, {a["id"] for a in ann if a["valid"]})
+    usable = [a for a in ann if a["valid"] and a["id"] in vector_of]
     if len(usable) < 10:
         raise Phi1Error(f"{run_dir / 'annotations'}: only {len(usable)} valid annotations; annotate more files")
-    x = vectors[[row_of[a["id"]] for a in usable]]
+    x = np.stack([vector_of[a["id"]] for a in usable])
     scores = np.array([a["score"] for a in usable])
     return x, scores, (scores >= cfg.score_threshold).astype(int)
 
@@ -56,8 +57,6 @@ def training_data(run_dir: Path, ids: np.ndarray, vectors: np.ndarray, cfg: Cura
 def train(
     run_dir: Path,
     cfg: CurateConfig,
-    ids: np.ndarray,
-    vectors: np.ndarray,
     keys: dict[str, str],
     seed: int,
     force: bool = False,
@@ -70,7 +69,7 @@ def train(
     if stage.is_complete() and not force:
         return stage.manifest() or {}
     stage.begin(cfg, keys, force=True)
-    x, scores, labels = training_data(run_dir, ids, vectors, cfg)
+    x, scores, labels = training_data(run_dir, cfg)
     counts = np.bincount(labels, minlength=2)
     if counts.min() < 2:
         raise Phi1Error(

@@ -208,6 +208,22 @@ def load_embeddings(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(ids), np.concatenate(vecs)
 
 
+def embeddings_of(run_dir: Path, wanted: set[str]) -> dict[str, np.ndarray]:
+    """The vectors of the files in `wanted`, read shard by shard (memory-mapped): the classifier needs the
+    annotated few, never the whole corpus's vectors."""
+    folder = run_dir / "embeddings"
+    found: dict[str, np.ndarray] = {}
+    for ids_path in sorted(folder.glob("ids-*.npy")):
+        ids = np.load(ids_path, allow_pickle=False)
+        rows = [i for i, doc_id in enumerate(ids.tolist()) if doc_id in wanted]
+        if rows:
+            vectors = np.load(folder / ids_path.name.replace("ids-", "emb-"), mmap_mode="r")
+            found.update(zip((ids[i] for i in rows), np.asarray(vectors[rows]), strict=True))
+    if not found and not any(folder.glob("ids-*.npy")):
+        raise Phi1Error(f"{folder}: no embeddings (has the embedding step run?)")
+    return found
+
+
 def _num_rows(path: Path) -> int:
     import pyarrow.parquet as pq
 

@@ -8,10 +8,12 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from phi1.cards import write_card
 from phi1.config import CurateConfig
 from phi1.curate.classifier import edu_probability, load_model
+from phi1.errors import Phi1Error
 from phi1.rundir import Stage, read_shards, stage_key, write_shard
 
 SCHEMA = pa.schema(
@@ -44,38 +46,36 @@ def keep_mask(scores: np.ndarray, sizes: np.ndarray, cfg: CurateConfig) -> np.nd
 def select(
     run_dir: Path,
     cfg: CurateConfig,
-    ids: np.ndarray,
-    vectors: np.ndarray,
     keys: dict[str, str],
     corpus_manifest: dict[str, Any],
     force: bool = False,
 ) -> dict[str, Any]:
+    """Score every corpus shard from its embedding shard, decide the rule's cut on the scores alone, then
+    copy the kept files shard by shard: memory holds one shard's texts and 16 bytes per file (score, size),
+    never the corpus."""
     fields = {k: getattr(cfg, k) for k in ("keep", "keep_threshold", "keep_fraction", "token_budget")}
     stage = Stage(run_dir, "filtered", stage_key(fields, keys.values()))
     if stage.is_complete() and not force:
         return stage.manifest() or {}
     stage.begin(cfg, keys, force=True)
+    shards = sorted((run_dir / "corpus").glob("data-*.parquet"))
     with stage.timed("score_s"):
-        scores = edu_probability(load_model(run_dir), vectors, cfg)
-    score_of = dict(zip(ids.tolist(), scores.tolist(), strict=True))
-    rows = list(read_shards(sorted((run_dir / "corpus").glob("data-*.parquet")), ["id", "text", "source", "n_bytes"]))
-    doc_scores = np.array([score_of[r["id"]] for r in rows])
-    sizes = np.array([r["n_bytes"] for r in rows], dtype=np.float64)
-    mask = keep_mask(doc_scores, sizes, cfg)
-    kept = [{**r, "edu_score": float(s)} for r, s, m in zip(rows, doc_scores, mask, strict=True) if m]
-    shard_size = 5_000
-    for i in range(0, max(1, len(kept)), shard_size):
-        write_shard(stage.shard_path(i // shard_size), kept[i : i + shard_size], SCHEMA)
+        scores = _score_shards(run_dir, shards, cfg)
+    sizes = [np.asarray(pq.read_table(p, columns=["n_bytes"]).column("n_bytes").to_numpy(), np.float64) for p in shards]
+    doc_scores = np.concatenate(scores) if scores else np.zeros(0)
+    all_sizes = np.concatenate(sizes) if sizes else np.zeros(0)
+    mask = keep_mask(doc_scores, all_sizes, cfg)
+    kept, sample = _write_kept(stage, shards, scores, np.split(mask, np.cumsum([len(x) for x in scores])[:-1]))
     hist, edges = np.histogram(doc_scores, bins=10, range=(0.0, 1.0))
     counts = corpus_manifest.get("counts", {})
     skipped = counts.get("skipped", {})
     funnel = {
         "read": counts.get("documents", 0) + sum(skipped.values()),
         "skipped": skipped,
-        "scored": len(rows),
-        "kept": len(kept),
-        "kept_bytes": int(sizes[mask].sum()),
-        "kept_tokens_approx": int(sizes[mask].sum() / BYTES_PER_TOKEN),
+        "scored": len(doc_scores),
+        "kept": kept,
+        "kept_bytes": int(all_sizes[mask].sum()),
+        "kept_tokens_approx": int(all_sizes[mask].sum() / BYTES_PER_TOKEN),
     }
     manifest = stage.finish(
         counts=funnel,
@@ -92,7 +92,56 @@ def select(
         "Curated code",
         "Files of the corpus the classifier rates as educational (`edu_score`, the probability of a teacher "
         f"score >= {cfg.score_threshold}), kept by `curate.keep = {cfg.keep}`.",
-        kept,
+        sample,
         manifest,
+        totals=(kept, funnel["kept_bytes"]),
     )
     return manifest
+
+
+def _score_shards(run_dir: Path, shards: list[Path], cfg: CurateConfig) -> list[np.ndarray]:
+    """edu_score of every file, per corpus shard, from the embedding shard of the same index."""
+    model = load_model(run_dir)
+    folder = run_dir / "embeddings"
+    scores = []
+    for index, shard in enumerate(shards):
+        ids = np.load(folder / f"ids-{index:05d}.npy", allow_pickle=False)
+        corpus_ids = pq.read_table(shard, columns=["id"]).column("id").to_numpy(zero_copy_only=False)
+        if len(ids) != len(corpus_ids) or not np.array_equal(ids.astype(str), corpus_ids.astype(str)):
+            raise Phi1Error(f"{folder}: embeddings of shard {index} do not match {shard.name}: rerun with --force")
+        vectors = np.load(folder / f"emb-{index:05d}.npy", mmap_mode="r")
+        scores.append(edu_probability(model, np.asarray(vectors), cfg) if len(ids) else np.zeros(0))
+    return scores
+
+
+SHARD_ROWS = 5_000
+
+
+def _write_kept(
+    stage: Stage, shards: list[Path], scores: list[np.ndarray], masks: list[np.ndarray]
+) -> tuple[int, list[dict[str, Any]]]:
+    """Copy the kept rows, in corpus order, into shards of SHARD_ROWS rows; (rows kept, the first shard's rows
+    for the dataset card)."""
+    pending: list[dict[str, Any]] = []
+    written = kept = 0
+    sample: list[dict[str, Any]] = []
+
+    def flush(rows: list[dict[str, Any]]) -> None:
+        nonlocal written, sample
+        write_shard(stage.shard_path(written), rows, SCHEMA)
+        if written == 0:
+            sample = rows
+        written += 1
+
+    for shard, shard_scores, mask in zip(shards, scores, masks, strict=True):
+        if not mask.any():
+            continue
+        rows = read_shards([shard], ["id", "text", "source", "n_bytes"])
+        pending.extend({**r, "edu_score": float(s)} for r, s, m in zip(rows, shard_scores, mask, strict=True) if m)
+        kept += int(mask.sum())
+        while len(pending) >= SHARD_ROWS:
+            flush(pending[:SHARD_ROWS])
+            pending = pending[SHARD_ROWS:]
+    if pending or written == 0:
+        flush(pending)
+    return kept, sample

@@ -1,7 +1,7 @@
 """A real HTTP server on loopback that speaks the OpenAI completions and chat-completions API, with faults
 on demand: 429 with Retry-After, 500, a slow answer, a malformed body, a body without choices, a dropped
 connection. Tests start it in a thread and benchmarks in a process of its own
-(`python -m phi1.teacher.fake_server --port P --latency 0.2`); it counts every request it receives.
+(`python tests/fake_server.py --port P --latency 0.2`); it counts every request it receives.
 It needs aiohttp (the `dev` extra)."""
 
 from __future__ import annotations
