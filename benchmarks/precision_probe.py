@@ -17,8 +17,8 @@ from __future__ import annotations
 import time
 
 from phi1.curate.embed import encode, load_encoder
+from phi1.curate.readers import SkipCounter, iter_corpus
 from phi1.precision import cpu_capability, measure_bf16_speed, resolve
-from phi1.records import SkipCounter, iter_corpus
 
 
 def result(name: str, chosen_bf16: bool, fp32_s: float, bf16_s: float) -> str:

