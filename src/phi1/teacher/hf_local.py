@@ -121,27 +121,32 @@ class HFTeacher(Teacher):
 
     async def _answers(self, requests: list[Request]) -> AsyncIterator[tuple[int, Response]]:
         # Requests with different sampling settings cannot share a generate() call; token limits and stop
-        # sequences can (each row ends at its own). Each answer is passed on the moment its row ends.
+        # sequences can (each row ends at its own).
         groups: dict[object, list[int]] = {}
         for i, r in enumerate(requests):
             groups.setdefault((r.params.temperature, r.params.top_p, r.params.seed), []).append(i)
-        loop = asyncio.get_running_loop()
         for indices in groups.values():
-            ready: asyncio.Queue[tuple[int, Response] | None] = asyncio.Queue()
+            async for k, response in self._group_answers([requests[i] for i in indices]):
+                yield indices[k], response
 
-            def emit(k: int, response: Response, indices: list[int] = indices, ready: asyncio.Queue = ready) -> None:
-                loop.call_soon_threadsafe(ready.put_nowait, (indices[k], response))
+    async def _group_answers(self, requests: list[Request]) -> AsyncIterator[tuple[int, Response]]:
+        """One generate() call in a worker thread; each answer is passed on the moment its row ends."""
+        loop = asyncio.get_running_loop()
+        ready: asyncio.Queue[tuple[int, Response] | None] = asyncio.Queue()
 
-            async def run(indices: list[int] = indices, ready: asyncio.Queue = ready, emit=emit) -> None:
-                try:
-                    await asyncio.to_thread(self._generate, [requests[i] for i in indices], emit)
-                finally:
-                    loop.call_soon_threadsafe(ready.put_nowait, None)
+        def emit(k: int, response: Response) -> None:
+            loop.call_soon_threadsafe(ready.put_nowait, (k, response))
 
-            task = asyncio.ensure_future(run())
-            while (item := await ready.get()) is not None:
-                yield item
-            await task  # a failure of generate() itself surfaces here
+        async def run() -> None:
+            try:
+                await asyncio.to_thread(self._generate, requests, emit)
+            finally:
+                loop.call_soon_threadsafe(ready.put_nowait, None)
+
+        task = asyncio.ensure_future(run())
+        while (item := await ready.get()) is not None:
+            yield item
+        await task  # a failure of generate() itself surfaces here
 
     async def _complete(self, request: Request) -> Response:
         [(_, response)] = [answer async for answer in self._answers([request])]
