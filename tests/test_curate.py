@@ -328,3 +328,26 @@ def test_selection_holds_one_shard_of_text_at_a_time(tmp_path: Path) -> None:
         assert kept.num_rows == out["kept"] and min(kept.column("edu_score").to_pylist()) >= 0.0
         peaks[shards] = out["rss_kb"]
     assert peaks[16] <= 1.25 * peaks[4], peaks
+
+
+def test_hashing_encoder_is_cheap_deterministic_and_curates(tmp_path: Path) -> None:
+    """`curate.encoder: hashing`: no model; the same vector in every process; an edited copy of a file is
+    nearer to it than another file is; and the whole curation runs on it."""
+    import sys
+
+    enc = load_encoder("hashing:512", max_tokens=256, bf16="off")
+    texts = [(stdlib_path() / name).read_text() for name in STDLIB_FILES[:6]]
+    edited = texts[0].replace("heap", "pile")
+    vectors = encode(enc, [*texts, edited])
+    assert vectors.shape == (7, 512) and np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
+    sims = vectors @ vectors[0]
+    assert sims[6] > 0.5 and sims[6] > sims[1:6].max(), sims
+    code = "from phi1.curate.embed import load_encoder, encode; import sys; print(encode(load_encoder('hashing:512')" \
+           ", [sys.argv[1]])[0][:8].tolist())"  # fmt: skip
+    other = subprocess.run([sys.executable, "-c", code, texts[1]], capture_output=True, text=True, check=True)
+    assert np.allclose(json.loads(other.stdout), vectors[1][:8])  # another process, another hash salt
+
+    cfg = load_config(None, ["corpus.max_files=300", "curate.annotate_samples=200", "curate.encoder=hashing"])
+    result = run_curate(cfg, tmp_path, make_teacher(cfg.teacher, tmp_path / "cache.sqlite"))
+    assert result["embeddings"]["dim"] == 1024 and result["embeddings"]["encoder"] == "hashing"
+    assert result["filtered"]["counts"]["kept"] > 0 and result["classifier"]["metrics"]["roc_auc"] > 0.5

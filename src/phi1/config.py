@@ -81,7 +81,7 @@ class CurateConfig(Section):
     annotate_temperature: float = Field(0.0, ge=0)
     annotate_max_tokens: int = Field(256, ge=16)
     score_threshold: int = Field(3, ge=1, le=5)  # educational = teacher score >= this
-    encoder: str = "minilm"  # minilm | hf:<path or name> | causal:<path> (mean-pooled last hidden states)
+    encoder: str = "minilm"  # minilm | hf:<path or name> | causal:<path> (mean-pooled) | hashing[:<dim>]
     max_tokens: int = Field(256, ge=8)  # tokens per chunk given to the encoder
     chunking: Literal["truncate", "mean"] = "truncate"  # mean: average the embeddings of all chunks
     max_chunks: int = Field(8, ge=1)

