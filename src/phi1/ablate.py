@@ -348,7 +348,7 @@ def ablate_contamination(run_dir: Path, config: Config, force: bool = False) -> 
 def _finetune_run(run_dir: Path, folder: Path, docs: list[dict[str, Any]], config: Config) -> Path:
     """A run directory holding the main run's tokenizer, pretrained model and held-out exercises, with `docs`
     (less those held out) as its finetuning set."""
-    from phi1.tokenize import _documents, _encode_stream, _split, load_tokenizer
+    from phi1.tokenize import _documents, _encode_to, _split, load_tokenizer
 
     if folder.exists():
         shutil.rmtree(folder)
@@ -366,14 +366,11 @@ def _finetune_run(run_dir: Path, folder: Path, docs: list[dict[str, Any]], confi
                                        config.seed)[1]}  # fmt: skip
     train_docs = sorted((d for d in docs if d.get("solution") and d["id"] not in held_out), key=lambda d: d["id"])
     tok = load_tokenizer(run_dir / "tokenizer")
-    ids, mask = _encode_stream(tok, train_docs, np.dtype(index["dtype"]), True, folder.name)
-    ids.tofile(folder / "tokens" / "finetune.bin")
-    if mask is not None:
-        mask.tofile(folder / "tokens" / "finetune.mask.bin")
-    files["finetune"] = {"tokens": int(ids.size), "documents": len(train_docs),
-                         "sequences": int(ids.size // index["seq_len"])}  # fmt: skip
+    n_tokens = _encode_to(folder / "tokens" / "finetune.bin", tok, train_docs, np.dtype(index["dtype"]), True,
+                          folder.name)  # fmt: skip
+    files["finetune"] = {"tokens": n_tokens, "documents": len(train_docs), "sequences": n_tokens // index["seq_len"]}
     (folder / "tokens" / "index.json").write_text(json.dumps({**index, "files": files}))
-    key = stage_key({"contamination": folder.name, "tokens": int(ids.size)}, [index.get("seq_len", 0)])
+    key = stage_key({"contamination": folder.name, "tokens": n_tokens}, [index.get("seq_len", 0)])
     manifest = {"stage": "tokens", "status": "complete", "cache_key": key}
     (folder / "tokens" / "manifest.json").write_text(json.dumps(manifest))
     return folder

@@ -9,6 +9,7 @@ held out by document. Document order is a seeded shuffle.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 from collections.abc import Iterable
@@ -86,34 +87,39 @@ def _mix(docs: list[dict[str, Any]], weights: dict[str, float], seed: int) -> li
     return out
 
 
-def _write_tokens(path: Path, ids: np.ndarray) -> None:
-    tmp = path.with_suffix(".tmp")
-    ids.tofile(tmp)
-    tmp.replace(path)
-
-
-def _encode_stream(
-    tok: Any, docs: list[dict[str, Any]], dtype: np.dtype, solution_mask: bool, label: str
-) -> tuple[np.ndarray, np.ndarray | None]:
+def _encode_to(
+    path: Path, tok: Any, docs: list[dict[str, Any]], dtype: np.dtype, solution_mask: bool, label: str
+) -> int:
+    """Tokenize `docs` into `path` (and `path`.mask.bin: 1 on solution tokens), each document followed by EOS,
+    written batch by batch: memory holds one batch's tokens, never the set's. The number of tokens."""
     eos = tok.eos_token_id
-    chunks: list[np.ndarray] = []
-    masks: list[np.ndarray] = []
     batch = 256
-    with progress_bar(len(docs), f"tokenizing {label}", unit="docs") as advance:
+    mask_path = path.with_name(path.name.replace(".bin", ".mask.bin"))
+    tmp, mask_tmp = path.with_suffix(".tmp"), mask_path.with_suffix(".tmp")
+    total = 0
+    with (
+        progress_bar(len(docs), f"tokenizing {label}", unit="docs") as advance,
+        tmp.open("wb") as out,
+        mask_tmp.open("wb") if solution_mask else contextlib.nullcontext() as mask_out,
+    ):
         for start in range(0, len(docs), batch):
             part = docs[start : start + batch]
             if solution_mask:
                 prompts = tok([d["prompt"] or "" for d in part], add_special_tokens=False)["input_ids"]
                 sols = tok([d["solution"] or d["text"] for d in part], add_special_tokens=False)["input_ids"]
-                for p, s in zip(prompts, sols, strict=True):
-                    chunks.append(np.array([*p, *s, eos], dtype=dtype))
-                    masks.append(np.array([0] * len(p) + [1] * (len(s) + 1), dtype=np.uint8))
+                rows = [[*p, *s, eos] for p, s in zip(prompts, sols, strict=True)]
+                masks = [[0] * len(p) + [1] * (len(s) + 1) for p, s in zip(prompts, sols, strict=True)]
+                np.array([m for row in masks for m in row], dtype=np.uint8).tofile(mask_out)
             else:
-                for ids in tok([d["text"] for d in part], add_special_tokens=False)["input_ids"]:
-                    chunks.append(np.array([*ids, eos], dtype=dtype))
+                rows = [[*ids, eos] for ids in tok([d["text"] for d in part], add_special_tokens=False)["input_ids"]]
+            flat = np.array([t for row in rows for t in row], dtype=dtype)
+            flat.tofile(out)
+            total += flat.size
             advance(len(part))
-    tokens = np.concatenate(chunks) if chunks else np.zeros(0, dtype=dtype)
-    return tokens, (np.concatenate(masks) if masks else None) if solution_mask else None
+    tmp.replace(path)
+    if solution_mask:
+        mask_tmp.replace(mask_path)
+    return total
 
 
 def tokenize(run_dir: Path, config: Config, force: bool = False) -> dict[str, Any]:
@@ -176,14 +182,11 @@ def tokenize(run_dir: Path, config: Config, force: bool = False) -> dict[str, An
         for name, docs, with_mask in sets:
             if not docs:
                 continue
-            ids, mask = _encode_stream(tok, docs, dtype, with_mask, name)
-            _write_tokens(stage.path / f"{name}.bin", ids)
-            if mask is not None:
-                _write_tokens(stage.path / f"{name}.mask.bin", mask)
+            n_tokens = _encode_to(stage.path / f"{name}.bin", tok, docs, dtype, with_mask, name)
             files[name] = {
-                "tokens": int(ids.size),
+                "tokens": n_tokens,
                 "documents": len(docs),
-                "sequences": int(ids.size // cfg.seq_len),
+                "sequences": n_tokens // cfg.seq_len,
                 "by_kind": {k: sum(1 for d in docs if d["kind"] == k) for k in {d["kind"] for d in docs}},
             }
     index = {
