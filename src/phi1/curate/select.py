@@ -60,12 +60,12 @@ def select(
     stage.begin(cfg, keys, force=True)
     shards = sorted((run_dir / "corpus").glob("data-*.parquet"))
     with stage.timed("score_s"):
-        scores = _score_shards(run_dir, shards, cfg)
-    sizes = [np.asarray(pq.read_table(p, columns=["n_bytes"]).column("n_bytes").to_numpy(), np.float64) for p in shards]
+        scores, sizes = _score_shards(run_dir, shards, cfg)
     doc_scores = np.concatenate(scores) if scores else np.zeros(0)
     all_sizes = np.concatenate(sizes) if sizes else np.zeros(0)
     mask = keep_mask(doc_scores, all_sizes, cfg)
-    kept, sample = _write_kept(stage, shards, scores, np.split(mask, np.cumsum([len(x) for x in scores])[:-1]))
+    kept = int(mask.sum())
+    sample = _write_kept(stage, shards, scores, np.split(mask, np.cumsum([len(x) for x in scores])[:-1]))
     hist, edges = np.histogram(doc_scores, bins=10, range=(0.0, 1.0))
     counts = corpus_manifest.get("counts", {})
     skipped = counts.get("skipped", {})
@@ -99,19 +99,24 @@ def select(
     return manifest
 
 
-def _score_shards(run_dir: Path, shards: list[Path], cfg: CurateConfig) -> list[np.ndarray]:
-    """edu_score of every file, per corpus shard, from the embedding shard of the same index."""
+def _score_shards(
+    run_dir: Path, shards: list[Path], cfg: CurateConfig
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """(edu_score, size in bytes) of every file, per corpus shard; scores from the embedding shard of the same
+    index."""
     model = load_model(run_dir)
     folder = run_dir / "embeddings"
-    scores = []
+    scores, sizes = [], []
     for index, shard in enumerate(shards):
         ids = np.load(folder / f"ids-{index:05d}.npy", allow_pickle=False)
-        corpus_ids = pq.read_table(shard, columns=["id"]).column("id").to_numpy(zero_copy_only=False)
+        columns = pq.read_table(shard, columns=["id", "n_bytes"])
+        corpus_ids = columns.column("id").to_numpy(zero_copy_only=False)
+        sizes.append(np.asarray(columns.column("n_bytes").to_numpy(), np.float64))
         if len(ids) != len(corpus_ids) or not np.array_equal(ids.astype(str), corpus_ids.astype(str)):
             raise Phi1Error(f"{folder}: embeddings of shard {index} do not match {shard.name}: rerun with --force")
         vectors = np.load(folder / f"emb-{index:05d}.npy", mmap_mode="r")
         scores.append(edu_probability(model, np.asarray(vectors), cfg) if len(ids) else np.zeros(0))
-    return scores
+    return scores, sizes
 
 
 SHARD_ROWS = 5_000
@@ -119,11 +124,11 @@ SHARD_ROWS = 5_000
 
 def _write_kept(
     stage: Stage, shards: list[Path], scores: list[np.ndarray], masks: list[np.ndarray]
-) -> tuple[int, list[dict[str, Any]]]:
-    """Copy the kept rows, in corpus order, into shards of SHARD_ROWS rows; (rows kept, the first shard's rows
-    for the dataset card)."""
+) -> list[dict[str, Any]]:
+    """Copy the kept rows, in corpus order, into shards of SHARD_ROWS rows; the first shard's rows (for the
+    dataset card)."""
     pending: list[dict[str, Any]] = []
-    written = kept = 0
+    written = 0
     sample: list[dict[str, Any]] = []
 
     def flush(rows: list[dict[str, Any]]) -> None:
@@ -138,10 +143,9 @@ def _write_kept(
             continue
         rows = read_shards([shard], ["id", "text", "source", "n_bytes"])
         pending.extend({**r, "edu_score": float(s)} for r, s, m in zip(rows, shard_scores, mask, strict=True) if m)
-        kept += int(mask.sum())
         while len(pending) >= SHARD_ROWS:
             flush(pending[:SHARD_ROWS])
             pending = pending[SHARD_ROWS:]
     if pending or written == 0:
         flush(pending)
-    return kept, sample
+    return sample

@@ -353,7 +353,7 @@ class PlusData:
         blob = json.dumps({**vars(self), "format": _CACHE_FORMAT}, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
-    @property
+    @functools.cached_property  # read for every sample's program
     def n_base(self) -> int:
         return len(json.loads(self.base))
 

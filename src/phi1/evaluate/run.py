@@ -136,7 +136,8 @@ def _completions(
     """The samples to judge, and whether they were asked in chat form (None: not generated here)."""
     if source.canonical:
         return reference_samples(bench), None
-    chatted = use_chat(chat, _tokenizer(source.model) if source.model is not None else None)
+    # Only `auto` looks at the model's tokenizer (for a chat template).
+    chatted = use_chat(chat, _tokenizer(source.model) if source.model is not None and chat == "auto" else None)
     return _generate_kept(bench, source, sampling, batch_size, out, chatted), chatted
 
 
