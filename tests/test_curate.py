@@ -20,7 +20,7 @@ from conftest import phi1_cmd
 from fake_server import FakeOpenAI
 from phi1.config import TeacherConfig, load_config
 from phi1.curate import run_curate
-from phi1.curate.annotate import parse_score, truncate_code
+from phi1.curate.annotate import parse_score, sample_ids, truncate_code
 from phi1.curate.classifier import edu_probability, load_model
 from phi1.curate.embed import encode, load_embeddings, load_encoder
 from phi1.curate.readers import SkipCounter, iter_corpus, stdlib_path
@@ -351,3 +351,30 @@ def test_hashing_encoder_is_cheap_deterministic_and_curates(tmp_path: Path) -> N
     result = run_curate(cfg, tmp_path, make_teacher(cfg.teacher, tmp_path / "cache.sqlite"))
     assert result["embeddings"]["dim"] == 1024 and result["embeddings"]["encoder"] == "hashing"
     assert result["filtered"]["counts"]["kept"] > 0 and result["classifier"]["metrics"]["roc_auc"] > 0.5
+
+
+def test_annotation_sample_is_distinct_seeded_and_independent_of_sharding(tmp_path: Path) -> None:
+    ids = [f"doc{i:03d}" for i in range(300)] + ["doc007"] * 5  # a file's copies share its id
+
+    def shards_of(size: int, folder: str) -> list[Path]:
+        (tmp_path / folder).mkdir()
+        paths = []
+        for k in range(0, len(ids), size):
+            paths.append(tmp_path / folder / f"data-{k:05d}.parquet")
+            pq.write_table(pa.table({"id": ids[k : k + size]}), paths[-1])
+        return paths
+
+    def chosen(paths: list[Path], n: int, seed: int) -> list[str]:
+        out = []
+        for path, rows in sample_ids(paths, n, seed).items():
+            column = pq.read_table(path).column("id").to_pylist()
+            out += [column[r] for r in rows]
+        return out
+
+    big, small = shards_of(100, "big"), shards_of(7, "small")
+    for seed in (0, 1, 2):
+        a = chosen(big, 250, seed)
+        assert len(a) == len(set(a)) == 250  # distinct files, exactly n of them
+        assert sorted(a) == sorted(chosen(small, 250, seed))
+    assert sorted(chosen(big, 50, 0)) != sorted(chosen(big, 50, 1))
+    assert len(chosen(big, 1000, 0)) == 300  # never more than there are files

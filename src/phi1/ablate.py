@@ -348,7 +348,7 @@ def ablate_contamination(run_dir: Path, config: Config, force: bool = False) -> 
 def _finetune_run(run_dir: Path, folder: Path, docs: list[dict[str, Any]], config: Config) -> Path:
     """A run directory holding the main run's tokenizer, pretrained model and held-out exercises, with `docs`
     (less those held out) as its finetuning set."""
-    from phi1.tokenize import _documents, _encode_to, _split, load_tokenizer
+    from phi1.tokenize import _encode_to, held_out_ids, load_tokenizer
 
     if folder.exists():
         shutil.rmtree(folder)
@@ -362,8 +362,7 @@ def _finetune_run(run_dir: Path, folder: Path, docs: list[dict[str, Any]], confi
         for suffix in (".bin", ".mask.bin"):
             shutil.copy(run_dir / "tokens" / f"finetune_val{suffix}", folder / "tokens" / f"finetune_val{suffix}")
         files["finetune_val"] = index["files"]["finetune_val"]
-    held_out = {d["id"] for d in _split(_documents(run_dir, {"exercise"}), config.tokenize.val_fraction,
-                                       config.seed)[1]}  # fmt: skip
+    held_out = held_out_ids(run_dir, {"exercise"}, config.tokenize.val_fraction, config.seed)
     train_docs = sorted((d for d in docs if d.get("solution") and d["id"] not in held_out), key=lambda d: d["id"])
     tok = load_tokenizer(run_dir / "tokenizer")
     n_tokens = _encode_to(folder / "tokens" / "finetune.bin", tok, train_docs, np.dtype(index["dtype"]), True,

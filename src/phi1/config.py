@@ -243,6 +243,15 @@ class EvaluateConfig(Section):
     sandbox: Literal["bwrap", "none"] = "bwrap"
 
 
+class ExecutorConfig(Section):
+    """Where per-shard data work runs. Not part of any stage's key: a run can move between executors."""
+
+    kind: Literal["local", "ray"] = "local"
+    address: str | None = None  # ray: an existing cluster ("auto", "ray://head:10001"); default: start one here
+    workers: int | None = Field(None, ge=1)  # local: processes (default: CPU cores); ray: CPUs of a local start
+    max_retries: int = Field(3, ge=0)  # ray: a task whose worker died runs again
+
+
 class AblateConfig(Section):
     pretrain_steps: int | None = Field(None, ge=1)  # default: pretrain.max_steps
     finetune_steps: int | None = Field(None, ge=1)  # default: finetune.max_steps
@@ -268,6 +277,7 @@ class Config(Section):
     finetune: FinetuneConfig = FinetuneConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
     ablate: AblateConfig = AblateConfig()
+    executor: ExecutorConfig = ExecutorConfig()
 
 
 def _set_path(tree: dict[str, Any], dotted: str, value: Any) -> None:

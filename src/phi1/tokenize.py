@@ -5,23 +5,34 @@ and token shards packed as in the paper: documents joined by `<|endoftext|>` and
 Two sets: `pretrain` (curated code + textbook, mixed by `tokenize.mix`) and `finetune` (the exercises,
 with a mask marking the solution tokens, for a loss on solutions only). Each has a small validation split
 held out by document. Document order is a seeded shuffle.
+
+In bounded memory at any scale: each clean shard is tokenized on its own (on any executor) into a token file;
+the sets are then assembled from those files in shuffled order. Memory holds a few numbers per document
+(shard, row, kind, size, shuffle key), never the texts or the tokens of the whole set.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
-import random
+import shutil
 from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from phi1.config import Config, TokenizeConfig
 from phi1.errors import Phi1Error
+from phi1.executor import map_shards
 from phi1.progress import progress_bar
-from phi1.rundir import Stage, read_shards, require_complete, stage_key
+from phi1.rundir import Stage, require_complete, stage_key
 
 EOS = "<|endoftext|>"
 
@@ -62,29 +73,193 @@ def load_tokenizer(path: str | Path):
     return tok
 
 
-def _documents(run_dir: Path, kinds: set[str]) -> list[dict[str, Any]]:
-    rows = read_shards(sorted((run_dir / "clean").glob("data-*.parquet")), ["id", "kind", "text", "prompt", "solution"])
-    return [r for r in rows if r["kind"] in kinds]
+def _order_key(seed: int, doc_id: str, salt: str = "") -> int:
+    """A seeded pseudo-random 64-bit key of a document: sorting by it is a seeded shuffle that needs no
+    list of the documents, only their keys (8 bytes each)."""
+    raw = hashlib.blake2b(f"{seed}:{salt}:{doc_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(raw, "little")
 
 
-def _split(docs: list[dict[str, Any]], val_fraction: float, seed: int) -> tuple[list, list]:
-    docs = sorted(docs, key=lambda d: d["id"])
-    random.Random(seed).shuffle(docs)
-    n_val = min(len(docs) - 1, max(1, round(len(docs) * val_fraction))) if len(docs) > 1 else 0
-    return docs[n_val:], docs[:n_val]
+@dataclass
+class Catalogue:
+    """Every clean document as numbers: shard, row, kind, size and shuffle key (no texts)."""
+
+    shards: list[Path]
+    shard: np.ndarray
+    row: np.ndarray
+    kind: np.ndarray  # index into KINDS
+    n_bytes: np.ndarray
+    key: np.ndarray
+    ids: list[str] | None = None
 
 
-def _mix(docs: list[dict[str, Any]], weights: dict[str, float], seed: int) -> list[dict[str, Any]]:
-    """Repeat each source `weight` times (the fraction by a seeded sample), then shuffle."""
-    rng = random.Random(seed)
-    out: list[dict[str, Any]] = []
-    for kind in sorted({d["kind"] for d in docs}):
-        part = [d for d in docs if d["kind"] == kind]
+KINDS = ("code", "textbook", "exercise")
+
+
+def catalogue(run_dir: Path, seed: int) -> Catalogue:
+    shards = sorted((run_dir / "clean").glob("data-*.parquet"))
+    parts: list[tuple[np.ndarray, ...]] = []
+    for k, path in enumerate(shards):
+        table = pq.read_table(path, columns=["id", "kind", "text"])
+        ids = table.column("id").to_pylist()
+        kinds = np.array([KINDS.index(x) for x in table.column("kind").to_pylist()], dtype=np.int8)
+        sizes = pc.binary_length(table.column("text").cast(pa.binary())).to_numpy(zero_copy_only=False)
+        keys = np.array([_order_key(seed, i) for i in ids], dtype=np.uint64)
+        parts.append((np.full(len(ids), k, dtype=np.int32), np.arange(len(ids), dtype=np.int32), kinds, sizes, keys))
+        del table
+    cols = [np.concatenate([p[c] for p in parts]) if parts else np.zeros(0) for c in range(5)]
+    return Catalogue(shards, *cols)
+
+
+def split_docs(cat: Catalogue, kinds: set[str], val_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """(train, validation) document numbers of the given kinds: validation is the `val_fraction` (at least one,
+    never all) with the smallest keys, i.e. a seeded sample held out by document."""
+    docs = np.flatnonzero(np.isin(cat.kind, [KINDS.index(k) for k in kinds]))
+    n = len(docs)
+    n_val = min(n - 1, max(1, round(n * val_fraction))) if n > 1 else 0
+    by_key = docs[np.argsort(cat.key[docs], kind="stable")]
+    return np.sort(by_key[n_val:]), np.sort(by_key[:n_val])
+
+
+def held_out_ids(run_dir: Path, kinds: set[str], val_fraction: float, seed: int) -> set[str]:
+    """The ids of the documents `phi1 tokenize` holds out for validation."""
+    cat = catalogue(run_dir, seed)
+    _, val = split_docs(cat, kinds, val_fraction)
+    out: set[str] = set()
+    for k, path in enumerate(cat.shards):
+        rows = cat.row[val[cat.shard[val] == k]]
+        if len(rows):
+            out.update(pq.read_table(path, columns=["id"]).column("id").take(rows).to_pylist())
+    return out
+
+
+def mix_docs(cat: Catalogue, docs: np.ndarray, weights: dict[str, float], seed: int) -> np.ndarray:
+    """Each source repeated `weight` times (the fraction: a seeded sample), in a seeded shuffle: an array of
+    document numbers, a repeated document once per copy."""
+    copies: list[np.ndarray] = []
+    salts: list[np.ndarray] = []
+    for code, kind in enumerate(KINDS):
+        part = docs[cat.kind[docs] == code]
+        if not len(part):
+            continue
         weight = weights.get(kind, 1.0)
         whole, frac = int(weight), weight - int(weight)
-        out += part * whole + rng.sample(part, round(frac * len(part)))
-    rng.shuffle(out)
-    return out
+        for c in range(whole):
+            copies.append(part)
+            salts.append(np.full(len(part), c))
+        n_frac = round(frac * len(part))
+        if n_frac:
+            sample_keys = np.array([_mix(int(k), 1 + whole) for k in cat.key[part]], dtype=np.uint64)
+            copies.append(np.sort(part[np.argsort(sample_keys, kind="stable")[:n_frac]]))
+            salts.append(np.full(n_frac, whole))
+    if not copies:
+        return np.zeros(0, dtype=np.int64)
+    out, salt = np.concatenate(copies), np.concatenate(salts)
+    order_keys = np.array([_mix(int(cat.key[d]), int(c)) for d, c in zip(out, salt, strict=True)], dtype=np.uint64)
+    return out[np.lexsort((out, order_keys))]
+
+
+def _mix(key: int, salt: int) -> int:
+    """Another seeded key from a document's key: one per copy, so that copies land apart."""
+    raw = hashlib.blake2b(key.to_bytes(8, "little") + salt.to_bytes(8, "little"), digest_size=8).digest()
+    return int.from_bytes(raw, "little")
+
+
+@dataclass(frozen=True)
+class ShardJob:
+    path: str
+    tokenizer: str
+    out: str  # tokens of every row, each followed by EOS; exercises: prompt then solution, and a .mask
+    dtype: str
+
+
+@lru_cache(maxsize=1)
+def _cached_tokenizer(path: str) -> Any:
+    return load_tokenizer(path)
+
+
+def tokenize_shard(job: ShardJob) -> np.ndarray:
+    """Tokenize one clean shard into `job.out` (and its .mask: 1 on solution tokens, exercises only); the
+    number of tokens of each row."""
+    tok = _cached_tokenizer(job.tokenizer)
+    table = pq.read_table(job.path, columns=["kind", "text", "prompt", "solution"])
+    docs = table.to_pylist()
+    del table
+    lengths = np.zeros(len(docs), dtype=np.int64)
+    out, mask_path = Path(job.out), Path(job.out).with_suffix(".mask")
+    with_mask = any(d["kind"] == "exercise" for d in docs)  # clean's shards hold one source each
+    with out.open("wb") as f_tok, mask_path.open("wb") if with_mask else contextlib.nullcontext() as f_mask:
+        for start in range(0, len(docs), 256):
+            part = docs[start : start + 256]
+            rows, masks = _encode_rows(tok, part)
+            lengths[start : start + len(part)] = [len(ids) for ids in rows]
+            np.array([t for ids in rows for t in ids], dtype=job.dtype).tofile(f_tok)
+            if with_mask:
+                np.array([x for m in masks for x in m], dtype=np.uint8).tofile(f_mask)
+    return lengths
+
+
+def _encode_rows(tok: Any, part: list[dict[str, Any]]) -> tuple[list[list[int]], list[list[int]]]:
+    eos = tok.eos_token_id
+    rows: list[list[int]] = [[] for _ in part]
+    masks: list[list[int]] = [[] for _ in part]
+    ex = [i for i, d in enumerate(part) if d["kind"] == "exercise"]
+    other = [i for i, d in enumerate(part) if d["kind"] != "exercise"]
+    if ex:
+        prompts = tok([part[i]["prompt"] or "" for i in ex], add_special_tokens=False)["input_ids"]
+        sols = tok([part[i]["solution"] or part[i]["text"] for i in ex], add_special_tokens=False)["input_ids"]
+        for i, p, s in zip(ex, prompts, sols, strict=True):
+            rows[i] = [*p, *s, eos]
+            masks[i] = [0] * len(p) + [1] * (len(s) + 1)
+    if other:
+        for i, ids in zip(
+            other, tok([part[i]["text"] for i in other], add_special_tokens=False)["input_ids"], strict=True
+        ):
+            rows[i] = [*ids, eos]
+            masks[i] = [0] * (len(ids) + 1)
+    return rows, masks
+
+
+def _assemble(
+    path: Path,
+    cat: Catalogue,
+    docs: np.ndarray,
+    parts: list[Path],
+    offsets: list[np.ndarray],
+    dtype: np.dtype,
+    with_mask: bool,
+) -> int:
+    """Copy the documents' tokens, in the order given, from the shards' token files into one set file."""
+    tok_maps = [np.memmap(p, dtype=dtype, mode="r") if p.stat().st_size else np.zeros(0, dtype) for p in parts]
+    mask_maps = [
+        np.memmap(p.with_suffix(".mask"), dtype=np.uint8, mode="r")
+        if with_mask and p.with_suffix(".mask").exists() and p.stat().st_size
+        else np.zeros(0, np.uint8)
+        for p in parts
+    ]
+    tmp = path.with_suffix(".tmp")
+    mask_path = path.with_name(path.name.replace(".bin", ".mask.bin"))
+    mask_tmp = mask_path.with_suffix(".tmp")
+    total = 0
+    with tmp.open("wb") as out, mask_tmp.open("wb") if with_mask else contextlib.nullcontext() as mask_out:
+        for start in range(0, len(docs), 4096):
+            chunk = docs[start : start + 4096]
+            pieces, mask_pieces = [], []
+            for d in chunk.tolist():
+                k, r = int(cat.shard[d]), int(cat.row[d])
+                lo, hi = offsets[k][r], offsets[k][r + 1]
+                pieces.append(tok_maps[k][lo:hi])
+                if with_mask:
+                    mask_pieces.append(mask_maps[k][lo:hi])
+            block = np.concatenate(pieces) if pieces else np.zeros(0, dtype)
+            block.tofile(out)
+            total += block.size
+            if with_mask:
+                (np.concatenate(mask_pieces) if mask_pieces else np.zeros(0, np.uint8)).tofile(mask_out)
+    tmp.replace(path)
+    if with_mask:
+        mask_tmp.replace(mask_path)
+    return total
 
 
 def _encode_to(
@@ -142,9 +317,8 @@ def tokenize(run_dir: Path, config: Config, force: bool = False) -> dict[str, An
     if stage.is_complete() and tok_stage.is_complete() and not force:
         return stage.manifest() or {}
 
-    pre_docs = _documents(run_dir, {"code", "textbook"})
-    ft_docs = _documents(run_dir, {"exercise"})
-    if not pre_docs and not ft_docs:
+    cat = catalogue(run_dir, config.seed)
+    if not len(cat.kind):
         raise Phi1Error(f"{run_dir / 'clean'}: no documents to tokenize")
 
     if not tok_stage.is_complete() or force:
@@ -152,16 +326,11 @@ def tokenize(run_dir: Path, config: Config, force: bool = False) -> dict[str, An
             {"tokenizer": cfg.tokenizer, "vocab_size": cfg.vocab_size}, {"clean": clean["cache_key"]}, force=True
         )
         with tok_stage.timed("train_s"):
-            if cfg.tokenizer == "train":
-                sample, size = [], 0
-                for d in sorted(pre_docs + ft_docs, key=lambda d: d["id"]):
-                    sample.append(d["text"])
-                    size += len(d["text"])
-                    if size >= cfg.train_sample_bytes:
-                        break
-                tok = train_bpe(sample, cfg.vocab_size)
-            else:
-                tok = load_tokenizer(cfg.tokenizer)
+            tok = (
+                train_bpe(_bpe_sample(cat, cfg.train_sample_bytes), cfg.vocab_size)
+                if cfg.tokenizer == "train"
+                else load_tokenizer(cfg.tokenizer)
+            )
         tok.save_pretrained(tok_stage.path)
         tok_stage.finish(vocab_size=len(tok), eos_token_id=tok.eos_token_id, source=cfg.tokenizer)
     tok = load_tokenizer(tok_stage.path)
@@ -169,26 +338,37 @@ def tokenize(run_dir: Path, config: Config, force: bool = False) -> dict[str, An
     dtype = np.dtype(np.uint16 if vocab <= 65536 else np.uint32)
 
     stage.begin(cfg, {"clean": clean["cache_key"], "tokenizer": tok_stage.key}, force=True)
-    files: dict[str, Any] = {}
-    pre_train, pre_val = _split(pre_docs, cfg.val_fraction, config.seed)
-    ft_train, ft_val = _split(ft_docs, cfg.val_fraction, config.seed)
-    sets = [
-        ("pretrain", _mix(pre_train, cfg.mix, config.seed), False),
-        ("pretrain_val", pre_val, False),
-        ("finetune", ft_train, True),
-        ("finetune_val", ft_val, True),
-    ]
+    work = stage.path / "work"
+    work.mkdir(exist_ok=True)
     with stage.timed("tokenize_s"):
+        jobs = [
+            ShardJob(str(p), str(tok_stage.path), str(work / f"shard-{k:05d}.bin"), dtype.name)
+            for k, p in enumerate(cat.shards)
+        ]
+        lengths = list(map_shards(tokenize_shard, jobs, config.executor, "tokenizing"))
+        offsets = [np.concatenate([[0], np.cumsum(n)]) for n in lengths]
+        pre_train, pre_val = split_docs(cat, {"code", "textbook"}, cfg.val_fraction)
+        ft_train, ft_val = split_docs(cat, {"exercise"}, cfg.val_fraction)
+        sets = [
+            ("pretrain", mix_docs(cat, pre_train, cfg.mix, config.seed), False),
+            ("pretrain_val", _shuffled(cat, pre_val), False),
+            ("finetune", _shuffled(cat, ft_train), True),
+            ("finetune_val", _shuffled(cat, ft_val), True),
+        ]
+        files: dict[str, Any] = {}
+        parts = [Path(j.out) for j in jobs]
         for name, docs, with_mask in sets:
-            if not docs:
+            if not len(docs):
                 continue
-            n_tokens = _encode_to(stage.path / f"{name}.bin", tok, docs, dtype, with_mask, name)
+            n_tokens = _assemble(stage.path / f"{name}.bin", cat, docs, parts, offsets, dtype, with_mask)
+            kinds = np.bincount(cat.kind[docs], minlength=len(KINDS))
             files[name] = {
                 "tokens": n_tokens,
                 "documents": len(docs),
                 "sequences": n_tokens // cfg.seq_len,
-                "by_kind": {k: sum(1 for d in docs if d["kind"] == k) for k in {d["kind"] for d in docs}},
+                "by_kind": {KINDS[c]: int(n) for c, n in enumerate(kinds) if n},
             }
+    shutil.rmtree(work, ignore_errors=True)
     index = {
         "seq_len": cfg.seq_len,
         "dtype": dtype.name,
@@ -198,6 +378,23 @@ def tokenize(run_dir: Path, config: Config, force: bool = False) -> dict[str, An
     }
     (stage.path / "index.json").write_text(json.dumps(index, indent=2))
     return stage.finish(counts={k: v["tokens"] for k, v in files.items()}, index=index, mix=cfg.mix)
+
+
+def _shuffled(cat: Catalogue, docs: np.ndarray) -> np.ndarray:
+    return docs[np.lexsort((docs, cat.key[docs]))]
+
+
+def _bpe_sample(cat: Catalogue, budget: int) -> list[str]:
+    """Texts for training the BPE: documents in key order (a seeded sample) until `budget` bytes."""
+    order = np.argsort(cat.key, kind="stable")
+    n = int(np.searchsorted(np.cumsum(cat.n_bytes[order]), budget)) + 1
+    chosen = np.sort(order[:n])
+    texts: list[str] = []
+    for k, path in enumerate(cat.shards):
+        rows = cat.row[chosen[cat.shard[chosen] == k]]
+        if len(rows):
+            texts += pq.read_table(path, columns=["text"]).column("text").take(rows).to_pylist()
+    return texts
 
 
 class TokenShards:

@@ -4,21 +4,26 @@ benchmark problem with how similar the remaining training data is to it."""
 from __future__ import annotations
 
 import contextlib
+import shutil
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from phi1.cards import write_card
-from phi1.clean.contamination import DETECTORS, Thresholds, detect
-from phi1.clean.decontaminate import load_benchmark_problems
-from phi1.clean.dedup import exact_duplicates, minhash_duplicates
+from phi1.clean.contamination import DETECTORS, Thresholds
+from phi1.clean.dedup import duplicate_of
+from phi1.clean.shards import Benchmarks, MatchJob, SignJob, _runnable, match_shard, problems_of, read_texts, sign_shard
+from phi1.clean.twins import entry_arity, find_twins, functions_of, sweep_twins
 from phi1.config import Config
 from phi1.errors import Phi1Error
+from phi1.executor import map_shards
 from phi1.precision import resolve
 from phi1.progress import console
-from phi1.rundir import Stage, read_shards, stage_key, write_shard
+from phi1.rundir import Stage, stage_key, write_shard
 from phi1.sandbox import Sandbox
 
 SOURCES = (("exercises", "exercise"), ("textbook", "textbook"), ("filtered", "code"))  # order of preference
@@ -65,7 +70,21 @@ def _inputs(run_dir: Path) -> dict[str, str]:
     return keys
 
 
+REASONS = ("", "exact_duplicate", "near_duplicate", *(f"benchmark_{d}" for d in DETECTORS))
+REMOVED_SCHEMA = pa.schema([("id", pa.string()), ("source", pa.string()), ("reason", pa.string()), ("of", pa.string())])
+
+
+@dataclass
+class Shard:
+    path: Path
+    folder: str
+    kind: str
+    offset: int = 0  # index of its first document among all sources' documents, in order of preference
+    size: int = 0
+
+
 def run_clean(run_dir: Path, config: Config, force: bool = False) -> dict[str, Any]:
+    """Shard by shard, in bounded memory: hashes -> buckets -> matches -> filter (see `phi1.clean.dedup`)."""
     cfg = config.clean
     inputs = _inputs(run_dir)
     if not inputs:
@@ -75,81 +94,48 @@ def run_clean(run_dir: Path, config: Config, force: bool = False) -> dict[str, A
     if stage.is_complete() and not force:
         return stage.manifest() or {}
     stage.begin(cfg, inputs, force=True)
+    work = stage.path / "work"
+    work.mkdir(exist_ok=True)
+    shards = [
+        Shard(path, folder, kind)
+        for folder, kind in SOURCES
+        if folder in inputs
+        for path in sorted((run_dir / folder).glob("data-*.parquet"))
+    ]
 
-    docs: list[dict[str, Any]] = []
-    for folder, kind in SOURCES:
-        if folder not in inputs:
-            continue
-        for row in read_shards(sorted((run_dir / folder).glob("data-*.parquet"))):
-            docs.append(
-                {
-                    "id": row["id"],
-                    "text": row["text"],
-                    "kind": kind,
-                    "source": folder,
-                    "prompt": row.get("prompt"),
-                    "solution": row.get("solution"),
-                    "tests": row.get("tests"),
-                }
-            )
-    texts = [d["text"] for d in docs]
-    reason: list[str | None] = [None] * len(docs)
-
-    with stage.timed("dedup_s"), console.status("deduplicating"):
-        for i in np.nonzero(exact_duplicates(texts))[0]:
-            reason[i] = "exact_duplicate"
-        alive = [i for i in range(len(docs)) if reason[i] is None]
-        near, _ = minhash_duplicates(
-            [texts[i] for i in alive], cfg.minhash_ngram, cfg.minhash_bands, cfg.minhash_rows, cfg.workers
-        )
-        for k in np.nonzero(near)[0]:
-            reason[alive[k]] = "near_duplicate"
-
-    problems = load_benchmark_problems(cfg.humaneval, cfg.mbpp, cfg.mbpp_path, cfg.extra_benchmarks)
-    alive = [i for i in range(len(docs)) if reason[i] is None]
-    with stage.timed("embedding_s"):
-        doc_vecs, bench_vecs = _embeddings(run_dir, config, encoder_spec, docs, alive, problems)
-        cos = doc_vecs @ bench_vecs.T if len(alive) and len(problems) else np.zeros((len(alive), len(problems)))
-    thresholds = Thresholds(cfg.ngram_n, cfg.embed_threshold, cfg.ast_threshold, cfg.ast_min_nodes)
-    with stage.timed("decontaminate_s"), _sandbox(config) as sandbox:
-        # Over everything left after dedup: what is removed, and (the paper's Table 3) which problems the
-        # unpruned data resembles, down to the smallest tau of the table.
-        found = detect([texts[i] for i in alive], [docs[i]["kind"] for i in alive], problems, thresholds, sandbox,
-                       cos, cfg.workers, ast_floor=min(TABLE3_TAUS))  # fmt: skip
-    fired: dict[int, set[str]] = {}
-    for (k, _), m in found.items():
-        fired.setdefault(k, set()).update(m.detectors)
-    for k, detectors in fired.items():
-        if detectors:  # named after the first detector in DETECTORS' order that fired
-            reason[alive[k]] = f"benchmark_{min(detectors, key=DETECTORS.index)}"
-
-    kept = [i for i in range(len(docs)) if reason[i] is None]
-    similarity = _similarity_table(problems, docs, alive, cos, found, cfg)
-
-    rows = [{k: docs[i][k] for k in ("id", "text", "kind", "source", "prompt", "solution", "tests")} for i in kept]
-    shard_size = 5_000
-    for s in range(0, max(1, len(rows)), shard_size):
-        write_shard(stage.shard_path(s // shard_size), rows[s : s + shard_size], SCHEMA)
+    with stage.timed("dedup_s"):
+        reason, dup_of = _deduplicate(shards, work, cfg, config.executor)
+    problems = list(problems_of(_benchmarks(cfg)))
+    with stage.timed("decontaminate_s"):
+        found = _decontaminate(run_dir, config, encoder_spec, shards, reason, problems)
+    with stage.timed("filter_s"):
+        rows_sample, removed = _write_outputs(stage, shards, reason, dup_of, found.cause, problems)
+    named = {d for _, d in found.best_ast.values()} | set(found.max_cos_doc if found.max_cos_doc is not None else [])
+    similarity = _similarity_table(
+        problems, found, cfg.ast_threshold, _ids_of(shards, {int(d) for d in named if d >= 0})
+    )
     write_shard(stage.path / "benchmark_similarity.parquet", similarity, SIMILARITY_SCHEMA)
+    shutil.rmtree(work, ignore_errors=True)
 
     funnel: dict[str, dict[str, int]] = {}
-    for i, d in enumerate(docs):
-        f = funnel.setdefault(d["kind"], {"in": 0, "kept": 0})
-        f["in"] += 1
-        if reason[i] is None:
-            f["kept"] += 1
-        else:
-            f[reason[i]] = f.get(reason[i], 0) + 1
+    for shard in shards:
+        codes = np.bincount(reason[shard.offset : shard.offset + shard.size], minlength=len(REASONS))
+        f = funnel.setdefault(shard.kind, {"in": 0, "kept": 0})
+        f["in"] += shard.size
+        f["kept"] += int(codes[0])
+        for code in np.flatnonzero(codes[1:]) + 1:
+            f[REASONS[code]] = f.get(REASONS[code], 0) + int(codes[code])
     similar = {}
     for row in similarity:
         s = similar.setdefault(row["benchmark"], {"problems": 0, "similar_to_training": 0})
         s["problems"] += 1
         s["similar_to_training"] += int(row["similar_to_training"])
     manifest = stage.finish(
-        counts={"in": len(docs), "kept": len(rows)},
+        counts={"in": len(reason), "kept": int((reason == 0).sum()), "removed": removed},
         funnel=funnel,
         benchmarks=similar,
         precision=resolve(config.curate.bf16, config.curate.device).as_dict(),
+        executor=config.executor.kind,
         thresholds={
             "minhash_bands_rows": [cfg.minhash_bands, cfg.minhash_rows],
             "ngram_n": cfg.ngram_n,
@@ -162,83 +148,374 @@ def run_clean(run_dir: Path, config: Config, force: bool = False) -> dict[str, A
         stage.path,
         "Clean training data",
         "Every training source together (exercises, textbook, curated code), deduplicated (exact and MinHash) "
-        "and decontaminated against the benchmarks (13-gram overlap, embedding similarity, AST similarity). "
-        "`kind` is code, textbook or exercise.",
-        rows,
+        "and decontaminated against the benchmarks (13-gram overlap, embedding similarity, AST similarity, "
+        "execution). `kind` is code, textbook or exercise; removed.parquet names what was removed and why.",
+        rows_sample,
         manifest,
         ("kind",),
     )
     return manifest
 
 
-def _embeddings(
-    run_dir: Path, config: Config, spec: str, docs: list[dict[str, Any]], alive: list[int], problems: list
-) -> tuple[np.ndarray, np.ndarray]:
-    """Unit vectors for the live documents and the benchmark problems; corpus files reuse curation's."""
-    from phi1.curate.embed import encode, load_encoder
+def _benchmarks(cfg: Any) -> Benchmarks:
+    return Benchmarks(cfg.humaneval, cfg.mbpp, cfg.mbpp_path, tuple(cfg.extra_benchmarks))
 
-    if not alive or not problems:
-        return np.zeros((len(alive), 1)), np.zeros((len(problems), 1))
-    cur = config.curate
-    known: dict[str, np.ndarray] = {}
-    emb_dir = run_dir / "embeddings"
-    if spec == cur.encoder and emb_dir.exists():
-        for ids_path in sorted(emb_dir.glob("ids-*.npy")):
-            vecs = np.load(ids_path.with_name(ids_path.name.replace("ids-", "emb-")))
-            known.update(zip(np.load(ids_path).tolist(), vecs, strict=True))
-    encoder = load_encoder(spec, cur.max_tokens, cur.device, cur.bf16)
-    missing = [i for i in alive if docs[i]["id"] not in known]
-    with console.status(f"decontaminating: embedding {len(missing)} samples and {len(problems)} problems"):
-        if missing:
-            known.update(
-                zip([docs[i]["id"] for i in missing], encode(encoder, [docs[i]["text"] for i in missing]), strict=True)
-            )
-        bench = encode(
-            encoder, [p.solution if p.prompt in p.solution else p.prompt + "\n" + p.solution for p in problems]
+
+def _thresholds(cfg: Any) -> Thresholds:
+    return Thresholds(cfg.ngram_n, cfg.embed_threshold, cfg.ast_threshold, cfg.ast_min_nodes)
+
+
+# -- 1. hashes -> buckets -> clusters ---------------------------------------------------------------------
+
+
+def _deduplicate(shards: list[Shard], work: Path, cfg: Any, executor: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Every document's reason code (0: kept so far) and, for near duplicates, the document it duplicates."""
+    jobs = [
+        SignJob(str(s.path), str(work / f"bands-{k:05d}.npy"), cfg.minhash_ngram, cfg.minhash_bands, cfg.minhash_rows)
+        for k, s in enumerate(shards)
+    ]
+    digests = []
+    offset = 0
+    for shard, d in zip(shards, map_shards(sign_shard, jobs, executor, "deduplicating: hashes"), strict=True):
+        shard.offset, shard.size = offset, len(d)
+        offset += len(d)
+        digests.append(d)
+    with console.status("deduplicating: buckets"):
+        all_digests = np.concatenate(digests) if digests else np.zeros(0, dtype=np.uint64)
+        exact, dup_of = duplicate_of(all_digests, [j.keys_path for j in jobs], cfg.minhash_bands)
+    reason = np.zeros(len(all_digests), dtype=np.int8)
+    reason[dup_of >= 0] = REASONS.index("near_duplicate")
+    reason[exact] = REASONS.index("exact_duplicate")
+    return reason, dup_of
+
+
+# -- 2. matches against the benchmarks -------------------------------------------------------------------
+
+
+@dataclass
+class Found:
+    """What the detectors found, folded shard by shard: per document the detectors that fired (and the
+    problem), per problem what the similarity table needs."""
+
+    n_problems: int
+    cause: dict[int, tuple[int, int]] = field(default_factory=dict)  # doc -> (detector index, problem)
+    best_ast: dict[int, tuple[float, int]] = field(default_factory=dict)  # problem -> (tau, doc)
+    ngram: dict[int, int] = field(default_factory=dict)
+    twins: dict[int, int] = field(default_factory=dict)
+    max_cos: np.ndarray | None = None
+    max_cos_doc: np.ndarray | None = None
+    ids: dict[int, str] = field(default_factory=dict)  # the documents named in the table
+
+    def add(self, doc: int, problem: int, detector: str, score: float, fires: bool) -> None:
+        if detector == "ast" and score > self.best_ast.get(problem, (0.0, -1))[0]:
+            self.best_ast[problem] = (score, doc)
+        if detector == "ngram":
+            self.ngram[problem] = self.ngram.get(problem, 0) + 1
+        if detector == "execution":
+            self.twins[problem] = self.twins.get(problem, 0) + 1
+        if fires:
+            d = DETECTORS.index(detector)
+            if d < self.cause.get(doc, (len(DETECTORS), 0))[0]:
+                self.cause[doc] = (d, problem)
+
+    def add_cosine(self, docs: np.ndarray, cos: np.ndarray) -> None:
+        if self.max_cos is None:
+            self.max_cos = np.full(self.n_problems, -np.inf)
+            self.max_cos_doc = np.full(self.n_problems, -1, dtype=np.int64)
+        if not len(docs):
+            return
+        best = cos.argmax(axis=0)
+        value = cos[best, np.arange(cos.shape[1])]
+        better = value > self.max_cos
+        self.max_cos[better] = value[better]
+        self.max_cos_doc[better] = docs[best[better]]
+
+
+def _decontaminate(
+    run_dir: Path, config: Config, spec: str, shards: list[Shard], reason: np.ndarray, problems: list
+) -> Found:
+    cfg = config.clean
+    thresholds = _thresholds(cfg)
+    found = Found(len(problems))
+    jobs = [
+        MatchJob(
+            str(s.path),
+            s.kind,
+            tuple(np.flatnonzero(reason[s.offset : s.offset + s.size] == 0).tolist()),
+            _benchmarks(cfg),
+            thresholds,
+            min(TABLE3_TAUS),
+            cfg.execution,
+            thresholds.execution_k,
         )
-    doc_vecs = np.stack([known[docs[i]["id"]] for i in alive])
+        for s in shards
+    ]
+    vectors = _Vectors(run_dir, config, spec, problems)
+    by_name: dict[int, list[tuple[float, int, int, Any]]] = {}  # problem -> [(score, shard, order, function)]
+    by_cosine: dict[int, tuple[float, int, int, int]] = {}  # problem -> (cos, shard, order, doc)
+    arities = _runnable(_benchmarks(cfg))[1]
+    with _sandbox(config) as sandbox:
+        results = map_shards(match_shard, jobs, config.executor, "decontaminating")
+        for k, (shard, job, result) in enumerate(zip(shards, jobs, results, strict=True)):
+            rows = np.asarray(job.rows, dtype=np.int64)
+            docs = shard.offset + rows
+            for row, j, detector, score, fires in result.hits:
+                found.add(shard.offset + row, j, detector, score, fires)
+            cos = vectors.cosine(shard, rows)
+            found.add_cosine(docs, cos)
+            for i, j in zip(*np.nonzero(cos >= thresholds.embedding), strict=True):
+                found.add(int(docs[i]), int(j), "embedding", round(float(cos[i, j]), 4), True)
+            if sandbox is None:
+                continue
+            if result.swept:
+                for twin in sweep_twins(result.swept, *_tests(problems, arities), sandbox):
+                    found.add(shard.offset + twin.sample, twin.problem, "execution", 1.0, True)
+            for j, top in result.by_name.items():
+                merged = by_name.setdefault(j, [])
+                merged += [(score, k, order, f) for score, order, f in top]
+                merged.sort(key=lambda t: (t[0], t[1], t[2]), reverse=True)
+                del merged[thresholds.execution_k :]
+            _nearest_by_arity(result.last_of_arity, rows, cos, arities, k, shard.offset, by_cosine)
+        if sandbox is not None:
+            _run_candidates(shards, by_name, by_cosine, problems, sandbox, found)
+    return found
 
-    def unit(x: np.ndarray) -> np.ndarray:
-        return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
-    return unit(doc_vecs), unit(bench)
+def _tests(problems: list, arities: list[int | None]) -> tuple[list[tuple[str, str]], list[int | None]]:
+    return [(p.entry_point, p.test) for p in problems], arities
 
 
-def _similarity_table(
-    problems: list, docs: list[dict[str, Any]], alive: list[int], cos: np.ndarray, found: dict, cfg: Any
-) -> list[dict[str, Any]]:
+def _nearest_by_arity(
+    last_of_arity: list[tuple[int, int, int]],
+    rows: np.ndarray,
+    cos: np.ndarray,
+    arities: list[int | None],
+    shard: int,
+    offset: int,
+    best: dict[int, tuple[float, int, int, int]],
+) -> None:
+    """Per problem, the corpus file nearest to it among those with a function of the problem's arity."""
+    if not last_of_arity or not cos.size:
+        return
+    position = {int(r): i for i, r in enumerate(rows.tolist())}
+    by_arity: dict[int, list[tuple[int, int]]] = {}
+    for row, arity, order in last_of_arity:
+        by_arity.setdefault(arity, []).append((position[row], order))
+    for arity, members in by_arity.items():
+        problems = [j for j, a in enumerate(arities) if a == arity]
+        if not problems:
+            continue
+        at = np.array([m[0] for m in members])
+        sub = cos[np.ix_(at, problems)]
+        top = sub.argmax(axis=0)
+        for col, j in enumerate(problems):
+            m = int(top[col])
+            entry = (float(sub[m, col]), shard, members[m][1], offset + int(rows[at[m]]))
+            if entry[0] > best.get(j, (-np.inf,))[0]:
+                best[j] = entry
+
+
+def _run_candidates(
+    shards: list[Shard],
+    by_name: dict[int, list[tuple[float, int, int, Any]]],
+    by_cosine: dict[int, tuple[float, int, int, int]],
+    problems: list,
+    sandbox: Any,
+    found: Found,
+    min_cosine: float = 0.75,
+) -> None:
+    """Run each problem's candidate corpus functions (best names, nearest file) against its tests."""
+    functions: list[Any] = []
+    pairs: list[tuple[int, int]] = []
+    for j, top in sorted(by_name.items()):
+        for _, k, _, f in top:
+            pairs.append((len(functions), j))
+            functions.append(replace(f, sample=shards[k].offset + f.sample))
+    wanted: dict[int, list[tuple[int, int]]] = {}  # shard -> [(doc, problem)] for the nearest files
+    for j, (score, k, order, doc) in sorted(by_cosine.items()):
+        if score >= min_cosine and not any(kk == k and o == order for _, kk, o, _ in by_name.get(j, [])):
+            wanted.setdefault(k, []).append((doc, j))
+    arities = [entry_arity(p.solution, p.entry_point) if p.entry_point and p.test else None for p in problems]
+    for k, docs in sorted(wanted.items()):
+        shard = shards[k]
+        rows = np.array([doc - shard.offset for doc, _ in docs])
+        for (doc, j), text in zip(docs, read_texts(shard.path, rows), strict=True):
+            last = [f for f in functions_of(text, shard.kind, doc) if f.arity == arities[j]]
+            if last:
+                pairs.append((len(functions), j))
+                functions.append(last[-1])
+    tests = [(p.entry_point, p.test) for p in problems]
+    for twin in find_twins(functions, tests, pairs, sandbox):
+        found.add(twin.sample, twin.problem, "execution", 1.0, True)
+
+
+class _Vectors:
+    """Unit embedding vectors of a shard's documents; the curated corpus files reuse curation's, read forward
+    (the curated files come in corpus order, as the embeddings were stored)."""
+
+    def __init__(self, run_dir: Path, config: Config, spec: str, problems: list) -> None:
+        self.config, self.spec = config, spec
+        cur = config.curate
+        self.files = sorted((run_dir / "embeddings").glob("ids-*.npy")) if spec == cur.encoder else []
+        self.next_file = 0
+        self.known: dict[str, np.ndarray] = {}
+        self.encoder: Any = None
+        self.bench = (
+            _unit(
+                self._encode([p.solution if p.prompt in p.solution else p.prompt + "\n" + p.solution for p in problems])
+            )
+            if problems
+            else np.zeros((0, 1))
+        )
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        from phi1.curate.embed import encode, load_encoder
+
+        if self.encoder is None:
+            cur = self.config.curate
+            self.encoder = load_encoder(self.spec, cur.max_tokens, cur.device, cur.bf16)
+        return encode(self.encoder, texts)
+
+    def _curated(self, doc_id: str) -> np.ndarray | None:
+        while doc_id not in self.known and self.next_file < len(self.files):
+            ids_path = self.files[self.next_file]
+            self.next_file += 1
+            vectors = np.load(ids_path.with_name(ids_path.name.replace("ids-", "emb-")))
+            self.known = dict(zip(np.load(ids_path).tolist(), vectors, strict=True))
+        return self.known.get(doc_id)
+
+    def cosine(self, shard: Shard, rows: np.ndarray) -> np.ndarray:
+        if not len(rows) or not len(self.bench):
+            return np.zeros((len(rows), len(self.bench)))
+        ids = pq.read_table(shard.path, columns=["id"]).column("id").take(rows).to_pylist()
+        found = [self._curated(i) for i in ids] if shard.folder == "filtered" else [None] * len(ids)
+        missing = [i for i, v in enumerate(found) if v is None]
+        if missing:
+            texts = read_texts(shard.path, rows[missing])
+            for i, v in zip(missing, self._encode(texts), strict=True):
+                found[i] = v
+        return _unit(np.stack(found)) @ self.bench.T
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+# -- 3. filter -------------------------------------------------------------------------------------------
+
+
+def _write_outputs(
+    stage: Stage,
+    shards: list[Shard],
+    reason: np.ndarray,
+    dup_of: np.ndarray,
+    cause: dict[int, tuple[int, int]],
+    problems: list,
+) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """The kept documents, one output shard per input shard that keeps any, and removed.parquet: every
+    removed document with its reason and what it duplicates or resembles. (The first shard's rows, for the
+    card; counts by reason.)"""
+    for doc, (d, _) in cause.items():
+        if reason[doc] == 0:
+            reason[doc] = REASONS.index(f"benchmark_{DETECTORS[d]}")
+    names = _ids_of(shards, set(np.unique(dup_of[dup_of >= 0]).tolist()))
+    sample: list[dict[str, Any]] = []
+    written = 0
+    removed_writer = None
+    try:
+        for shard in shards:
+            table = pq.read_table(shard.path)
+            codes = reason[shard.offset : shard.offset + shard.size]
+            cols = {c: table.column(c) if c in table.column_names else pa.nulls(len(table), pa.string())
+                    for c in ("id", "text", "prompt", "solution", "tests")}  # fmt: skip
+            keep = np.flatnonzero(codes == 0)
+            if len(keep):
+                rows = {c: cols[c].take(keep) for c in cols}
+                out = pa.table(
+                    {
+                        "id": rows["id"],
+                        "text": rows["text"],
+                        "kind": pa.array([shard.kind] * len(keep), pa.string()),
+                        "source": pa.array([shard.folder] * len(keep), pa.string()),
+                        "prompt": rows["prompt"].cast(pa.string()),
+                        "solution": rows["solution"].cast(pa.string()),
+                        "tests": rows["tests"].cast(pa.string()),
+                    },
+                    schema=SCHEMA,
+                )
+                pq.write_table(out, stage.shard_path(written))
+                if written == 0:
+                    sample = out.slice(0, 50).to_pylist()
+                written += 1
+            gone = np.flatnonzero(codes != 0)
+            if len(gone):
+                ids = cols["id"].take(gone).to_pylist()
+                of = []
+                for i, doc in zip(gone.tolist(), (shard.offset + gone).tolist(), strict=True):
+                    code = REASONS[codes[i]]
+                    if code == "exact_duplicate":
+                        of.append(None)
+                    elif code == "near_duplicate":
+                        of.append(names.get(int(dup_of[doc])))
+                    else:
+                        of.append(problems[cause[doc][1]].task_id)
+                part = pa.table(
+                    {
+                        "id": pa.array(ids, pa.string()),
+                        "source": pa.array([shard.folder] * len(gone), pa.string()),
+                        "reason": pa.array([REASONS[c] for c in codes[gone]], pa.string()),
+                        "of": pa.array(of, pa.string()),
+                    },
+                    schema=REMOVED_SCHEMA,
+                )
+                if removed_writer is None:
+                    removed_writer = pq.ParquetWriter(stage.path / "removed.parquet.tmp", REMOVED_SCHEMA)
+                removed_writer.write_table(part)
+    finally:
+        if removed_writer is not None:
+            removed_writer.close()
+    if removed_writer is not None:
+        (stage.path / "removed.parquet.tmp").replace(stage.path / "removed.parquet")
+    else:
+        write_shard(stage.path / "removed.parquet", [], REMOVED_SCHEMA)
+    if written == 0:
+        write_shard(stage.shard_path(0), [], SCHEMA)
+    counts = np.bincount(reason, minlength=len(REASONS))
+    return sample, {REASONS[c]: int(counts[c]) for c in range(1, len(REASONS)) if counts[c]}
+
+
+def _ids_of(shards: list[Shard], docs: set[int]) -> dict[int, str]:
+    """The ids of a few documents, by global index (reads the id column only)."""
+    out: dict[int, str] = {}
+    wanted = np.array(sorted(docs), dtype=np.int64)
+    for shard in shards:
+        lo, hi = np.searchsorted(wanted, [shard.offset, shard.offset + shard.size])
+        if hi > lo:
+            rows = wanted[lo:hi] - shard.offset
+            ids = pq.read_table(shard.path, columns=["id"]).column("id").take(rows).to_pylist()
+            out.update(zip((wanted[lo:hi]).tolist(), ids, strict=True))
+    return out
+
+
+def _similarity_table(problems: list, found: Found, ast_threshold: float, ids: dict[int, str]) -> list[dict[str, Any]]:
     """Per benchmark problem, how close the unpruned training data (after dedup, before decontamination)
     comes: as the paper measured it for its Table 3, so that "similar" means "had a match", not "had a match
     just below the removal thresholds"."""
-    best_ast: dict[int, tuple[float, int]] = {}
-    ngram: dict[int, int] = {}
-    twins: dict[int, int] = {}
-    for (k, j), m in found.items():
-        tau = m.scores.get("ast", 0.0)
-        if tau > best_ast.get(j, (0.0, -1))[0]:
-            best_ast[j] = (tau, alive[k])
-        if "ngram" in m.detectors:
-            ngram[j] = ngram.get(j, 0) + 1
-        if "execution" in m.detectors:
-            twins[j] = twins.get(j, 0) + 1
     table = []
     for j, p in enumerate(problems):
-        tau, ast_doc = best_ast.get(j, (0.0, -1))
-        if len(alive):
-            k = int(cos[:, j].argmax())
-            max_cos, cos_doc = float(cos[k, j]), alive[k]
-        else:
-            max_cos, cos_doc = 0.0, -1
+        tau, ast_doc = found.best_ast.get(j, (0.0, -1))
+        has_cos = found.max_cos is not None and found.max_cos_doc is not None and found.max_cos_doc[j] >= 0
+        twins = found.twins.get(j, 0)
         row = {
             "benchmark": p.benchmark,
             "task_id": p.task_id,
             "max_ast": round(tau, 4),
-            "nearest_ast_id": docs[ast_doc]["id"] if ast_doc >= 0 else None,
-            "max_cosine": round(max_cos, 4),
-            "nearest_cosine_id": docs[cos_doc]["id"] if cos_doc >= 0 else None,
-            "ngram_hits": ngram.get(j, 0),
-            "execution_twins": twins.get(j, 0),
-            "similar_to_training": bool(tau >= cfg.ast_threshold or twins.get(j, 0) > 0),
+            "nearest_ast_id": ids.get(ast_doc),
+            "max_cosine": round(float(found.max_cos[j]), 4) if has_cos else 0.0,  # type: ignore[index]
+            "nearest_cosine_id": ids.get(int(found.max_cos_doc[j])) if has_cos else None,  # type: ignore[index]
+            "ngram_hits": found.ngram.get(j, 0),
+            "execution_twins": twins,
+            "similar_to_training": bool(tau >= ast_threshold or twins > 0),
         }
         row.update({_tau_column(t): bool(tau >= t) for t in TABLE3_TAUS})
         table.append(row)

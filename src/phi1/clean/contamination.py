@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 
 from phi1.clean.decontaminate import BenchmarkProblem, ast_matches, ngram_index, ngrams, sample_shapes
 from phi1.clean.twins import Twin, candidates, entry_arity, find_twins, functions_of, sweep_twins
-from phi1.progress import console
 from phi1.sandbox import Sandbox
 
 DETECTORS = ("ngram", "embedding", "ast", "execution")
@@ -60,40 +60,63 @@ def detect(
         if fires and detector not in m.detectors:
             m.detectors.append(detector)
 
-    with console.status("decontaminating: n-grams"):
-        index = ngram_index(problems, thresholds.ngram_n)
-        for i, text in enumerate(texts):
-            counts: dict[int, int] = {}
-            for gram in ngrams(text, thresholds.ngram_n):
-                j = index.get(gram)
-                if j is not None:
-                    counts[j] = counts.get(j, 0) + 1
-            for j, n in counts.items():
-                hit(i, j, "ngram", float(n))
-
+    for i, j, detector, score, fires in text_hits(texts, kinds, problems, thresholds, workers, ast_floor):
+        hit(i, j, detector, score, fires)
     if cosine is not None and cosine.size:
         for i, j in zip(*np.nonzero(cosine >= thresholds.embedding), strict=True):
             hit(int(i), int(j), "embedding", round(float(cosine[i, j]), 4))
-
-    with console.status("decontaminating: AST similarity"):
-        owner, shapes = [], []
-        for i, (text, kind) in enumerate(zip(texts, kinds, strict=True)):
-            for shape in sample_shapes(text, kind, thresholds.ast_min_nodes):
-                owner.append(i)
-                shapes.append(shape)
-        bench_owner, bench_shapes = [], []
-        for j, p in enumerate(problems):
-            for shape in sample_shapes(p.solution, "code", thresholds.ast_min_nodes):
-                bench_owner.append(j)
-                bench_shapes.append(shape)
-        floor = min(thresholds.ast, ast_floor if ast_floor is not None else thresholds.ast)
-        for f, b, tau in ast_matches(shapes, bench_shapes, floor, workers):
-            hit(owner[f], bench_owner[b], "ast", round(tau, 4), fires=tau >= thresholds.ast)
 
     if sandbox is not None:
         for twin in execution_twins(texts, kinds, problems, sandbox, cosine, thresholds.execution_k):
             hit(twin.sample, twin.problem, "execution", 1.0)
     return found
+
+
+def text_hits(
+    texts: Sequence[str],
+    kinds: Sequence[str],
+    problems: Sequence[BenchmarkProblem],
+    thresholds: Thresholds,
+    workers: int | None = None,
+    ast_floor: float | None = None,
+) -> list[tuple[int, int, str, float, bool]]:
+    """(sample, problem, detector, score, fires) of the detectors that read text only: n-grams and AST.
+    Samples are independent, so a shard of them can be matched anywhere."""
+    out: list[tuple[int, int, str, float, bool]] = []
+    index = _ngram_index(tuple(problems), thresholds.ngram_n)
+    for i, text in enumerate(texts):
+        counts: dict[int, int] = {}
+        for gram in ngrams(text, thresholds.ngram_n):
+            j = index.get(gram)
+            if j is not None:
+                counts[j] = counts.get(j, 0) + 1
+        out.extend((i, j, "ngram", float(n), True) for j, n in counts.items())
+
+    owner, shapes = [], []
+    for i, (text, kind) in enumerate(zip(texts, kinds, strict=True)):
+        for shape in sample_shapes(text, kind, thresholds.ast_min_nodes):
+            owner.append(i)
+            shapes.append(shape)
+    bench_owner, bench_shapes = _bench_shapes(tuple(problems), thresholds.ast_min_nodes)
+    floor = min(thresholds.ast, ast_floor if ast_floor is not None else thresholds.ast)
+    for f, b, tau in ast_matches(shapes, bench_shapes, floor, workers):
+        out.append((owner[f], bench_owner[b], "ast", round(tau, 4), tau >= thresholds.ast))
+    return out
+
+
+@lru_cache(maxsize=4)
+def _ngram_index(problems: tuple[BenchmarkProblem, ...], n: int) -> dict[tuple[str, ...], int]:
+    return ngram_index(problems, n)
+
+
+@lru_cache(maxsize=4)
+def _bench_shapes(problems: tuple[BenchmarkProblem, ...], min_nodes: int) -> tuple[list[int], list[str]]:
+    owner, shapes = [], []
+    for j, p in enumerate(problems):
+        for shape in sample_shapes(p.solution, "code", min_nodes):
+            owner.append(j)
+            shapes.append(shape)
+    return owner, shapes
 
 
 def execution_twins(

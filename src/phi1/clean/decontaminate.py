@@ -22,6 +22,7 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from difflib import SequenceMatcher
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -131,13 +132,22 @@ def _preorder(node: ast.AST) -> Iterable[str]:
                 yield from _preorder(child)
 
 
-def function_shapes(source: str, min_nodes: int) -> list[str]:
-    """The normalised node-type strings of every function in the source (unparseable source: none)."""
+@lru_cache(maxsize=16)
+def parse_quiet(source: str) -> ast.Module | None:
+    """The source's AST, or None when it does not parse. Cached: the AST detector and the execution detector
+    read the same file one after the other, and parsing is most of what they cost."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # invalid escape sequences in old code are not our concern here
-            tree = ast.parse(source)
+            return ast.parse(source)
     except (SyntaxError, ValueError, MemoryError, RecursionError):
+        return None
+
+
+def function_shapes(source: str, min_nodes: int) -> list[str]:
+    """The normalised node-type strings of every function in the source (unparseable source: none)."""
+    tree = parse_quiet(source)
+    if tree is None:
         return []
     shapes = []
     for node in ast.walk(tree):

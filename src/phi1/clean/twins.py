@@ -13,12 +13,12 @@ from __future__ import annotations
 import ast
 import json
 import re
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from phi1.clean.decontaminate import parse_quiet
 from phi1.markdown import code_blocks
 from phi1.progress import progress_bar
 from phi1.sandbox import Limits, Sandbox
@@ -47,11 +47,8 @@ def functions_of(text: str, kind: str, sample: int) -> list[Function]:
     sources = code_blocks(text) if kind == "textbook" else [text]
     out = []
     for source in sources:
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                tree = ast.parse(source)
-        except (SyntaxError, ValueError, MemoryError, RecursionError):
+        tree = parse_quiet(source)
+        if tree is None:
             continue
         lines = source.splitlines()
         absolute = [n for n in tree.body if _absolute_import(n)]
@@ -98,6 +95,43 @@ def name_similarity(entry: str, name: str) -> float:
     return hits / len(want)
 
 
+class NameIndex:
+    """`name_similarity` of one function name to every entry point at once: the words of the entry points,
+    and every prefix of 3+ letters of them, in dictionaries, so that a name costs a few lookups per word
+    instead of one comparison per problem (a corpus has millions of functions)."""
+
+    def __init__(self, entries: Sequence[str]) -> None:
+        self.exact: dict[str, list[int]] = {}  # entry points without a word of 3+ letters: equal names only
+        self.words: dict[str, dict[int, int]] = {}  # entry word -> {problem: times the word is in its entry}
+        self.prefixes: dict[str, set[str]] = {}  # prefix of 3+ letters -> entry words that begin with it
+        self.size: list[int] = []
+        for j, entry in enumerate(entries):
+            want = [w for w in name_words(entry) if len(w) >= _MIN_PREFIX]
+            self.size.append(len(want))
+            if not want:
+                self.exact.setdefault(entry.lower(), []).append(j)
+            for w in want:
+                counts = self.words.setdefault(w, {})
+                counts[j] = counts.get(j, 0) + 1
+                for end in range(_MIN_PREFIX, len(w) + 1):
+                    self.prefixes.setdefault(w[:end], set()).add(w)
+
+    def scores(self, name: str, floor: float = 0.0) -> dict[int, float]:
+        """{problem: name_similarity(entry, name)} for the scores above 0 and at least `floor`."""
+        matched: set[str] = set()
+        for h in name_words(name):
+            matched.update(h[:end] for end in range(_MIN_PREFIX, len(h) + 1) if h[:end] in self.words)
+            if len(h) >= _MIN_PREFIX:
+                matched |= self.prefixes.get(h, set())
+        hits: dict[int, int] = {}
+        for w in matched:
+            for j, n in self.words[w].items():
+                hits[j] = hits.get(j, 0) + n
+        out = {j: n / self.size[j] for j, n in hits.items()}
+        out.update(dict.fromkeys(self.exact.get(name.lower(), ()), 1.0))
+        return {j: s for j, s in out.items() if s > 0 and s >= floor}
+
+
 def candidates(
     functions: Sequence[Function],
     problems: Sequence[tuple[str, int | None]],
@@ -110,14 +144,18 @@ def candidates(
     """(function index, problem index) pairs worth running. Per problem, among the functions of its arity:
     the `k_name` whose names share most words with the entry point (at least `min_name`), and the `k_cosine`
     whose samples are nearest to the problem (`cosine`: samples x problems, at least `min_cosine`)."""
+    index = NameIndex([entry for entry, _ in problems])
+    named: dict[int, list[tuple[float, int]]] = {}
     by_arity: dict[int, list[int]] = {}
     for i, f in enumerate(functions):
         by_arity.setdefault(f.arity, []).append(i)
+        for j, score in index.scores(f.name, min_name).items():
+            if problems[j][1] == f.arity:
+                named.setdefault(j, []).append((score, i))
     out: list[tuple[int, int]] = []
-    for j, (entry, n_args) in enumerate(problems):
+    for j, (_, n_args) in enumerate(problems):
         pool = by_arity.get(n_args, []) if n_args is not None else []
-        by_name = sorted(((name_similarity(entry, functions[i].name), i) for i in pool), reverse=True)
-        chosen = [i for score, i in by_name[:k_name] if score >= min_name]
+        chosen = [i for _, i in sorted(named.get(j, []), reverse=True)[:k_name]]
         if cosine is not None and pool:
             near = sorted(((float(cosine[functions[i].sample, j]), i) for i in pool), reverse=True)
             chosen += [i for score, i in near[:k_cosine] if score >= min_cosine and i not in chosen]

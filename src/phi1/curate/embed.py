@@ -107,9 +107,7 @@ def load_encoder(spec: str, max_tokens: int = 256, device: str | None = None, bf
     if spec == "hashing" or spec.startswith("hashing:"):
         dim = int(spec.partition(":")[2] or 1024)
         return Encoder(spec, _code_tokens, lambda chunks: _hashed_bags(chunks, dim), max_tokens, dim, precision)
-    raise Phi1Error(
-        f"curate.encoder: unknown encoder {spec!r} (minilm, hf:<path>, causal:<path>, hashing[:<dim>])"
-    )
+    raise Phi1Error(f"curate.encoder: unknown encoder {spec!r} (minilm, hf:<path>, causal:<path>, hashing[:<dim>])")
 
 
 # -- hashing: a bag of code tokens and token pairs, hashed into `dim` signed buckets -------------------

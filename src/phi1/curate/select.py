@@ -99,9 +99,7 @@ def select(
     return manifest
 
 
-def _score_shards(
-    run_dir: Path, shards: list[Path], cfg: CurateConfig
-) -> tuple[list[np.ndarray], list[np.ndarray]]:
+def _score_shards(run_dir: Path, shards: list[Path], cfg: CurateConfig) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """(edu_score, size in bytes) of every file, per corpus shard; scores from the embedding shard of the same
     index."""
     model = load_model(run_dir)

@@ -1,0 +1,263 @@
+"""The data stages at scale: memory and time at N and 4N files, and planted duplicates found.
+
+A corpus of realistic Python files is generated from the standard library: each file is a module docstring,
+imports and 2-6 top-level functions drawn at random, with identifiers renamed per file (so that no two files
+share their text by chance). Then 4% of the files are exact copies of an earlier file (whitespace changed)
+and 4% near copies (one line in thirty edited). Both sizes run through corpus -> annotate (offline teacher,
+300 files) -> embed (`hashing` encoder) -> classifier -> select (top 80%) -> clean -> tokenize, each in a
+fresh process whose peak memory (the whole process tree, polled) is measured.
+
+Targets: peak RSS at 4N / peak RSS at N <= 1.25; time at 4N / (4 x time at N) <= 1.15; of the planted
+duplicate pairs that reach clean (both files kept by selection), recall >= 0.95 and precision >= 0.95 of
+the removals as duplicates.
+
+    .venv/bin/python benchmarks/scale.py [--files 50000] [--workdir /tmp/phi1-scale]
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import os
+import random
+import re
+import shutil
+import subprocess
+import sys
+import sysconfig
+import time
+from pathlib import Path
+from typing import Any
+
+STAGES = ("corpus", "annotate", "embed", "classifier", "select", "clean", "tokenize")
+_NAME = re.compile(r"\b([a-z_][a-z0-9_]{3,})\b")
+
+
+def stdlib_pieces() -> tuple[list[str], list[str], list[str]]:
+    """Top-level functions, import lines and docstrings of the standard library."""
+    functions, imports, docs = [], set(), []
+    for path in sorted(Path(sysconfig.get_paths()["stdlib"]).rglob("*.py")):
+        if "test" in path.parts or "idlelib" in path.parts:
+            continue
+        try:
+            text = path.read_text(encoding="utf-8")
+            tree = ast.parse(text)
+        except (SyntaxError, UnicodeDecodeError, ValueError):
+            continue
+        lines = text.splitlines()
+        doc = ast.get_docstring(tree)
+        if doc and len(doc) < 1500:
+            docs.append(doc)
+        for node in tree.body:
+            if isinstance(node, ast.Import | ast.ImportFrom) and not getattr(node, "level", 0):
+                imports.add(ast.unparse(node))
+            if isinstance(node, ast.FunctionDef) and node.end_lineno and 5 <= node.end_lineno - node.lineno <= 80:
+                functions.append("\n".join(lines[node.lineno - 1 : node.end_lineno]))
+    return functions, sorted(imports), docs
+
+
+def _rename(text: str, rng: random.Random) -> str:
+    """Rename a few identifiers of the text consistently (a new file, same shape)."""
+    names = sorted(set(_NAME.findall(text)) - {"self", "return", "import", "from", "None", "True", "False"})
+    chosen = rng.sample(names, min(len(names), 4))
+    for name in chosen:
+        text = re.sub(rf"\b{name}\b", f"{name}_{rng.randrange(10**6):x}", text)
+    return text
+
+
+def generate(folder: Path, n: int, seed: int = 0) -> dict[str, str]:
+    """n files under folder; returns {duplicate file: the file it copies} for the planted duplicates."""
+    functions, imports, docs = stdlib_pieces()
+    rng = random.Random(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    planted: dict[str, str] = {}
+    made: list[str] = []
+    for i in range(n):
+        name = f"m{i // 1000:04d}/f{i:07d}.py"
+        path = folder / name
+        path.parent.mkdir(exist_ok=True)
+        r = rng.random()
+        if made and r < 0.04:
+            original = rng.choice(made)
+            text = (folder / original).read_text().replace("\n\n", "\n\n\n", 1) + "\n"
+            planted[name] = original
+        elif made and r < 0.08:
+            original = rng.choice(made)
+            lines = (folder / original).read_text().splitlines()
+            for k in rng.sample(range(len(lines)), max(1, len(lines) // 30)):
+                lines[k] += "  # revised"
+            text = "\n".join(lines) + "\n"
+            planted[name] = original
+        else:
+            parts = [f'"""{rng.choice(docs)}"""', *rng.sample(imports, 3)]
+            parts += [_rename(f, rng) for f in rng.sample(functions, rng.randint(2, 6))]
+            text = "\n\n".join(parts) + "\n"
+            made.append(name)
+        path.write_text(text)
+    return planted
+
+
+def settings(corpus: Path) -> list[str]:
+    return [
+        f"corpus.path={corpus}",
+        "corpus.kind=folder",
+        "curate.encoder=hashing",
+        "curate.annotate_samples=300",
+        "curate.keep=top_fraction",
+        "curate.keep_fraction=0.8",
+        "tokenize.train_sample_bytes=5000000",
+    ]
+
+
+def run_stages(run_dir: Path, corpus: Path) -> dict[str, float]:
+    """Every data stage on the corpus, in this process; seconds per stage."""
+    from phi1.clean import run_clean
+    from phi1.config import load_config
+    from phi1.curate.annotate import annotate, annotate_key
+    from phi1.curate.classifier import train
+    from phi1.curate.corpus import build_corpus, corpus_stage
+    from phi1.curate.embed import embed_corpus, embed_key
+    from phi1.curate.select import select
+    from phi1.rundir import Stage
+    from phi1.teacher import make_teacher
+    from phi1.tokenize import tokenize
+
+    config = load_config(None, settings(corpus))
+    cfg = config.curate
+    teacher = make_teacher(config.teacher, run_dir / "teacher-cache.sqlite")
+    times: dict[str, float] = {}
+
+    def timed(name: str, fn: Any, *args: Any) -> Any:
+        start = time.perf_counter()
+        out = fn(*args)
+        times[name] = time.perf_counter() - start
+        return out
+
+    corpus_m = timed("corpus", build_corpus, run_dir, config.corpus)
+    key = corpus_stage(run_dir, config.corpus).key
+    timed("annotate", annotate, run_dir, cfg, teacher, key, config.seed)
+    timed("embed", embed_corpus, run_dir, cfg, key)
+    keys = {"annotations": annotate_key(cfg, key, teacher, config.seed), "embeddings": embed_key(cfg, key)}
+    timed("classifier", train, run_dir, cfg, keys, config.seed)
+    classifier_key = (Stage(run_dir, "classifier", "").manifest() or {}).get("cache_key", "")
+    timed("select", select, run_dir, cfg, {"classifier": classifier_key, "corpus": key}, corpus_m)
+    timed("clean", run_clean, run_dir, config)
+    timed("tokenize", tokenize, run_dir, config)
+    return times
+
+
+def _tree_rss(pid: int) -> int:
+    """Resident bytes of a process and all its descendants (from /proc)."""
+    children: dict[int, list[int]] = {}
+    rss: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            fields = stat[stat.rindex(")") + 2 :].split()
+            children.setdefault(int(fields[1]), []).append(int(entry))
+            rss[int(entry)] = int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, ValueError, IndexError):
+            continue
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        total += rss.get(p, 0)
+        todo += children.get(p, [])
+    return total
+
+
+def measure(run_dir: Path, corpus: Path) -> dict[str, float]:
+    """run_stages in a fresh process; its seconds per stage and the peak RSS of its process tree."""
+    shutil.rmtree(run_dir, ignore_errors=True)
+    run_dir.mkdir(parents=True)
+    out = run_dir / "times.json"
+    cmd = [sys.executable, __file__, "--stages", str(run_dir), str(corpus), str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
+    peak = 0
+    while proc.poll() is None:
+        peak = max(peak, _tree_rss(proc.pid))
+        time.sleep(0.2)
+    if proc.returncode:
+        raise SystemExit(f"the stages failed on {corpus} (exit {proc.returncode})")
+    return {**json.loads(out.read_text()), "peak_rss": peak}
+
+
+def duplicates_found(run_dir: Path, corpus: Path, planted: dict[str, str]) -> tuple[float, float, int]:
+    """(recall, precision, pairs that reached clean) of the planted duplicates."""
+    import pyarrow.parquet as pq
+
+    def by_source(folder: str) -> dict[str, str]:
+        out = {}
+        for path in sorted((run_dir / folder).glob("data-*.parquet")):
+            t = pq.read_table(path, columns=["id", "source"])
+            sources = [str(Path(s).relative_to(corpus)) for s in t.column("source").to_pylist()]
+            out.update(zip(sources, t.column("id").to_pylist(), strict=True))
+        return out
+
+    reached = by_source("filtered")  # source (file name) -> id, for the files selection kept
+    removed = pq.read_table(run_dir / "clean" / "removed.parquet").to_pylist()
+    as_dup = {r["id"] for r in removed if r["reason"] in ("exact_duplicate", "near_duplicate")}
+    both = [(d, o) for d, o in planted.items() if d in reached and o in reached]
+    # A pair counts as found when one of its two files was removed as a duplicate (the earlier-kept rule
+    # may keep the copy and drop the original when the copy comes first in corpus order).
+    found = sum(1 for d, o in both if reached[d] in as_dup or reached[o] in as_dup)
+    in_pairs = {reached[f] for pair in both for f in pair}
+    true_removals = len(as_dup & in_pairs)
+    recall = found / max(1, len(both))
+    precision = true_removals / max(1, len(as_dup))
+    return recall, precision, len(both)
+
+
+def result(name: str, value: float, baseline: float, target: float, higher_is_better: bool = False) -> str:
+    ratio = value / baseline if baseline else float("inf")
+    met = ratio >= target if higher_is_better else ratio <= target
+    return f"RESULT {name} value={value:.4g} baseline={baseline:.4g} ratio={ratio:.3f} target={target} " \
+        f"status={'met' if met else 'missed'}"  # fmt: skip
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--stages":
+        run_dir, corpus, out = (Path(a) for a in sys.argv[2:5])
+        Path(out).write_text(json.dumps(run_stages(run_dir, corpus)))
+        return
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--files", type=int, default=50_000)
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/phi1-scale"))
+    args = parser.parse_args()
+    rows = {}
+    planted_at = {}
+    for label, n in (("N", args.files), ("4N", 4 * args.files)):
+        corpus = args.workdir / f"corpus-{n}"
+        planted_file = corpus.with_suffix(".planted.json")
+        if not planted_file.exists():
+            shutil.rmtree(corpus, ignore_errors=True)
+            start = time.perf_counter()
+            planted_file.write_text(json.dumps(generate(corpus, n)))
+            print(f"generated {n} files in {time.perf_counter() - start:.0f} s", flush=True)
+        planted_at[label] = json.loads(planted_file.read_text())
+        rows[label] = measure(args.workdir / f"run-{n}", corpus)
+        size = sum(p.stat().st_size for p in corpus.rglob("*.py"))
+        rows[label]["files"], rows[label]["mb"] = n, size / 1e6
+        total = sum(rows[label][s] for s in STAGES)
+        rss = rows[label]["peak_rss"] / 2**20
+        print(f"{label}: {n} files, {size / 1e6:.0f} MB, {total:.0f} s, peak RSS {rss:.0f} MiB", flush=True)
+        for s in STAGES:
+            t = rows[label][s]
+            print(f"  {s:<10} {t:8.1f} s  {n / t:9.0f} files/s  {size / 1e6 / t:7.2f} MB/s", flush=True)
+    recall, precision, pairs = duplicates_found(
+        args.workdir / f"run-{4 * args.files}", args.workdir / f"corpus-{4 * args.files}", planted_at["4N"]
+    )
+    print(f"planted duplicate pairs reaching clean at 4N: {pairs}", flush=True)
+    t_n = sum(rows["N"][s] for s in STAGES)
+    t_4n = sum(rows["4N"][s] for s in STAGES)
+    print(result("peak_rss_4n_over_n", rows["4N"]["peak_rss"] / 2**20, rows["N"]["peak_rss"] / 2**20, 1.25))
+    print(result("time_4n_over_4x_n", t_4n, 4 * t_n, 1.15))
+    print(result("duplicate_recall", recall, 1.0, 0.95, higher_is_better=True))
+    print(result("duplicate_precision", precision, 1.0, 0.95, higher_is_better=True))
+
+
+if __name__ == "__main__":
+    main()
