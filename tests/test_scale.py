@@ -3,12 +3,17 @@ name similarity, and clean + tokenize give byte-identical outputs on every execu
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
+import os
 import random
 import sysconfig
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 
 from phi1.clean.decontaminate import load_benchmark_problems
@@ -111,16 +116,22 @@ def _outputs(run_dir: Path) -> dict[str, str]:
 
 
 @pytest.mark.slow
-def test_clean_and_tokenize_are_byte_identical_on_every_executor(tmp_path: Path) -> None:
+def test_clean_and_tokenize_are_byte_identical_on_every_executor(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from phi1.clean import run_clean
     from phi1.executor import ray_module
     from phi1.tokenize import tokenize
 
     settings = ["curate.encoder=hashing", "tokenize.vocab_size=512", "tokenize.seq_len=64", "clean.mbpp=false"]
     outputs = {}
-    try:
-        for name, executor in [("one process", ["executor.workers=1"]), ("two processes", ["executor.workers=2"]),
-                               ("ray", ["executor.kind=ray", "executor.workers=2"])]:  # fmt: skip
+    executors = [("one process", ["executor.workers=1"]), ("two processes", ["executor.workers=2"]),
+                 ("ray", ["executor.kind=ray", "executor.workers=2"])]  # fmt: skip
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")  # a throwaway cluster on loopback: no token to hand around
+    with _two_raylets() as address:
+        executors.append(("two raylets", ["executor.kind=ray", f"executor.address={address}"]))
+        for name, executor in executors:
+            ray_module().shutdown()  # the next executor connects afresh
             run_dir = tmp_path / name.replace(" ", "-")
             _scale_run(run_dir)
             cfg = load_config(None, [*settings, *executor])
@@ -133,8 +144,146 @@ def test_clean_and_tokenize_are_byte_identical_on_every_executor(tmp_path: Path)
             # scale_1 (v * 1 + 1 for each v) is HumanEval/42's incr_list under another name.
             removed = {"exact_duplicate": 1, "near_duplicate": 3, "benchmark_ngram": 1, "benchmark_execution": 1}
             assert m["counts"]["removed"] == removed, m["counts"]
-    finally:
         ray_module().shutdown()
     assert len(outputs["one process"]) >= 8  # clean shards, removed, similarity, four token sets and masks
     assert outputs["two processes"] == outputs["one process"]
     assert outputs["ray"] == outputs["one process"]
+    assert outputs["two raylets"] == outputs["one process"]
+
+
+@contextlib.contextmanager
+def _two_raylets() -> Iterator[str]:
+    """A Ray cluster of two nodes on this machine, one CPU each: `ray start --head` and a second raylet joined
+    with `ray start --address`. With one CPU a node, two tasks at once run on both nodes."""
+    import subprocess
+    import sys
+
+    ray_cli = str(Path(sys.executable).parent / "ray")
+    port = 6390 + os.getpid() % 500
+    address = f"127.0.0.1:{port}"
+    common = ["--num-cpus=1", "--disable-usage-stats"]
+    try:
+        subprocess.run([ray_cli, "start", "--head", f"--port={port}", "--include-dashboard=false", *common],
+                       check=True, capture_output=True, timeout=120)  # fmt: skip
+        subprocess.run(
+            [ray_cli, "start", f"--address={address}", *common], check=True, capture_output=True, timeout=120
+        )
+        yield address
+    finally:
+        subprocess.run([ray_cli, "stop"], capture_output=True, timeout=120)
+
+
+def _ray_workers_running(task: str) -> list[int]:
+    """The pids of Ray workers now running `task` (a Ray worker titles itself ray::<task>)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if (proc / "cmdline").read_bytes().startswith(f"ray::{task}".encode()):
+                    pids.append(int(proc.name))
+            except OSError:
+                continue
+    return pids
+
+
+@pytest.mark.slow
+def test_a_killed_ray_worker_is_redone_without_repeating_a_teacher_call(tmp_path: Path) -> None:
+    import os
+    import signal
+    import sqlite3
+    import threading
+    import time
+
+    from fake_server import FakeOpenAI
+    from phi1.curate.annotate import annotate
+    from phi1.executor import ray_module
+    from phi1.teacher import make_teacher
+
+    def respond(body: dict) -> str:
+        prompt = body["messages"][-1]["content"]
+        return f"Fine.\nEducational score: {int(hashlib.sha1(prompt.encode()).hexdigest(), 16) % 6}"
+
+    texts = _stdlib_texts(90, max_bytes=30_000)
+    assert len(texts) == 90
+    for folder in ("local", "ray"):
+        stage = Stage(tmp_path / folder, "corpus", "k")
+        stage.begin({}, {})
+        for k in range(3):
+            rows = [{"id": f"{k}-{i}", "text": t} for i, t in enumerate(texts[30 * k : 30 * (k + 1)])]
+            write_shard(stage.shard_path(k), rows)
+        stage.finish()
+    killed: list[tuple[int, int]] = []  # (pid, answers recorded in its shard's record when it was killed)
+
+    def kill_one_worker_mid_shard(answers: Path, stop: threading.Event) -> None:
+        while not stop.is_set() and not killed:
+            for record in sorted(answers.glob("*.sqlite")):
+                try:
+                    with sqlite3.connect(record) as db:
+                        done = db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+                except sqlite3.Error:
+                    continue
+                pids = _ray_workers_running("annotate_shard")
+                if 5 <= done < 30 and pids:
+                    os.kill(pids[0], signal.SIGKILL)
+                    killed.append((pids[0], done))
+                    return
+            time.sleep(0.02)
+
+    with FakeOpenAI(respond=respond, latency_s=0.1) as server:
+        overrides = ["curate.annotate_samples=75", "teacher.backend=openai", "teacher.model=fake",
+                     f"teacher.base_url={server.url}", "teacher.concurrency=2"]  # fmt: skip
+        cfg = load_config(None, [*overrides, "executor.kind=ray", "executor.workers=2"])
+        teacher = make_teacher(cfg.teacher, tmp_path / "local" / "cache.sqlite")
+        local = annotate(tmp_path / "local", cfg.curate, teacher, "k", seed=1)
+        assert len(server.requests) == 75
+        server.requests.clear()
+        stop = threading.Event()
+        killer = threading.Thread(
+            target=kill_one_worker_mid_shard, args=(tmp_path / "ray" / "annotations" / "answers", stop)
+        )
+        killer.start()
+        try:
+            on_ray = annotate(
+                tmp_path / "ray", cfg.curate, teacher, "k", seed=1, executor=cfg.executor, teacher_cfg=cfg.teacher
+            )
+        finally:
+            stop.set()
+            killer.join()
+            ray_module().shutdown()
+        prompts = [r["messages"][-1]["content"] for r in server.requests]
+    assert killed, "no worker was killed mid-shard: the test did not test anything"
+    assert on_ray["counts"] == local["counts"] and on_ray["score_histogram"] == local["score_histogram"]
+    assert (tmp_path / "ray/annotations/data-00000.parquet").read_bytes() == (
+        tmp_path / "local/annotations/data-00000.parquet"
+    ).read_bytes()
+    # Every answer recorded before the kill came back from the record: only the requests in flight at the
+    # kill (at most teacher.concurrency of them, their answers lost with the worker) are sent again.
+    repeated = len(prompts) - len(set(prompts))
+    assert len(set(prompts)) == 75 and repeated <= cfg.teacher.concurrency, (repeated, killed)
+
+
+@pytest.mark.slow
+def test_phi1_run_on_ray_gives_the_local_kept_ids_dedup_decisions_and_token_shards(tmp_path: Path) -> None:
+    import subprocess
+
+    from conftest import phi1_cmd
+
+    config = Path(__file__).parents[1] / "configs" / "tiny.yaml"
+    smaller = ["corpus.max_files=300", "curate.annotate_samples=100", "synth.textbook_samples=20",
+               "synth.exercise_samples=40", "clean.mbpp=false"]  # fmt: skip
+    for executor in ("local", "ray"):
+        for stage in ("curate", "synth", "clean", "tokenize"):
+            sets = [a for s in [*smaller, f"executor.kind={executor}"] for a in ("--set", s)]
+            args = ["run", "--config", str(config), "--run-dir", str(tmp_path / executor), "--only", stage, *sets]
+            proc = subprocess.run(phi1_cmd(*args), capture_output=True, text=True)
+            assert proc.returncode == 0, proc.stderr[-3000:]
+    for stage in ("annotations", "clean", "tokens"):
+        assert json.loads((tmp_path / "ray" / stage / "manifest.json").read_text())["executor"] == "ray", stage
+    files = [p.relative_to(tmp_path / "local") for p in sorted((tmp_path / "local").glob("*/*"))]
+    compared = [f for f in files if f.suffix in (".parquet", ".bin") or f.name in ("index.json", "tokenizer.json")]
+    assert {f.parts[0] for f in compared} >= {"annotations", "filtered", "exercises", "clean", "tokens", "tokenizer"}
+    assert len(compared) >= 12
+    for f in compared:
+        assert (tmp_path / "ray" / f).read_bytes() == (tmp_path / "local" / f).read_bytes(), f
+    removed = pq.read_table(tmp_path / "ray" / "clean" / "removed.parquet").column("reason").to_pylist()
+    assert "near_duplicate" in removed  # dedup decided something, and decided it the same way

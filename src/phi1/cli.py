@@ -340,7 +340,10 @@ def run_cmd(
         return
     cfg, path = _setup(config, set_, run_dir)
     run_pipeline(cfg, path, from_stage=from_, only=only, force=force)
-    typer.echo(f"report: {path / 'report.md'}")
+    if only in (None, "report"):
+        typer.echo(f"report: {path / 'report.md'}")
+    else:
+        typer.echo(f"{only}: {path}")
 
 
 @app.command("ablate")

@@ -88,6 +88,9 @@ def connect(cfg: ExecutorConfig) -> None:
         if cfg.address:
             ray.init(address=cfg.address, log_to_driver=False, include_dashboard=False)
         else:
-            ray.init(num_cpus=cfg.workers or os.cpu_count() or 1, log_to_driver=False, include_dashboard=False)
+            # "local": a new instance of our own, even where `ray start` left a cluster running on this machine
+            # (which ray.init() would join, refusing num_cpus); executor.address=auto joins that one.
+            ray.init(address="local", num_cpus=cfg.workers or os.cpu_count() or 1, log_to_driver=False,
+                     include_dashboard=False)  # fmt: skip
     except ConnectionError as exc:
         raise Phi1Error(f"executor.address: cannot reach a Ray cluster at {cfg.address}: {exc}") from None

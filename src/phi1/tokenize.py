@@ -377,7 +377,9 @@ def tokenize(run_dir: Path, config: Config, force: bool = False) -> dict[str, An
         "files": files,
     }
     (stage.path / "index.json").write_text(json.dumps(index, indent=2))
-    return stage.finish(counts={k: v["tokens"] for k, v in files.items()}, index=index, mix=cfg.mix)
+    return stage.finish(
+        counts={k: v["tokens"] for k, v in files.items()}, index=index, mix=cfg.mix, executor=config.executor.kind
+    )
 
 
 def _shuffled(cat: Catalogue, docs: np.ndarray) -> np.ndarray:
