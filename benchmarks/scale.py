@@ -9,9 +9,10 @@ fresh process whose peak memory (the whole process tree, polled) is measured.
 
 Targets: peak RSS at 4N / peak RSS at N <= 1.25; time at 4N / (4 x time at N) <= 1.15; of the planted
 duplicate pairs that reach clean (both files kept by selection), recall >= 0.95 and precision >= 0.95 of
-the removals as duplicates.
+the removals as duplicates. The MiniLM embedding path (GPU-bound at scale, ~45 files/s on 2 CPU cores) is
+checked for memory apart, on the first n and 4n files of the N corpus: peak RSS at 4n / at n <= 1.25.
 
-    .venv/bin/python benchmarks/scale.py [--files 50000] [--workdir /tmp/phi1-scale]
+    .venv/bin/python benchmarks/scale.py [--files 50000] [--workdir /tmp/phi1-scale] [--minilm-files 500]
 """
 
 from __future__ import annotations
@@ -147,6 +148,20 @@ def run_stages(run_dir: Path, corpus: Path) -> dict[str, float]:
     return times
 
 
+def run_minilm(run_dir: Path, corpus: Path, n: int) -> dict[str, float]:
+    """The corpus's first n files through the MiniLM embedding path (what a GPU does at scale); seconds."""
+    from phi1.config import load_config
+    from phi1.curate.corpus import build_corpus, corpus_stage
+    from phi1.curate.embed import embed_corpus
+
+    overrides = [s for s in settings(corpus) if not s.startswith("curate.encoder")]
+    config = load_config(None, [*overrides, f"corpus.max_files={n}", "curate.encoder=minilm"])
+    build_corpus(run_dir, config.corpus)
+    start = time.perf_counter()
+    embed_corpus(run_dir, config.curate, corpus_stage(run_dir, config.corpus).key)
+    return {"embed": time.perf_counter() - start}
+
+
 def _tree_rss(pid: int) -> int:
     """Resident bytes of a process and all its descendants (from /proc)."""
     children: dict[int, list[int]] = {}
@@ -169,12 +184,13 @@ def _tree_rss(pid: int) -> int:
     return total
 
 
-def measure(run_dir: Path, corpus: Path) -> dict[str, float]:
-    """run_stages in a fresh process; its seconds per stage and the peak RSS of its process tree."""
+def measure(run_dir: Path, corpus: Path, minilm_files: int = 0) -> dict[str, float]:
+    """run_stages (or run_minilm on that many files) in a fresh process; its seconds per stage and the peak
+    RSS of its process tree."""
     shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir(parents=True)
     out = run_dir / "times.json"
-    cmd = [sys.executable, __file__, "--stages", str(run_dir), str(corpus), str(out)]
+    cmd = [sys.executable, __file__, "--stages", str(run_dir), str(corpus), str(out), str(minilm_files)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
     peak = 0
     while proc.poll() is None:
@@ -221,11 +237,14 @@ def result(name: str, value: float, baseline: float, target: float, higher_is_be
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--stages":
         run_dir, corpus, out = (Path(a) for a in sys.argv[2:5])
-        Path(out).write_text(json.dumps(run_stages(run_dir, corpus)))
+        minilm_files = int(sys.argv[5])
+        times = run_minilm(run_dir, corpus, minilm_files) if minilm_files else run_stages(run_dir, corpus)
+        Path(out).write_text(json.dumps(times))
         return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--files", type=int, default=50_000)
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/phi1-scale"))
+    parser.add_argument("--minilm-files", type=int, default=500, help="n for the MiniLM memory check (n and 4n)")
     args = parser.parse_args()
     rows = {}
     planted_at = {}
@@ -257,6 +276,15 @@ def main() -> None:
     print(result("time_4n_over_4x_n", t_4n, 4 * t_n, 1.15))
     print(result("duplicate_recall", recall, 1.0, 0.95, higher_is_better=True))
     print(result("duplicate_precision", precision, 1.0, 0.95, higher_is_better=True))
+    if args.minilm_files:
+        n = args.minilm_files
+        small, large = (measure(args.workdir / f"minilm-{k}", args.workdir / f"corpus-{args.files}", k)
+                        for k in (n, 4 * n))  # fmt: skip
+        for k, row in ((n, small), (4 * n, large)):
+            rss = row["peak_rss"] / 2**20
+            print(f"MiniLM embedding of {k} files: {row['embed']:.1f} s, {k / row['embed']:.0f} files/s, "
+                  f"peak RSS {rss:.0f} MiB", flush=True)  # fmt: skip
+        print(result("minilm_peak_rss_4n_over_n", large["peak_rss"] / 2**20, small["peak_rss"] / 2**20, 1.25))
 
 
 if __name__ == "__main__":
