@@ -110,3 +110,20 @@ def test_run_end_to_end_rerun_and_resume(tmp_path: Path, cli_env: dict) -> None:
     rows = json.loads((run_dir / "ablate_epochs" / "manifest.json").read_text())["results"]
     assert [r["passes"] for r in rows] == [1, 4] and rows[1]["unique_tokens"] < rows[0]["unique_tokens"]
     assert all(r["val_loss"] for r in rows) and (run_dir / "ablate_epochs" / "epochs.png").exists()
+
+
+def test_stage_selection_from_only_until() -> None:
+    from phi1.errors import Phi1Error
+    from phi1.pipeline import STAGES, chosen_stages
+
+    assert chosen_stages() == list(STAGES)
+    assert chosen_stages(until="tokenize") == ["curate", "synth", "clean", "tokenize"]
+    assert chosen_stages(from_stage="clean", until="pretrain") == ["clean", "tokenize", "pretrain"]
+    assert chosen_stages(from_stage="evaluate") == ["evaluate", "report"]
+    assert chosen_stages(only="synth") == ["synth"]
+    with pytest.raises(Phi1Error, match="unknown stage 'tokenise'"):
+        chosen_stages(until="tokenise")
+    with pytest.raises(Phi1Error, match="--until clean comes before --from tokenize"):
+        chosen_stages(from_stage="tokenize", until="clean")
+    with pytest.raises(Phi1Error, match="--only runs one stage"):
+        chosen_stages(only="clean", until="tokenize")

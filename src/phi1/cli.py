@@ -325,6 +325,7 @@ def run_cmd(
     run_dir: RunDirOpt = None,
     from_: Annotated[str | None, typer.Option("--from", help="redo this stage and every one after it")] = None,
     only: Annotated[str | None, typer.Option(help="run this stage alone")] = None,
+    until: Annotated[str | None, typer.Option(help="stop after this stage (e.g. tokenize: the data alone)")] = None,
     force: Annotated[bool, typer.Option(help="redo every stage")] = False,
     dry_run: Annotated[bool, typer.Option(help="print the plan (stages, budgets, teacher calls, GPU-hours)")] = False,
 ) -> None:
@@ -339,11 +340,11 @@ def run_cmd(
             typer.echo(line)
         return
     cfg, path = _setup(config, set_, run_dir)
-    run_pipeline(cfg, path, from_stage=from_, only=only, force=force)
-    if only in (None, "report"):
+    done = run_pipeline(cfg, path, from_stage=from_, only=only, force=force, until=until)
+    if "report" in done:
         typer.echo(f"report: {path / 'report.md'}")
     else:
-        typer.echo(f"{only}: {path}")
+        typer.echo(f"{', '.join(done)}: {path}")
 
 
 @app.command("ablate")

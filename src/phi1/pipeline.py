@@ -80,15 +80,33 @@ def _stage_functions(config: Config, run_dir: Path) -> dict[str, Callable[[bool]
     }
 
 
-def run_pipeline(
-    config: Config, run_dir: Path, from_stage: str | None = None, only: str | None = None, force: bool = False
-) -> dict[str, Any]:
-    for name in (from_stage, only):
+def chosen_stages(from_stage: str | None = None, only: str | None = None, until: str | None = None) -> list[str]:
+    """The stages a run does: `only` one, or from `from_stage` (default: the first) to `until` (the last)."""
+    for name in (from_stage, only, until):
         if name is not None and name not in STAGES:
             raise Phi1Error(f"unknown stage {name!r}: one of {', '.join(STAGES)}")
+    if only:
+        if from_stage or until:
+            raise Phi1Error("--only runs one stage: give it without --from or --until")
+        return [only]
+    first = STAGES.index(from_stage) if from_stage else 0
+    last = STAGES.index(until) if until else len(STAGES) - 1
+    if last < first:
+        raise Phi1Error(f"--until {until} comes before --from {from_stage}: nothing to run")
+    return list(STAGES[first : last + 1])
+
+
+def run_pipeline(
+    config: Config,
+    run_dir: Path,
+    from_stage: str | None = None,
+    only: str | None = None,
+    force: bool = False,
+    until: str | None = None,
+) -> dict[str, Any]:
+    chosen = chosen_stages(from_stage, only, until)
     run_dir = Path(run_dir)
     functions = _stage_functions(config, run_dir)
-    chosen = [only] if only else list(STAGES[STAGES.index(from_stage) :] if from_stage else STAGES)
     results: dict[str, Any] = {}
     for name in chosen:
         redo = force or from_stage is not None
