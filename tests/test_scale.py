@@ -277,11 +277,21 @@ def test_phi1_run_on_ray_gives_the_local_kept_ids_dedup_decisions_and_token_shar
         proc = subprocess.run(phi1_cmd(*args), capture_output=True, text=True)
         assert proc.returncode == 0, proc.stderr[-3000:]
         assert not (tmp_path / executor / "pretrain").exists()  # the data stages alone
-    for stage in ("annotations", "clean", "tokens"):
+    for stage in ("annotations", "embeddings", "clean", "tokens"):
         assert json.loads((tmp_path / "ray" / stage / "manifest.json").read_text())["executor"] == "ray", stage
     files = [p.relative_to(tmp_path / "local") for p in sorted((tmp_path / "local").glob("*/*"))]
-    compared = [f for f in files if f.suffix in (".parquet", ".bin") or f.name in ("index.json", "tokenizer.json")]
-    assert {f.parts[0] for f in compared} >= {"annotations", "filtered", "exercises", "clean", "tokens", "tokenizer"}
+    compared = [
+        f for f in files if f.suffix in (".parquet", ".bin", ".npy") or f.name in ("index.json", "tokenizer.json")
+    ]
+    assert {f.parts[0] for f in compared} >= {
+        "annotations",
+        "embeddings",
+        "filtered",
+        "exercises",
+        "clean",
+        "tokens",
+        "tokenizer",
+    }
     assert len(compared) >= 12
     for f in compared:
         assert (tmp_path / "ray" / f).read_bytes() == (tmp_path / "local" / f).read_bytes(), f

@@ -269,13 +269,14 @@ def test_a_one_slot_server_queues_nothing_into_a_timeout() -> None:
     stdlib = Path(sysconfig.get_paths()["stdlib"])
     files = sorted(stdlib.glob("*.py"))[:40]
     requests = [annotation_request(p.read_text()[:2000], CurateConfig()) for p in files]
-    with FakeOpenAI(respond=lambda body: "Educational value: 7/10\nSCORE: 0.7", latency_s=2.0, slots=1) as server:
+    answer_s = 0.5  # each answer's time; the waits below are counted in answers
+    with FakeOpenAI(respond=lambda body: "Educational value: 7/10\nSCORE: 0.7", latency_s=answer_s, slots=1) as server:
         teacher = make_teacher(TeacherConfig(backend="openai", model="fake", base_url=server.url))  # defaults
         responses = list(teacher.generate(requests))
         seen = server.max_inflight
     assert len(responses) == 40 and all(r.error is None for r in responses)
     latencies = sorted(r.latency_s for r in responses)
-    assert latencies[len(latencies) // 2] < 10, latencies  # a few answers' wait, not 16 answers'
+    assert latencies[len(latencies) // 2] < 5 * answer_s, latencies  # a few answers' wait, not 16 answers'
     assert seen <= 4, seen
     assert teacher.describe()["server_parallelism"] == pytest.approx(1.0, abs=0.3)
 

@@ -71,6 +71,14 @@ def _ray(fn: Callable[[T], R], items: Sequence[T], cfg: ExecutorConfig, num_gpus
         yield result
 
 
+def gpus_per_task(cfg: ExecutorConfig) -> float:
+    """What a GPU task asks Ray for: one GPU where the cluster has any, else none (it runs on CPU)."""
+    if cfg.kind != "ray":
+        return 0.0
+    connect(cfg)
+    return 1.0 if ray_module().cluster_resources().get("GPU", 0) > 0 else 0.0
+
+
 def ray_module() -> Any:
     try:
         import ray

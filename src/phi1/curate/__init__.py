@@ -22,7 +22,7 @@ def run_curate(config: Config, run_dir: Path, teacher: Teacher, force: bool = Fa
     corpus = build_corpus(run_dir, config.corpus, force)
     corpus_key = corpus_stage(run_dir, config.corpus).key
     annotations = annotate(run_dir, cfg, teacher, corpus_key, config.seed, force, config.executor, config.teacher)
-    embeddings = embed_corpus(run_dir, cfg, corpus_key, force)
+    embeddings = embed_corpus(run_dir, cfg, corpus_key, force, config.executor)
     keys = {
         "annotations": annotate_key(cfg, corpus_key, teacher, config.seed),
         "embeddings": embed_key(cfg, corpus_key),

@@ -14,6 +14,7 @@ shard, so an interrupted run resumes with the shards it had finished.
 
 from __future__ import annotations
 
+import functools
 import re
 import zlib
 from collections.abc import Callable, Sequence
@@ -23,8 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from phi1.config import CurateConfig
+from phi1.config import CurateConfig, ExecutorConfig
 from phi1.errors import Phi1Error
+from phi1.executor import gpus_per_task, map_shards
 from phi1.gguf import as_checkpoint
 from phi1.precision import Precision, resolve
 from phi1.progress import progress_bar
@@ -196,39 +198,71 @@ def embed_key(cfg: CurateConfig, corpus_key: str) -> str:
     return stage_key(fields, [corpus_key])
 
 
-def embed_corpus(run_dir: Path, cfg: CurateConfig, corpus_key: str, force: bool = False) -> dict[str, Any]:
-    """Embed every corpus shard into embeddings/emb-NNNNN.npy (+ ids). Finished shards are kept on resume."""
+def embed_corpus(
+    run_dir: Path, cfg: CurateConfig, corpus_key: str, force: bool = False, executor: ExecutorConfig | None = None
+) -> dict[str, Any]:
+    """Embed every corpus shard into embeddings/emb-NNNNN.npy (+ ids). Finished shards are kept on resume.
+    Here, one shard after another with one encoder; on Ray (`executor`), a task per shard, each asking for a
+    GPU where the cluster has any (so every GPU of every node embeds), its worker keeping its encoder loaded
+    from one shard to the next."""
     stage = Stage(run_dir, "embeddings", embed_key(cfg, corpus_key))
     if stage.is_complete() and not force:
         return stage.manifest() or {}
     stage.begin(cfg, {"corpus": corpus_key}, force=force)
     shards = sorted((run_dir / "corpus").glob("data-*.parquet"))
-    encoder: Encoder | None = None
     total = sum(int(_num_rows(p)) for p in shards)
-    done_docs = 0
-    with progress_bar(total, "embedding", unit="files") as advance, stage.timed("embed_s"):
-        for index, shard in enumerate(shards):
-            target = stage.path / f"emb-{index:05d}.npy"
-            if target.exists() and (stage.path / f"ids-{index:05d}.npy").exists():
-                advance(int(_num_rows(shard)))
-                continue
-            if encoder is None:
-                encoder = load_encoder(cfg.encoder, cfg.max_tokens, cfg.device, cfg.bf16)
-            rows = list(read_shards([shard], ["id", "text"]))
-            texts = [r["text"] for r in rows]
-            vectors = encode(
-                encoder, texts, cfg.chunking, cfg.max_chunks, cfg.embed_batch_size * cfg.max_tokens, advance
-            )
-            _save_npy(stage.path / f"ids-{index:05d}.npy", np.array([r["id"] for r in rows]))
-            _save_npy(target, vectors.astype(np.float32))
-            done_docs += len(rows)
+    jobs = [
+        EmbedJob(str(shard), str(stage.path / f"emb-{k:05d}.npy"), str(stage.path / f"ids-{k:05d}.npy"), cfg)
+        for k, shard in enumerate(shards)
+    ]
+    todo = [job for job in jobs if not (Path(job.vectors).exists() and Path(job.ids).exists())]
+    with stage.timed("embed_s"):
+        if executor is not None and executor.kind == "ray":
+            for _ in map_shards(embed_shard, todo, executor, "embedding", num_gpus=gpus_per_task(executor)):
+                pass
+        else:
+            with progress_bar(total, "embedding", unit="files") as advance:
+                advance(total - sum(int(_num_rows(Path(job.shard))) for job in todo))
+                for job in todo:
+                    embed_shard(job, advance)
     dim = int(np.load(stage.path / "emb-00000.npy", mmap_mode="r").shape[1]) if shards else 0
     return stage.finish(
-        counts={"documents": total, "embedded_this_run": done_docs, "shards": len(shards)},
+        counts={
+            "documents": total,
+            "embedded_this_run": sum(int(_num_rows(Path(job.shard))) for job in todo),
+            "shards": len(shards),
+        },
         encoder=cfg.encoder,
         dim=dim,
         precision=resolve(cfg.bf16, cfg.device).as_dict(),
+        executor=executor.kind if executor is not None else "local",
     )
+
+
+@dataclass(frozen=True)
+class EmbedJob:
+    shard: str
+    vectors: str  # emb-NNNNN.npy
+    ids: str  # ids-NNNNN.npy
+    cfg: CurateConfig
+
+
+def embed_shard(job: EmbedJob, advance: Callable[[int], None] | None = None) -> int:
+    """One corpus shard's embeddings, written next to its ids; the number of files."""
+    cfg = job.cfg
+    encoder = _encoder(cfg.encoder, cfg.max_tokens, cfg.device, cfg.bf16)
+    rows = list(read_shards([Path(job.shard)], ["id", "text"]))
+    budget = cfg.embed_batch_size * cfg.max_tokens
+    vectors = encode(encoder, [r["text"] for r in rows], cfg.chunking, cfg.max_chunks, budget, advance)
+    _save_npy(Path(job.ids), np.array([r["id"] for r in rows]))
+    _save_npy(Path(job.vectors), vectors.astype(np.float32))
+    return len(rows)
+
+
+@functools.lru_cache(maxsize=1)
+def _encoder(spec: str, max_tokens: int, device: str | None, bf16: str) -> Encoder:
+    # Loaded once a process: a Ray worker keeps it from one shard's task to the next.
+    return load_encoder(spec, max_tokens, device, bf16)
 
 
 def load_embeddings(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
