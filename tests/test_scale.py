@@ -144,6 +144,16 @@ def test_clean_and_tokenize_are_byte_identical_on_every_executor(
             # scale_1 (v * 1 + 1 for each v) is HumanEval/42's incr_list under another name.
             removed = {"exact_duplicate": 1, "near_duplicate": 3, "benchmark_ngram": 1, "benchmark_execution": 1}
             assert m["counts"]["removed"] == removed, m["counts"]
+            kept = {
+                i
+                for p in sorted((run_dir / "clean").glob("data-*.parquet"))
+                for i in pq.read_table(p).column("id").to_pylist()
+            }
+            for row in pq.read_table(run_dir / "clean" / "removed.parquet").to_pylist():
+                if row["reason"].endswith("duplicate"):  # names the kept document it copies
+                    assert row["of"] in kept, row
+                else:
+                    assert row["of"].startswith("HumanEval/"), row
         ray_module().shutdown()
     assert len(outputs["one process"]) >= 8  # clean shards, removed, similarity, four token sets and masks
     assert outputs["two processes"] == outputs["one process"]

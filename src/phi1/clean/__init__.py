@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 
 from phi1.cards import write_card
 from phi1.clean.contamination import DETECTORS, Thresholds
-from phi1.clean.dedup import duplicate_of
+from phi1.clean.dedup import duplicate_of, first_copies
 from phi1.clean.shards import Benchmarks, MatchJob, SignJob, _runnable, match_shard, problems_of, read_texts, sign_shard
 from phi1.clean.twins import entry_arity, find_twins, functions_of, sweep_twins
 from phi1.config import Config
@@ -169,7 +169,7 @@ def _thresholds(cfg: Any) -> Thresholds:
 
 
 def _deduplicate(shards: list[Shard], work: Path, cfg: Any, executor: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Every document's reason code (0: kept so far) and, for near duplicates, the document it duplicates."""
+    """Every document's reason code (0: kept so far) and, for duplicates, the kept document it duplicates."""
     jobs = [
         SignJob(str(s.path), str(work / f"bands-{k:05d}.npy"), cfg.minhash_ngram, cfg.minhash_bands, cfg.minhash_rows)
         for k, s in enumerate(shards)
@@ -186,6 +186,8 @@ def _deduplicate(shards: list[Shard], work: Path, cfg: Any, executor: Any) -> tu
     reason = np.zeros(len(all_digests), dtype=np.int8)
     reason[dup_of >= 0] = REASONS.index("near_duplicate")
     reason[exact] = REASONS.index("exact_duplicate")
+    first = first_copies(all_digests)[exact]  # an exact copy names the first, or what that one copies
+    dup_of[exact] = np.where(dup_of[first] >= 0, dup_of[first], first)
     return reason, dup_of
 
 
@@ -452,10 +454,7 @@ def _write_outputs(
                 ids = cols["id"].take(gone).to_pylist()
                 of = []
                 for i, doc in zip(gone.tolist(), (shard.offset + gone).tolist(), strict=True):
-                    code = REASONS[codes[i]]
-                    if code == "exact_duplicate":
-                        of.append(None)
-                    elif code == "near_duplicate":
+                    if REASONS[codes[i]] in ("exact_duplicate", "near_duplicate"):
                         of.append(names.get(int(dup_of[doc])))
                     else:
                         of.append(problems[cause[doc][1]].task_id)

@@ -79,6 +79,12 @@ def _firsts(keys: np.ndarray) -> np.ndarray:
     return first
 
 
+def first_copies(digests: np.ndarray) -> np.ndarray:
+    """For each document, the index of the first document with its digest (itself when it is the first)."""
+    _, first, inverse = np.unique(digests, return_index=True, return_inverse=True)
+    return first[inverse.ravel()]
+
+
 def duplicate_of(digests: np.ndarray, key_files: Sequence[Path], bands: int) -> tuple[np.ndarray, np.ndarray]:
     """(exact duplicate [N] bool, near duplicate of [N] int64, -1 if none) over documents in the order of
     preference, given every document's digest and the .npy files of band keys (one per shard, in order).
