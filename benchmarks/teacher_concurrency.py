@@ -119,9 +119,7 @@ def main() -> None:
         f"status={status}"
     )
     status = "met" if ratio >= 0.9 and done == args.requests else "missed"
-    print(
-        f"RESULT teacher_vs_ideal value={rate:.1f} baseline={ideal:.1f} ratio={ratio:.3f} target=0.9 status={status}"
-    )
+    print(f"RESULT teacher_vs_ideal value={rate:.1f} baseline={ideal:.1f} ratio={ratio:.3f} target=0.9 status={status}")
     status = "met" if warm_calls == 0 and warm_done == args.requests else "missed"
     print(f"RESULT teacher_warm_cache_calls value={warm_calls} baseline=0 ratio=1.000 target=0 status={status}")
 

@@ -65,7 +65,11 @@ def test_mbpp_canonical_solutions_all_pass_from_any_folder(tmp_path: Path, cli_e
     # As a user would: in an empty folder, no --problems: the copy that ships with phi1.
     proc = subprocess.run(
         phi1_cmd("eval", "--benchmark", "mbpp", "--canonical", "--out", "o", "--k", "1", "--workers", "2"),
-        cwd=tmp_path, env=cli_env, capture_output=True, text=True, timeout=600,
+        cwd=tmp_path,
+        env=cli_env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr
     summary = json.loads((tmp_path / "o" / "summary.json").read_text())
@@ -273,6 +277,7 @@ def test_endpoint_eval_survives_every_fault_the_teacher_survives(tmp_path: Path)
 def test_killed_endpoint_eval_resends_nothing_it_kept(tmp_path: Path, cli_env: dict) -> None:
     bench = benchmarks.load_humaneval()
     with FakeOpenAI(respond=_half_right(bench), latency_s=0.05) as server:
+
         def cmd(out: Path) -> list[str]:
             return phi1_cmd("eval", "--benchmark", "humaneval", "--endpoint", server.url, "--model-name", "fake",
                             "--k", "1", "--out", str(out))  # fmt: skip
