@@ -90,7 +90,6 @@ class Catalogue:
     kind: np.ndarray  # index into KINDS
     n_bytes: np.ndarray
     key: np.ndarray
-    ids: list[str] | None = None
 
 
 KINDS = ("code", "textbook", "exercise")
@@ -125,12 +124,18 @@ def held_out_ids(run_dir: Path, kinds: set[str], val_fraction: float, seed: int)
     """The ids of the documents `phi1 tokenize` holds out for validation."""
     cat = catalogue(run_dir, seed)
     _, val = split_docs(cat, kinds, val_fraction)
-    out: set[str] = set()
+    return set(_column_of(cat, val, "id"))
+
+
+def _column_of(cat: Catalogue, docs: np.ndarray, column: str) -> list[Any]:
+    """One column's values for the documents (in shard order), reading only their rows of each shard."""
+    docs = np.sort(docs)
+    values: list[Any] = []
     for k, path in enumerate(cat.shards):
-        rows = cat.row[val[cat.shard[val] == k]]
+        rows = cat.row[docs[cat.shard[docs] == k]]
         if len(rows):
-            out.update(pq.read_table(path, columns=["id"]).column("id").take(rows).to_pylist())
-    return out
+            values += pq.read_table(path, columns=[column]).column(column).take(rows).to_pylist()
+    return values
 
 
 def mix_docs(cat: Catalogue, docs: np.ndarray, weights: dict[str, float], seed: int) -> np.ndarray:
@@ -390,13 +395,7 @@ def _bpe_sample(cat: Catalogue, budget: int) -> list[str]:
     """Texts for training the BPE: documents in key order (a seeded sample) until `budget` bytes."""
     order = np.argsort(cat.key, kind="stable")
     n = int(np.searchsorted(np.cumsum(cat.n_bytes[order]), budget)) + 1
-    chosen = np.sort(order[:n])
-    texts: list[str] = []
-    for k, path in enumerate(cat.shards):
-        rows = cat.row[chosen[cat.shard[chosen] == k]]
-        if len(rows):
-            texts += pq.read_table(path, columns=["text"]).column("text").take(rows).to_pylist()
-    return texts
+    return _column_of(cat, order[:n], "text")
 
 
 class TokenShards:

@@ -16,8 +16,8 @@ import pyarrow.parquet as pq
 from phi1.cards import write_card
 from phi1.clean.contamination import DETECTORS, Thresholds
 from phi1.clean.dedup import duplicate_of, first_copies
-from phi1.clean.shards import Benchmarks, MatchJob, SignJob, _runnable, match_shard, problems_of, read_texts, sign_shard
-from phi1.clean.twins import entry_arity, find_twins, functions_of, sweep_twins
+from phi1.clean.shards import Benchmarks, MatchJob, SignJob, match_shard, problems_of, read_texts, runnable, sign_shard
+from phi1.clean.twins import find_twins, functions_of, sweep_twins
 from phi1.config import Config
 from phi1.errors import Phi1Error
 from phi1.executor import map_shards
@@ -108,6 +108,9 @@ def run_clean(run_dir: Path, config: Config, force: bool = False) -> dict[str, A
     problems = list(problems_of(_benchmarks(cfg)))
     with stage.timed("decontaminate_s"):
         found = _decontaminate(run_dir, config, encoder_spec, shards, reason, problems)
+    for doc, (d, _) in found.cause.items():  # removed for the first detector that fired
+        if reason[doc] == 0:
+            reason[doc] = REASONS.index(f"benchmark_{DETECTORS[d]}")
     with stage.timed("filter_s"):
         rows_sample, removed = _write_outputs(stage, shards, reason, dup_of, found.cause, problems)
     named = {d for _, d in found.best_ast.values()} | set(found.max_cos_doc if found.max_cos_doc is not None else [])
@@ -206,7 +209,6 @@ class Found:
     twins: dict[int, int] = field(default_factory=dict)
     max_cos: np.ndarray | None = None
     max_cos_doc: np.ndarray | None = None
-    ids: dict[int, str] = field(default_factory=dict)  # the documents named in the table
 
     def add(self, doc: int, problem: int, detector: str, score: float, fires: bool) -> None:
         if detector == "ast" and score > self.best_ast.get(problem, (0.0, -1))[0]:
@@ -255,7 +257,8 @@ def _decontaminate(
     vectors = _Vectors(run_dir, config, spec, problems)
     by_name: dict[int, list[tuple[float, int, int, Any]]] = {}  # problem -> [(score, shard, order, function)]
     by_cosine: dict[int, tuple[float, int, int, int]] = {}  # problem -> (cos, shard, order, doc)
-    arities = _runnable(_benchmarks(cfg))[1]
+    arities = runnable(_benchmarks(cfg))[1]
+    tests = [(p.entry_point, p.test) for p in problems]
     with _sandbox(config) as sandbox:
         results = map_shards(match_shard, jobs, config.executor, "decontaminating")
         for k, (shard, job, result) in enumerate(zip(shards, jobs, results, strict=True)):
@@ -270,7 +273,7 @@ def _decontaminate(
             if sandbox is None:
                 continue
             if result.swept:
-                for twin in sweep_twins(result.swept, *_tests(problems, arities), sandbox):
+                for twin in sweep_twins(result.swept, tests, arities, sandbox):
                     found.add(shard.offset + twin.sample, twin.problem, "execution", 1.0, True)
             for j, top in result.by_name.items():
                 merged = by_name.setdefault(j, [])
@@ -279,12 +282,8 @@ def _decontaminate(
                 del merged[thresholds.execution_k :]
             _nearest_by_arity(result.last_of_arity, rows, cos, arities, k, shard.offset, by_cosine)
         if sandbox is not None:
-            _run_candidates(shards, by_name, by_cosine, problems, sandbox, found)
+            _run_candidates(shards, by_name, by_cosine, tests, arities, sandbox, found)
     return found
-
-
-def _tests(problems: list, arities: list[int | None]) -> tuple[list[tuple[str, str]], list[int | None]]:
-    return [(p.entry_point, p.test) for p in problems], arities
 
 
 def _nearest_by_arity(
@@ -321,7 +320,8 @@ def _run_candidates(
     shards: list[Shard],
     by_name: dict[int, list[tuple[float, int, int, Any]]],
     by_cosine: dict[int, tuple[float, int, int, int]],
-    problems: list,
+    tests: list[tuple[str, str]],
+    arities: list[int | None],
     sandbox: Any,
     found: Found,
     min_cosine: float = 0.75,
@@ -337,7 +337,6 @@ def _run_candidates(
     for j, (score, k, order, doc) in sorted(by_cosine.items()):
         if score >= min_cosine and not any(kk == k and o == order for _, kk, o, _ in by_name.get(j, [])):
             wanted.setdefault(k, []).append((doc, j))
-    arities = [entry_arity(p.solution, p.entry_point) if p.entry_point and p.test else None for p in problems]
     for k, docs in sorted(wanted.items()):
         shard = shards[k]
         rows = np.array([doc - shard.offset for doc, _ in docs])
@@ -346,7 +345,6 @@ def _run_candidates(
             if last:
                 pairs.append((len(functions), j))
                 functions.append(last[-1])
-    tests = [(p.entry_point, p.test) for p in problems]
     for twin in find_twins(functions, tests, pairs, sandbox):
         found.add(twin.sample, twin.problem, "execution", 1.0, True)
 
@@ -417,9 +415,6 @@ def _write_outputs(
     """The kept documents, one output shard per input shard that keeps any, and removed.parquet: every
     removed document with its reason and what it duplicates or resembles. (The first shard's rows, for the
     card; counts by reason.)"""
-    for doc, (d, _) in cause.items():
-        if reason[doc] == 0:
-            reason[doc] = REASONS.index(f"benchmark_{DETECTORS[d]}")
     names = _ids_of(shards, set(np.unique(dup_of[dup_of >= 0]).tolist()))
     sample: list[dict[str, Any]] = []
     written = 0

@@ -92,11 +92,7 @@ def text_hits(
                 counts[j] = counts.get(j, 0) + 1
         out.extend((i, j, "ngram", float(n), True) for j, n in counts.items())
 
-    owner, shapes = [], []
-    for i, (text, kind) in enumerate(zip(texts, kinds, strict=True)):
-        for shape in sample_shapes(text, kind, thresholds.ast_min_nodes):
-            owner.append(i)
-            shapes.append(shape)
+    owner, shapes = _shapes(texts, kinds, thresholds.ast_min_nodes)
     bench_owner, bench_shapes = _bench_shapes(tuple(problems), thresholds.ast_min_nodes)
     floor = min(thresholds.ast, ast_floor if ast_floor is not None else thresholds.ast)
     for f, b, tau in ast_matches(shapes, bench_shapes, floor, workers):
@@ -111,10 +107,15 @@ def _ngram_index(problems: tuple[BenchmarkProblem, ...], n: int) -> dict[tuple[s
 
 @lru_cache(maxsize=4)
 def _bench_shapes(problems: tuple[BenchmarkProblem, ...], min_nodes: int) -> tuple[list[int], list[str]]:
+    return _shapes([p.solution for p in problems], ["code"] * len(problems), min_nodes)
+
+
+def _shapes(texts: Sequence[str], kinds: Sequence[str], min_nodes: int) -> tuple[list[int], list[str]]:
+    """Every function shape of the texts, and the index of the text each came from."""
     owner, shapes = [], []
-    for j, p in enumerate(problems):
-        for shape in sample_shapes(p.solution, "code", min_nodes):
-            owner.append(j)
+    for i, (text, kind) in enumerate(zip(texts, kinds, strict=True)):
+        for shape in sample_shapes(text, kind, min_nodes):
+            owner.append(i)
             shapes.append(shape)
     return owner, shapes
 

@@ -36,7 +36,7 @@ def problems_of(spec: Benchmarks) -> tuple[BenchmarkProblem, ...]:
 
 
 @lru_cache(maxsize=2)
-def _runnable(spec: Benchmarks) -> tuple[NameIndex, list[int | None]]:
+def runnable(spec: Benchmarks) -> tuple[NameIndex, list[int | None]]:
     """The entry points' name index, and each problem's arity (None: it cannot be run)."""
     problems = problems_of(spec)
     arities = [entry_arity(p.solution, p.entry_point) if p.entry_point and p.test else None for p in problems]
@@ -97,7 +97,7 @@ def match_shard(job: MatchJob) -> ShardMatches:
     out = ShardMatches([(int(rows[i]), j, d, s, f) for i, j, d, s, f in found])
     if not job.execution:
         return out
-    index, arities = _runnable(job.benchmarks)
+    index, arities = runnable(job.benchmarks)
     order = 0
     for row, text in zip(rows.tolist(), texts, strict=True):
         functions = functions_of(text, job.kind, row)
@@ -119,8 +119,7 @@ def match_shard(job: MatchJob) -> ShardMatches:
 
 def _keep_top(heap: list[tuple[float, int, Function]], item: tuple[float, int, Function], k: int) -> None:
     """A min-heap of the k largest (score, order); Function never takes part in the comparison."""
-    entry = (item[0], item[1], item[2])
     if len(heap) < k:
-        heapq.heappush(heap, entry)  # type: ignore[misc]
+        heapq.heappush(heap, item)  # type: ignore[misc]
     elif (item[0], item[1]) > (heap[0][0], heap[0][1]):
-        heapq.heapreplace(heap, entry)  # type: ignore[misc]
+        heapq.heapreplace(heap, item)  # type: ignore[misc]
