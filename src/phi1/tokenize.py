@@ -205,24 +205,30 @@ def tokenize_shard(job: ShardJob) -> np.ndarray:
 
 
 def _encode_rows(tok: Any, part: list[dict[str, Any]]) -> tuple[list[list[int]], list[list[int]]]:
-    eos = tok.eos_token_id
+    """Token ids of each row followed by EOS, and its solution mask: exercises as prompt then solution."""
     rows: list[list[int]] = [[] for _ in part]
     masks: list[list[int]] = [[] for _ in part]
     ex = [i for i, d in enumerate(part) if d["kind"] == "exercise"]
     other = [i for i, d in enumerate(part) if d["kind"] != "exercise"]
-    if ex:
-        prompts = tok([part[i]["prompt"] or "" for i in ex], add_special_tokens=False)["input_ids"]
-        sols = tok([part[i]["solution"] or part[i]["text"] for i in ex], add_special_tokens=False)["input_ids"]
-        for i, p, s in zip(ex, prompts, sols, strict=True):
-            rows[i] = [*p, *s, eos]
-            masks[i] = [0] * len(p) + [1] * (len(s) + 1)
-    if other:
-        for i, ids in zip(
-            other, tok([part[i]["text"] for i in other], add_special_tokens=False)["input_ids"], strict=True
-        ):
-            rows[i] = [*ids, eos]
-            masks[i] = [0] * (len(ids) + 1)
+    for chosen, encode in ((ex, _encode_exercises), (other, _encode_texts)):
+        if chosen:
+            for i, ids, mask in zip(chosen, *encode(tok, [part[i] for i in chosen]), strict=True):
+                rows[i], masks[i] = ids, mask
     return rows, masks
+
+
+def _encode_exercises(tok: Any, part: list[dict[str, Any]]) -> tuple[list[list[int]], list[list[int]]]:
+    eos = tok.eos_token_id
+    prompts = tok([d["prompt"] or "" for d in part], add_special_tokens=False)["input_ids"]
+    sols = tok([d["solution"] or d["text"] for d in part], add_special_tokens=False)["input_ids"]
+    rows = [[*p, *s, eos] for p, s in zip(prompts, sols, strict=True)]
+    masks = [[0] * len(p) + [1] * (len(s) + 1) for p, s in zip(prompts, sols, strict=True)]
+    return rows, masks
+
+
+def _encode_texts(tok: Any, part: list[dict[str, Any]]) -> tuple[list[list[int]], list[list[int]]]:
+    rows = [[*ids, tok.eos_token_id] for ids in tok([d["text"] for d in part], add_special_tokens=False)["input_ids"]]
+    return rows, [[0] * len(r) for r in rows]
 
 
 def _assemble(
@@ -272,7 +278,6 @@ def _encode_to(
 ) -> int:
     """Tokenize `docs` into `path` (and `path`.mask.bin: 1 on solution tokens), each document followed by EOS,
     written batch by batch: memory holds one batch's tokens, never the set's. The number of tokens."""
-    eos = tok.eos_token_id
     batch = 256
     mask_path = path.with_name(path.name.replace(".bin", ".mask.bin"))
     tmp, mask_tmp = path.with_suffix(".tmp"), mask_path.with_suffix(".tmp")
@@ -284,14 +289,9 @@ def _encode_to(
     ):
         for start in range(0, len(docs), batch):
             part = docs[start : start + batch]
+            rows, masks = (_encode_exercises if solution_mask else _encode_texts)(tok, part)
             if solution_mask:
-                prompts = tok([d["prompt"] or "" for d in part], add_special_tokens=False)["input_ids"]
-                sols = tok([d["solution"] or d["text"] for d in part], add_special_tokens=False)["input_ids"]
-                rows = [[*p, *s, eos] for p, s in zip(prompts, sols, strict=True)]
-                masks = [[0] * len(p) + [1] * (len(s) + 1) for p, s in zip(prompts, sols, strict=True)]
                 np.array([m for row in masks for m in row], dtype=np.uint8).tofile(mask_out)
-            else:
-                rows = [[*ids, eos] for ids in tok([d["text"] for d in part], add_special_tokens=False)["input_ids"]]
             flat = np.array([t for row in rows for t in row], dtype=dtype)
             flat.tofile(out)
             total += flat.size

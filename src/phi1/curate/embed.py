@@ -216,22 +216,20 @@ def embed_corpus(
         for k, shard in enumerate(shards)
     ]
     todo = [job for job in jobs if not (Path(job.vectors).exists() and Path(job.ids).exists())]
+    embedded = 0
     with stage.timed("embed_s"):
         if executor is not None and executor.kind == "ray":
-            for _ in map_shards(embed_shard, todo, executor, "embedding", num_gpus=gpus_per_task(executor)):
-                pass
-        else:
+            embedded = sum(map_shards(embed_shard, todo, executor, "embedding", num_gpus=gpus_per_task(executor)))
+        elif todo:
+            # One encoder for this stage, let go when it ends (the cached one is for Ray's long-lived workers).
+            encoder = load_encoder(cfg.encoder, cfg.max_tokens, cfg.device, cfg.bf16)
             with progress_bar(total, "embedding", unit="files") as advance:
                 advance(total - sum(int(_num_rows(Path(job.shard))) for job in todo))
                 for job in todo:
-                    embed_shard(job, advance)
+                    embedded += embed_shard(job, advance, encoder)
     dim = int(np.load(stage.path / "emb-00000.npy", mmap_mode="r").shape[1]) if shards else 0
     return stage.finish(
-        counts={
-            "documents": total,
-            "embedded_this_run": sum(int(_num_rows(Path(job.shard))) for job in todo),
-            "shards": len(shards),
-        },
+        counts={"documents": total, "embedded_this_run": embedded, "shards": len(shards)},
         encoder=cfg.encoder,
         dim=dim,
         precision=resolve(cfg.bf16, cfg.device).as_dict(),
@@ -247,10 +245,10 @@ class EmbedJob:
     cfg: CurateConfig
 
 
-def embed_shard(job: EmbedJob, advance: Callable[[int], None] | None = None) -> int:
+def embed_shard(job: EmbedJob, advance: Callable[[int], None] | None = None, encoder: Encoder | None = None) -> int:
     """One corpus shard's embeddings, written next to its ids; the number of files."""
     cfg = job.cfg
-    encoder = _encoder(cfg.encoder, cfg.max_tokens, cfg.device, cfg.bf16)
+    encoder = encoder or _encoder(cfg.encoder, cfg.max_tokens, cfg.device, cfg.bf16)
     rows = list(read_shards([Path(job.shard)], ["id", "text"]))
     budget = cfg.embed_batch_size * cfg.max_tokens
     vectors = encode(encoder, [r["text"] for r in rows], cfg.chunking, cfg.max_chunks, budget, advance)
