@@ -10,9 +10,14 @@ fresh process whose peak memory (the whole process tree, polled) is measured.
 Targets: peak RSS at 4N / peak RSS at N <= 1.25; time at 4N / (4 x time at N) <= 1.15; of the planted
 duplicate pairs that reach clean (both files kept by selection), recall >= 0.95 and precision >= 0.95 of
 the removals as duplicates. The MiniLM embedding path (GPU-bound at scale, ~45 files/s on 2 CPU cores) is
-checked for memory apart, on the first n and 4n files of the N corpus: peak RSS at 4n / at n <= 1.25.
+checked for memory apart, on the first n and 4n files of the N corpus: peak RSS at 4n / at n <= 1.25. So are
+the synthetic stages (offline teacher, every exercise run in the sandbox, shards of 500 seeds): s textbook
+sections and s/4 exercises against 4s and s: peak RSS of the phi1 process at 4s / at s <= 1.25 (the programs
+under test in the sandbox are apart: each is capped by the sandbox's memory limit, and the heaviest of 4s
+exercises is heavier than the heaviest of s, which says nothing of phi1).
 
     .venv/bin/python benchmarks/scale.py [--files 50000] [--workdir /tmp/phi1-scale] [--minilm-files 500]
+                                         [--synth-samples 2000]
 """
 
 from __future__ import annotations
@@ -162,8 +167,26 @@ def run_minilm(run_dir: Path, corpus: Path, n: int) -> dict[str, float]:
     return {"embed": time.perf_counter() - start}
 
 
-def _tree_rss(pid: int) -> int:
-    """Resident bytes of a process and all its descendants (from /proc)."""
+def run_synth(run_dir: Path, n: int) -> dict[str, float]:
+    """n textbook sections and n/4 exercises (verified in the sandbox) with the offline teacher; seconds."""
+    from phi1.config import load_config
+    from phi1.synth.exercises import synth_exercises
+    from phi1.synth.textbook import synth_textbook
+    from phi1.teacher import make_teacher
+
+    config = load_config(
+        None, [f"synth.textbook_samples={n}", f"synth.exercise_samples={n // 4}", "synth.shard_size=500"]
+    )
+    teacher = make_teacher(config.teacher, None)  # no cache: the answers are made, not looked up
+    start = time.perf_counter()
+    synth_textbook(run_dir, config, teacher)
+    middle = time.perf_counter()
+    synth_exercises(run_dir, config, teacher)
+    return {"textbook": middle - start, "exercises": time.perf_counter() - middle}
+
+
+def _tree_rss(pid: int) -> tuple[int, int]:
+    """Resident bytes of a process and all its descendants, and of the process alone (from /proc)."""
     children: dict[int, list[int]] = {}
     rss: dict[int, int] = {}
     for entry in os.listdir("/proc"):
@@ -181,24 +204,25 @@ def _tree_rss(pid: int) -> int:
         p = todo.pop()
         total += rss.get(p, 0)
         todo += children.get(p, [])
-    return total
+    return total, rss.get(pid, 0)
 
 
-def measure(run_dir: Path, corpus: Path, minilm_files: int = 0) -> dict[str, float]:
-    """run_stages (or run_minilm on that many files) in a fresh process; its seconds per stage and the peak
-    RSS of its process tree."""
+def measure(run_dir: Path, corpus: Path, minilm_files: int = 0, synth: int = 0) -> dict[str, float]:
+    """run_stages (or run_minilm on that many files, or run_synth on that many samples) in a fresh process;
+    its seconds per stage and the peak RSS of its process tree, and of the process alone."""
     shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir(parents=True)
     out = run_dir / "times.json"
-    cmd = [sys.executable, __file__, "--stages", str(run_dir), str(corpus), str(out), str(minilm_files)]
+    cmd = [sys.executable, __file__, "--stages", str(run_dir), str(corpus), str(out), str(minilm_files), str(synth)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
-    peak = 0
+    peak = own = 0
     while proc.poll() is None:
-        peak = max(peak, _tree_rss(proc.pid))
+        tree, alone = _tree_rss(proc.pid)
+        peak, own = max(peak, tree), max(own, alone)
         time.sleep(0.2)
     if proc.returncode:
         raise SystemExit(f"the stages failed on {corpus} (exit {proc.returncode})")
-    return {**json.loads(out.read_text()), "peak_rss": peak}
+    return {**json.loads(out.read_text()), "peak_rss": peak, "peak_own_rss": own}
 
 
 def duplicates_found(run_dir: Path, corpus: Path, planted: dict[str, str]) -> tuple[float, float, int]:
@@ -237,14 +261,20 @@ def result(name: str, value: float, baseline: float, target: float, higher_is_be
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--stages":
         run_dir, corpus, out = (Path(a) for a in sys.argv[2:5])
-        minilm_files = int(sys.argv[5])
-        times = run_minilm(run_dir, corpus, minilm_files) if minilm_files else run_stages(run_dir, corpus)
+        minilm_files, synth = int(sys.argv[5]), int(sys.argv[6])
+        if synth:
+            times = run_synth(run_dir, synth)
+        elif minilm_files:
+            times = run_minilm(run_dir, corpus, minilm_files)
+        else:
+            times = run_stages(run_dir, corpus)
         Path(out).write_text(json.dumps(times))
         return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--files", type=int, default=50_000)
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/phi1-scale"))
     parser.add_argument("--minilm-files", type=int, default=500, help="n for the MiniLM memory check (n and 4n)")
+    parser.add_argument("--synth-samples", type=int, default=2000, help="s for the synth memory check (s and 4s)")
     args = parser.parse_args()
     began = time.perf_counter()
     rows = {}
@@ -277,6 +307,13 @@ def main() -> None:
             row = minilm[k] = measure(args.workdir / f"minilm-{k}", args.workdir / f"corpus-{args.files}", k)
             print(f"MiniLM embedding of {k} files: {row['embed']:.1f} s, {k / row['embed']:.0f} files/s, "
                   f"peak RSS {row['peak_rss'] / 2**20:.0f} MiB", flush=True)  # fmt: skip
+    synth = {}
+    if args.synth_samples:
+        for k in (args.synth_samples, 4 * args.synth_samples):
+            row = synth[k] = measure(args.workdir / f"synth-{k}", Path(), synth=k)
+            print(f"synth of {k} textbook sections: {row['textbook']:.1f} s, {k // 4} exercises: "
+                  f"{row['exercises']:.1f} s, peak RSS {row['peak_own_rss'] / 2**20:.0f} MiB "
+                  f"({row['peak_rss'] / 2**20:.0f} MiB with the sandboxed programs)", flush=True)  # fmt: skip
     print(f"the benchmark took {(time.perf_counter() - began) / 60:.1f} min", flush=True)
     t_n = sum(rows["N"][s] for s in STAGES)
     t_4n = sum(rows["4N"][s] for s in STAGES)
@@ -287,6 +324,9 @@ def main() -> None:
     if minilm:
         small, large = (minilm[k]["peak_rss"] / 2**20 for k in sorted(minilm))
         print(result("minilm_peak_rss_4n_over_n", large, small, 1.25))
+    if synth:
+        small, large = (synth[k]["peak_own_rss"] / 2**20 for k in sorted(synth))
+        print(result("synth_peak_rss_4n_over_n", large, small, 1.25))
 
 
 if __name__ == "__main__":

@@ -66,6 +66,37 @@ def test_textbook_and_exercises_have_the_configured_counts_and_code_parses(synth
         assert "| records |" in card and "## topic" in card and "## Examples" in card
 
 
+def test_synth_writes_a_shard_every_shard_size_rows_with_the_same_rows(synth_run, tmp_path: Path) -> None:
+    run_dir, textbook, exercises = synth_run
+    cfg = load_config(None, ["synth.textbook_samples=60", "synth.exercise_samples=80", "synth.shard_size=25"])
+    teacher = make_teacher(cfg.teacher, run_dir / "cache.sqlite")
+    book, ex = synth_textbook(tmp_path, cfg, teacher), synth_exercises(tmp_path, cfg, teacher)
+    sizes = {"textbook": [25, 25, 10], "exercises": [25, 25, 25, 5]}
+    for name, m, whole in (("textbook", book, textbook), ("exercises", ex, exercises)):
+        shards = sorted((tmp_path / name).glob("data-*.parquet"))
+        assert [pq.read_metadata(s).num_rows for s in shards] == sizes[name]
+        assert read_table(tmp_path / name).equals(read_table(run_dir / name))
+        assert m["counts"] == whole["counts"] and m["diversity"] == whole["diversity"]
+        card = (tmp_path / name / "README.md").read_text()
+        assert f"| records | {len(read_table(run_dir / name))} |" in card
+
+
+def test_an_interrupted_synth_stage_resumes_from_its_last_shard(synth_run, tmp_path: Path) -> None:
+    run_dir, textbook, _ = synth_run
+    cfg = load_config(None, ["synth.textbook_samples=60", "synth.exercise_samples=80", "synth.shard_size=25"])
+    synth_textbook(tmp_path, cfg, make_teacher(cfg.teacher, tmp_path / "first.sqlite"))
+    # As a kill after two shards leaves it: the stage running, its third shard not written.
+    (tmp_path / "textbook" / "data-00002.parquet").unlink()
+    manifest_path = tmp_path / "textbook" / "manifest.json"
+    manifest_path.write_text(manifest_path.read_text().replace('"complete"', '"running"'))
+    teacher = make_teacher(cfg.teacher, tmp_path / "second.sqlite")  # an empty cache: every call is paid
+    m = synth_textbook(tmp_path, cfg, teacher)
+    assert teacher.usage.requests == 10  # only the unfinished shard's seeds were asked again
+    assert read_table(tmp_path / "textbook").equals(read_table(run_dir / "textbook"))
+    assert m["counts"] == textbook["counts"]
+    assert m["teacher"]["requests"] == 60  # the stage's whole cost, finished shards included
+
+
 def test_diversity_is_measured(synth_run) -> None:
     _, textbook, exercises = synth_run
     for m in (textbook, exercises):
@@ -211,7 +242,8 @@ def test_clean_removes_duplicates_and_benchmark_lookalikes(tmp_path: Path) -> No
     assert sim["HumanEval/10"]["ngram_hits"] == 1
     assert not sim["HumanEval/120"]["similar_to_training"]
     assert m["benchmarks"]["humaneval"]["problems"] == 164
-    assert (tmp_path / "clean" / "README.md").exists()
+    card = (tmp_path / "clean" / "README.md").read_text()  # of every output shard, not the first one
+    assert "| records | 5 |" in card and "## kind (2 distinct)" in card
 
 
 def test_ast_similarity_ignores_names_and_catches_copies() -> None:

@@ -124,6 +124,7 @@ class SynthConfig(Section):
     max_tokens: int = Field(1500, ge=64)
     verify_timeout_s: float = Field(10.0, gt=0)
     workers: int | None = Field(None, ge=1)  # sandboxes in parallel (default: CPU cores)
+    shard_size: int = Field(5_000, ge=1)  # seeds per output shard: memory holds one shard's rows
 
 
 class CleanConfig(Section):

@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from phi1.cards import write_card
+from phi1.cards import CardStats, write_card
 from phi1.clean.contamination import DETECTORS, Thresholds
 from phi1.clean.dedup import duplicate_of, first_copies
 from phi1.clean.shards import Benchmarks, MatchJob, SignJob, match_shard, problems_of, read_texts, runnable, sign_shard
@@ -112,7 +112,7 @@ def run_clean(run_dir: Path, config: Config, force: bool = False) -> dict[str, A
         if reason[doc] == 0:
             reason[doc] = REASONS.index(f"benchmark_{DETECTORS[d]}")
     with stage.timed("filter_s"):
-        rows_sample, removed = _write_outputs(stage, shards, reason, dup_of, found.cause, problems)
+        card, removed = _write_outputs(stage, shards, reason, dup_of, found.cause, problems)
     named = {d for _, d in found.best_ast.values()} | set(found.max_cos_doc if found.max_cos_doc is not None else [])
     similarity = _similarity_table(
         problems, found, cfg.ast_threshold, _ids_of(shards, {int(d) for d in named if d >= 0})
@@ -153,9 +153,8 @@ def run_clean(run_dir: Path, config: Config, force: bool = False) -> dict[str, A
         "Every training source together (exercises, textbook, curated code), deduplicated (exact and MinHash) "
         "and decontaminated against the benchmarks (13-gram overlap, embedding similarity, AST similarity, "
         "execution). `kind` is code, textbook or exercise; removed.parquet names what was removed and why.",
-        rows_sample,
+        card,
         manifest,
-        ("kind",),
     )
     return manifest
 
@@ -411,12 +410,12 @@ def _write_outputs(
     dup_of: np.ndarray,
     cause: dict[int, tuple[int, int]],
     problems: list,
-) -> tuple[list[dict[str, Any]], dict[str, int]]:
+) -> tuple[CardStats, dict[str, int]]:
     """The kept documents, one output shard per input shard that keeps any, and removed.parquet: every
-    removed document with its reason and what it duplicates or resembles. (The first shard's rows, for the
-    card; counts by reason.)"""
+    removed document with its reason and what it duplicates or resembles. (What the card says of the kept
+    documents; counts by reason.)"""
     names = _ids_of(shards, set(np.unique(dup_of[dup_of >= 0]).tolist()))
-    sample: list[dict[str, Any]] = []
+    card = CardStats(("kind",))
     written = 0
     removed_writer = None
     try:
@@ -441,8 +440,7 @@ def _write_outputs(
                     schema=SCHEMA,
                 )
                 pq.write_table(out, stage.shard_path(written))
-                if written == 0:
-                    sample = out.slice(0, 50).to_pylist()
+                card.add(out)
                 written += 1
             gone = np.flatnonzero(codes != 0)
             if len(gone):
@@ -475,7 +473,7 @@ def _write_outputs(
     if written == 0:
         write_shard(stage.shard_path(0), [], SCHEMA)
     counts = np.bincount(reason, minlength=len(REASONS))
-    return sample, {REASONS[c]: int(counts[c]) for c in range(1, len(REASONS)) if counts[c]}
+    return card, {REASONS[c]: int(counts[c]) for c in range(1, len(REASONS)) if counts[c]}
 
 
 def _ids_of(shards: list[Shard], docs: set[int]) -> dict[int, str]:

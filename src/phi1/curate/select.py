@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from phi1.cards import write_card
+from phi1.cards import CardStats, write_card
 from phi1.config import CurateConfig
 from phi1.curate.classifier import edu_probability, load_model
 from phi1.errors import Phi1Error
@@ -65,7 +65,8 @@ def select(
     all_sizes = np.concatenate(sizes) if sizes else np.zeros(0)
     mask = keep_mask(doc_scores, all_sizes, cfg)
     kept = int(mask.sum())
-    sample = _write_kept(stage, shards, scores, np.split(mask, np.cumsum([len(x) for x in scores])[:-1]))
+    card = CardStats()
+    _write_kept(stage, shards, scores, np.split(mask, np.cumsum([len(x) for x in scores])[:-1]), card)
     hist, edges = np.histogram(doc_scores, bins=10, range=(0.0, 1.0))
     counts = corpus_manifest.get("counts", {})
     skipped = counts.get("skipped", {})
@@ -92,9 +93,8 @@ def select(
         "Curated code",
         "Files of the corpus the classifier rates as educational (`edu_score`, the probability of a teacher "
         f"score >= {cfg.score_threshold}), kept by `curate.keep = {cfg.keep}`.",
-        sample,
+        card,
         manifest,
-        totals=(kept, funnel["kept_bytes"]),
     )
     return manifest
 
@@ -121,19 +121,16 @@ SHARD_ROWS = 5_000
 
 
 def _write_kept(
-    stage: Stage, shards: list[Path], scores: list[np.ndarray], masks: list[np.ndarray]
-) -> list[dict[str, Any]]:
-    """Copy the kept rows, in corpus order, into shards of SHARD_ROWS rows; the first shard's rows (for the
-    dataset card)."""
+    stage: Stage, shards: list[Path], scores: list[np.ndarray], masks: list[np.ndarray], card: CardStats
+) -> None:
+    """Copy the kept rows, in corpus order, into shards of SHARD_ROWS rows, each counted for the card."""
     pending: list[dict[str, Any]] = []
     written = 0
-    sample: list[dict[str, Any]] = []
 
     def flush(rows: list[dict[str, Any]]) -> None:
-        nonlocal written, sample
+        nonlocal written
         write_shard(stage.shard_path(written), rows, SCHEMA)
-        if written == 0:
-            sample = rows
+        card.add(rows)
         written += 1
 
     for shard, shard_scores, mask in zip(shards, scores, masks, strict=True):
@@ -146,4 +143,3 @@ def _write_kept(
             pending = pending[SHARD_ROWS:]
     if pending or written == 0:
         flush(pending)
-    return sample

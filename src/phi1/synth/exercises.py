@@ -12,14 +12,15 @@ from typing import Any
 import pyarrow as pa
 
 from phi1 import prompts
-from phi1.cards import write_card
-from phi1.config import Config
+from phi1.cards import CardStats, write_card
+from phi1.config import Config, SynthConfig
 from phi1.markdown import code_blocks
 from phi1.records import content_id
-from phi1.rundir import Stage, write_shard
+from phi1.rundir import Stage
 from phi1.sandbox import Limits, Mode, Sandbox
 from phi1.synth.seeds import Seed, make_seeds
-from phi1.synth.textbook import SEED_COLUMNS, diversity, synth_key
+from phi1.synth.shards import ShardResult, write_shards
+from phi1.synth.textbook import SEED_COLUMNS, synth_key
 from phi1.teacher import Params, Request, Teacher, Usage
 
 SCHEMA = pa.schema(
@@ -108,58 +109,33 @@ def synth_exercises(
     if stage.is_complete() and not force:
         return stage.manifest() or {}
     stage.begin(cfg, {}, force=force)
-    seeds = make_seeds(cfg, cfg.exercise_samples, config.seed, "exercise")
-    by_index = {s.index: s for s in seeds}
-    usage = Usage()
-    rejected: dict[str, int] = {}
-    parsed: list[tuple[Seed, Exercise]] = []
-    with stage.timed("teacher_s"):
-        requests = [exercise_request(s, cfg.temperature, cfg.max_tokens) for s in seeds]
-        for response in teacher.generate(requests, usage, progress="writing exercises"):
-            seed = by_index[response.request.sample]
-            result = parse_exercise(response.text, seed.function_name) if response.ok else "teacher_error"
-            if isinstance(result, str):
-                rejected[result] = rejected.get(result, 0) + 1
-            else:
-                parsed.append((seed, result))
-    parsed.sort(key=lambda p: p[0].index)
-    rows: list[dict[str, Any]] = []
-    with stage.timed("verify_s"), Sandbox(workers=cfg.workers or Sandbox.default_workers(), mode=sandbox_mode) as sb:
-        limits = Limits(timeout_s=cfg.verify_timeout_s)
-        for i, verdict in sb.map([[ex.code, ex.tests] for _, ex in parsed], limits):
-            seed, ex = parsed[i]
-            if not verdict.passed:
-                reason = {"failed": "failed_tests", "error": "error", "timeout": "timeout", "killed": "killed"}[
-                    verdict.status
-                ]
-                rejected[reason] = rejected.get(reason, 0) + 1
-                continue
-            text = ex.prompt + ex.solution
-            rows.append(
-                {
-                    "id": content_id(text),
-                    "text": text,
-                    "source": "exercises",
-                    "kind": "exercise",
-                    "prompt": ex.prompt,
-                    "solution": ex.solution,
-                    "tests": ex.tests,
-                    "entry_point": ex.entry_point,
-                    "verified": True,
-                    "topic": seed.topic,
-                    "subtopic": seed.subtopic,
-                    "audience": seed.audience,
-                    "style": seed.style,
-                    "constraint": seed.constraint,
-                    "seed_index": seed.index,
-                }
-            )
-    rows.sort(key=lambda r: r["seed_index"])
-    write_shard(stage.shard_path(0), rows, SCHEMA)
+    limits = Limits(timeout_s=cfg.verify_timeout_s)
+
+    def shard(indices: range) -> ShardResult:
+        seeds = make_seeds(cfg, indices.stop, config.seed, "exercise", start=indices.start)
+        result = ShardResult([], {"requested": len(seeds), "parsed": 0, "verified": 0, "rejected": {}})
+        rejected = result.counts["rejected"]
+        with stage.timed("teacher_s"):
+            parsed = _ask(teacher, seeds, cfg, result.usage, rejected)
+        with stage.timed("verify_s"):
+            for i, verdict in sandbox.map([[ex.code, ex.tests] for _, ex in parsed], limits):
+                seed, ex = parsed[i]
+                if verdict.passed:
+                    result.rows.append(exercise_row(seed, ex))
+                else:
+                    reason = VERDICT_REASONS[verdict.status]
+                    rejected[reason] = rejected.get(reason, 0) + 1
+        result.rows.sort(key=lambda r: r["seed_index"])
+        result.counts.update(parsed=len(parsed), verified=len(result.rows))
+        return result
+
+    card = CardStats((*SEED_COLUMNS[:3], "constraint"))
+    with Sandbox(workers=cfg.workers or Sandbox.default_workers(), mode=sandbox_mode) as sandbox:
+        totals = write_shards(stage, cfg.exercise_samples, cfg.shard_size, shard, SCHEMA, card)
     manifest = stage.finish(
-        counts={"requested": len(seeds), "parsed": len(parsed), "verified": len(rows), "rejected": rejected},
-        diversity=diversity(rows) if rows else {},
-        teacher={**teacher.describe(), **usage.as_dict()},
+        counts=totals.counts or {"requested": 0, "parsed": 0, "verified": 0, "rejected": {}},
+        diversity=totals.diversity.result(),
+        teacher={**teacher.describe(), **totals.usage.as_dict()},
         sandbox=sandbox_mode,
     )
     write_card(
@@ -168,8 +144,49 @@ def synth_exercises(
         f"Function-completion exercises written by the teacher `{teacher.backend}:{teacher.model}` from "
         "`phi1/prompts/exercise.md`. Each was executed against the teacher's own tests in the sandbox; only "
         "those that passed are here. `text` = signature + docstring + solution; `tests` holds the asserts.",
-        rows,
+        card,
         manifest,
-        (*SEED_COLUMNS[:3], "constraint"),
     )
     return manifest
+
+
+VERDICT_REASONS = {"failed": "failed_tests", "error": "error", "timeout": "timeout", "killed": "killed"}
+
+
+def _ask(
+    teacher: Teacher, seeds: list[Seed], cfg: SynthConfig, usage: Usage, rejected: dict[str, int]
+) -> list[tuple[Seed, Exercise]]:
+    """The seeds' exercises that parse, in seed order; the reasons the others were rejected."""
+    by_index = {s.index: s for s in seeds}
+    parsed: list[tuple[Seed, Exercise]] = []
+    requests = [exercise_request(s, cfg.temperature, cfg.max_tokens) for s in seeds]
+    for response in teacher.generate(requests, usage, progress="writing exercises"):
+        seed = by_index[response.request.sample]
+        result = parse_exercise(response.text, seed.function_name) if response.ok else "teacher_error"
+        if isinstance(result, str):
+            rejected[result] = rejected.get(result, 0) + 1
+        else:
+            parsed.append((seed, result))
+    parsed.sort(key=lambda p: p[0].index)
+    return parsed
+
+
+def exercise_row(seed: Seed, ex: Exercise) -> dict[str, Any]:
+    text = ex.prompt + ex.solution
+    return {
+        "id": content_id(text),
+        "text": text,
+        "source": "exercises",
+        "kind": "exercise",
+        "prompt": ex.prompt,
+        "solution": ex.solution,
+        "tests": ex.tests,
+        "entry_point": ex.entry_point,
+        "verified": True,
+        "topic": seed.topic,
+        "subtopic": seed.subtopic,
+        "audience": seed.audience,
+        "style": seed.style,
+        "constraint": seed.constraint,
+        "seed_index": seed.index,
+    }

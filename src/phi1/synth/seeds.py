@@ -150,11 +150,12 @@ def load_topics(path: str | None) -> dict[str, list[str]]:
     return {str(k): list(v) for k, v in topics.items()}
 
 
-def make_seeds(cfg: SynthConfig, n: int, run_seed: int, kind: str) -> list[Seed]:
+def make_seeds(cfg: SynthConfig, n: int, run_seed: int, kind: str, start: int = 0) -> list[Seed]:
+    """The seeds of sample indices start, ..., n - 1."""
     topics = load_topics(cfg.topics_file)
     pairs = [(t, s) for t, subs in topics.items() for s in subs]
     seeds = []
-    for index in range(n):
+    for index in range(start, n):
         rng = random.Random(f"{run_seed}:{kind}:{index}")
         topic, subtopic = rng.choice(pairs)
         name = f"{rng.choice(VERBS)}_{rng.choice(NOUNS)}"

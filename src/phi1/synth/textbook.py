@@ -10,14 +10,14 @@ from typing import Any
 import pyarrow as pa
 
 from phi1 import prompts
-from phi1.cards import write_card
+from phi1.cards import CardStats, write_card
 from phi1.config import Config
 from phi1.markdown import code_blocks
-from phi1.minhash import mean_pairwise_similarity
 from phi1.records import content_id
-from phi1.rundir import Stage, stage_key, write_shard
+from phi1.rundir import Stage, stage_key
 from phi1.synth.seeds import Seed, make_seeds
-from phi1.teacher import Params, Request, Teacher, Usage
+from phi1.synth.shards import ShardResult, write_shards
+from phi1.teacher import Params, Request, Teacher
 
 SEED_COLUMNS = ("topic", "subtopic", "audience", "style")
 SCHEMA = pa.schema(
@@ -66,18 +66,6 @@ def check_section(text: str) -> tuple[str | None, int]:
     return None, len(blocks)
 
 
-def diversity(rows: list[dict[str, Any]], limit: int = 1000) -> dict[str, Any]:
-    sample = rows[:limit]
-    combos = {(r["topic"], r["audience"], r["style"]) for r in rows}
-    return {
-        "distinct_topic_audience_style": len(combos),
-        "distinct_topics": len({r["topic"] for r in rows}),
-        "distinct_subtopics": len({(r["topic"], r["subtopic"]) for r in rows}),
-        "mean_pairwise_minhash_similarity": round(mean_pairwise_similarity([r["text"] for r in sample]), 4),
-        "similarity_sample": len(sample),
-    }
-
-
 def synth_key(config: Config, teacher: Teacher, kind: str) -> str:
     s = config.synth
     fields = {
@@ -88,6 +76,7 @@ def synth_key(config: Config, teacher: Teacher, kind: str) -> str:
         "words": s.words_per_prompt,
         "temperature": s.temperature,
         "max_tokens": s.max_tokens,
+        "shard_size": s.shard_size,
         "seed": config.seed,
         "teacher": f"{teacher.backend}:{teacher.model}",
         "prompt": prompts.template(kind),
@@ -103,38 +92,30 @@ def synth_textbook(run_dir: Path, config: Config, teacher: Teacher, force: bool 
     if stage.is_complete() and not force:
         return stage.manifest() or {}
     stage.begin(cfg, {}, force=force)
-    seeds = make_seeds(cfg, cfg.textbook_samples, config.seed, "textbook")
-    usage = Usage()
-    dropped: dict[str, int] = {}
-    rows: list[dict[str, Any]] = []
-    with stage.timed("teacher_s"):
-        requests = [textbook_request(s, cfg.temperature, cfg.max_tokens) for s in seeds]
+
+    def shard(indices: range) -> ShardResult:
+        seeds = make_seeds(cfg, indices.stop, config.seed, "textbook", start=indices.start)
         by_index = {s.index: s for s in seeds}
-        for response in teacher.generate(requests, usage, progress="writing the textbook"):
-            seed = by_index[response.request.sample]
-            reason, n_blocks = ("teacher_error", 0) if not response.ok else check_section(response.text)
-            if reason:
-                dropped[reason] = dropped.get(reason, 0) + 1
-                continue
-            text = response.text.strip() + "\n"
-            rows.append(
-                {
-                    "id": content_id(text),
-                    "text": text,
-                    "source": "textbook",
-                    "kind": "textbook",
-                    **{k: v for k, v in seed.columns().items() if k != "index" and k != "constraint"},
-                    "seed_index": seed.index,
-                    "code_blocks": n_blocks,
-                }
-            )
-    rows.sort(key=lambda r: r["seed_index"])
-    write_shard(stage.shard_path(0), rows, SCHEMA)
-    stats = diversity(rows) if rows else {}
+        result = ShardResult([], {"requested": len(seeds), "kept": 0, "dropped": {}})
+        with stage.timed("teacher_s"):
+            requests = [textbook_request(s, cfg.temperature, cfg.max_tokens) for s in seeds]
+            for response in teacher.generate(requests, result.usage, progress="writing the textbook"):
+                seed = by_index[response.request.sample]
+                reason, n_blocks = ("teacher_error", 0) if not response.ok else check_section(response.text)
+                if reason:
+                    result.counts["dropped"][reason] = result.counts["dropped"].get(reason, 0) + 1
+                    continue
+                result.rows.append(section_row(seed, response.text, n_blocks))
+        result.rows.sort(key=lambda r: r["seed_index"])
+        result.counts["kept"] = len(result.rows)
+        return result
+
+    card = CardStats(SEED_COLUMNS)
+    totals = write_shards(stage, cfg.textbook_samples, cfg.shard_size, shard, SCHEMA, card)
     manifest = stage.finish(
-        counts={"requested": len(seeds), "kept": len(rows), "dropped": dropped},
-        diversity=stats,
-        teacher={**teacher.describe(), **usage.as_dict()},
+        counts=totals.counts or {"requested": 0, "kept": 0, "dropped": {}},
+        diversity=totals.diversity.result(),
+        teacher={**teacher.describe(), **totals.usage.as_dict()},
     )
     write_card(
         stage.path,
@@ -142,8 +123,20 @@ def synth_textbook(run_dir: Path, config: Config, teacher: Teacher, force: bool 
         f"Textbook sections written by the teacher `{teacher.backend}:{teacher.model}` from "
         "`phi1/prompts/textbook.md`, one per diversity seed (topic, subtopic, audience, style, a "
         "function name and random words). Sections whose code does not parse were dropped.",
-        rows,
+        card,
         manifest,
-        SEED_COLUMNS,
     )
     return manifest
+
+
+def section_row(seed: Seed, answer: str, n_blocks: int) -> dict[str, Any]:
+    text = answer.strip() + "\n"
+    return {
+        "id": content_id(text),
+        "text": text,
+        "source": "textbook",
+        "kind": "textbook",
+        **{k: v for k, v in seed.columns().items() if k != "index" and k != "constraint"},
+        "seed_index": seed.index,
+        "code_blocks": n_blocks,
+    }
