@@ -10,7 +10,8 @@ fresh process whose peak memory (the whole process tree, polled) is measured.
 Targets: peak RSS at 4N / peak RSS at N <= 1.25; time at 4N / (4 x time at N) <= 1.15; of the planted
 duplicate pairs that reach clean (both files kept by selection), recall >= 0.95 and precision >= 0.95 of
 the removals as duplicates. The MiniLM embedding path (GPU-bound at scale, ~45 files/s on 2 CPU cores) is
-checked for memory apart, on the first n and 4n files of the N corpus: peak RSS at 4n / at n <= 1.25. So are
+checked for memory apart, on the first n and 4n files of the N corpus in corpus shards of MINILM_SHARD files
+(both sizes span several shards, as a real corpus does): peak RSS at 4n / at n <= 1.25. So are
 the synthetic stages (offline teacher, every exercise run in the sandbox, shards of 500 seeds): s textbook
 sections and s/4 exercises against 4s and s: peak RSS of the phi1 process at 4s / at s <= 1.25 (the programs
 under test in the sandbox are apart: each is capped by the sandbox's memory limit, and the heaviest of 4s
@@ -153,6 +154,9 @@ def run_stages(run_dir: Path, corpus: Path) -> dict[str, float]:
     return times
 
 
+MINILM_SHARD = 250
+
+
 def run_minilm(run_dir: Path, corpus: Path, n: int) -> dict[str, float]:
     """The corpus's first n files through the MiniLM embedding path (what a GPU does at scale); seconds."""
     from phi1.config import load_config
@@ -160,7 +164,9 @@ def run_minilm(run_dir: Path, corpus: Path, n: int) -> dict[str, float]:
     from phi1.curate.embed import embed_corpus
 
     overrides = [s for s in settings(corpus) if not s.startswith("curate.encoder")]
-    config = load_config(None, [*overrides, f"corpus.max_files={n}", "curate.encoder=minilm"])
+    config = load_config(
+        None, [*overrides, f"corpus.max_files={n}", f"corpus.shard_size={MINILM_SHARD}", "curate.encoder=minilm"]
+    )
     build_corpus(run_dir, config.corpus)
     start = time.perf_counter()
     embed_corpus(run_dir, config.curate, corpus_stage(run_dir, config.corpus).key)

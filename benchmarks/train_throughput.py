@@ -11,6 +11,9 @@ Each side runs in a fresh process, on random tokens, after warm-up steps.
 
     .venv/bin/python benchmarks/train_throughput.py                          # CPU: small preset, target ratio >= 2
     python benchmarks/train_throughput.py --preset phi-1 --seq-len 2048 --micro-batch 8 --steps 12 --no-baseline
+    python benchmarks/train_throughput.py --preset phi-1 --seq-len 2048 --micro-batch 16 --compile --kernels liger \
+        --no-baseline                                                        # GPU: the fused loss (phi1[gpu])
+    bash benchmarks/gpu_train_sweep.sh                                       # GPU: the whole grid, one script
 """
 
 from __future__ import annotations
@@ -93,16 +96,22 @@ def worker_phi1(args: argparse.Namespace) -> dict:
             "pretrain.warmup_steps=1",
             f"pretrain.compile={str(args.compile).lower()}",
             f"pretrain.activation_checkpointing={str(args.checkpointing).lower()}",
+            f"pretrain.kernels={args.kernels}",
         ]
         if args.peak_tflops:
             sets.append(f"pretrain.peak_tflops={args.peak_tflops}")
         cfg = load_config(None, sets)
-        train(run, cfg, "pretrain")
+        manifest = train(run, cfg, "pretrain")
         rows = [json.loads(line) for line in (run / "pretrain" / "metrics.jsonl").read_text().splitlines()]
         steps = [r for r in rows if "loss" in r][args.warmup :]
     step_s = float(np.median([r["step_s"] for r in steps]))
     tokens = args.micro_batch * (args.seq_len - 1)
-    return {"tokens_per_s": tokens / step_s, "memory_gb": steps[-1]["memory_gb"], "loss": steps[-1]["loss"]}
+    return {
+        "tokens_per_s": tokens / step_s,
+        "memory_gb": max(r["memory_gb"] for r in steps),
+        "loss": steps[-1]["loss"],
+        "kernels": manifest["kernels"],
+    }
 
 
 def worker_plain(args: argparse.Namespace) -> dict:
@@ -168,6 +177,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--compile", action="store_true")
     parser.add_argument("--checkpointing", action="store_true")
+    parser.add_argument("--kernels", default="auto", choices=["auto", "torch", "liger", "cce"], help="train.kernels")
     parser.add_argument("--peak-tflops", type=float, default=None)
     parser.add_argument("--no-baseline", action="store_true")
     parser.add_argument("--worker", choices=["phi1", "plain"])
@@ -210,7 +220,7 @@ def main() -> None:
 
     auto = resolve("auto", "cuda" if on_gpu else "cpu")
     print(f"precision: auto = {auto.name} ({auto.reason})")
-    print(line(f"phi1 trainer ({auto.name})", ours))
+    print(line(f"phi1 trainer ({auto.name}, {ours['kernels']} loss{', compiled' if args.compile else ''})", ours))
     if peak and on_gpu:  # the MFU target is for GPUs; on a CPU the figure is printed for reference
         mfu = ours["tokens_per_s"] * fpt / peak
         print(

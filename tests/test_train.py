@@ -198,6 +198,7 @@ def test_tiny_pretraining_loss_falls_and_checkpoint_generates(tokens_run: Path, 
     assert len(losses) == 150 and m["final_loss"] < 0.6 * m["first_loss"], (m["first_loss"], m["final_loss"])
     assert m["final_val"]["val_loss"] < m["first_loss"] and m["grad_accumulation"] == 2
     assert (run_dir / "pretrain" / "tensorboard").exists()
+    assert m["kernels"] == "torch" and m["peak_memory_gb"] > 0  # auto on a CPU: the plain loss
 
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -341,6 +342,12 @@ def test_two_processes_match_one_process(tokens_run: Path, tmp_path: Path, cli_e
         assert a[step] == pytest.approx(b[step], rel=1e-4, abs=1e-5), (step, a[step], b[step])
 
 
+def torch_cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def test_bad_input_gives_one_clear_error(tokens_run: Path, tmp_path: Path, cli_env: dict) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -365,6 +372,16 @@ def test_bad_input_gives_one_clear_error(tokens_run: Path, tmp_path: Path, cli_e
         text=True,
     )
     assert proc.returncode == 2 and "batch_size 30 is not divisible by micro_batch_size 8" in proc.stderr
+    if not torch_cuda_available():
+        proc = subprocess.run(
+            phi1_cmd("train", "pretrain", "--run-dir", str(run), "--set", "pretrain.kernels=liger"),
+            env=cli_env,
+            capture_output=True,
+            text=True,
+        )
+        assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+        assert "train.kernels: liger runs on a CUDA GPU only" in proc.stderr
+        assert not (run / "pretrain" / "checkpoints").exists()
     with pytest.raises(Phi1Error, match="unknown preset"):
         model_config("gigantic")
 
@@ -499,3 +516,123 @@ def test_a_given_tokenizer_keeps_the_presets_embedding_rows() -> None:
     assert _vocab_rows(given, Sized(50295)) == 51200  # as microsoft/phi-1
     assert _vocab_rows(given, Sized(60000)) == 60032  # too large for the preset: rounded up to 64
     assert _vocab_rows(load_config(None, ["model.preset=phi-1"]), Sized(4000)) == 4032  # a trained BPE
+
+
+def test_kernels_auto_is_torch_off_cuda_and_a_fused_choice_fails_clearly() -> None:
+    import torch
+
+    from phi1.train.kernels import resolve_kernels
+
+    cpu = torch.device("cpu")
+    assert resolve_kernels("auto", cpu) == "torch" and resolve_kernels("torch", cpu) == "torch"
+    for choice in ("liger", "cce"):
+        with pytest.raises(Phi1Error, match=f"train.kernels: {choice} runs on a CUDA GPU only"):
+            resolve_kernels(choice, cpu)
+    with pytest.raises(Phi1Error, match="not one of auto, torch, liger, cce"):
+        resolve_kernels("triton", cpu)
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+def test_the_torch_kernels_path_is_the_loss_and_gradient_phi1_always_took(bf16: bool) -> None:
+    """CPU runs are unchanged bit for bit: the loss module's torch path against the loss as the loop took it
+    before the module existed (the model's logits, then a summed cross-entropy in fp32)."""
+    import copy
+
+    import torch
+    import torch.nn.functional as F
+    from transformers import PhiForCausalLM
+
+    from phi1.precision import resolve
+    from phi1.train.kernels import CausalLMLoss
+
+    precision = resolve("on" if bf16 else "off", "cpu")
+    torch.manual_seed(0)
+    lm = PhiForCausalLM(model_config("tiny", {"vocab_size": 512}))
+    twin = copy.deepcopy(lm)
+    x = torch.randint(0, 512, (3, 33))
+    y = x[:, 1:].clone()
+    y[0, :10] = -100  # a prompt, as in a solution-only finetune
+    loss = CausalLMLoss(lm, "torch", precision.autocast)(x, y)
+    loss.backward()
+    with precision.autocast():
+        logits = twin(input_ids=x).logits[:, :-1]
+    plain = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1), ignore_index=-100,
+                            reduction="sum")  # fmt: skip
+    plain.backward()
+    assert torch.equal(loss, plain)
+    for (name, p), q in zip(lm.named_parameters(), twin.parameters(), strict=True):
+        assert torch.equal(p.grad, q.grad), name
+
+
+def test_the_fused_path_takes_the_same_loss_from_the_hidden_states_and_output_layer() -> None:
+    """What phi1 hands a fused kernel (the final hidden states, the output layer's weight and bias, the
+    targets with the prompt masked), checked on CPU with the kernel's reference, an unfused linear +
+    cross-entropy: the loss and every gradient agree with the plain path; and cut-cross-entropy's bias fold
+    gives the output layer's logits."""
+    import copy
+
+    import torch
+    import torch.nn.functional as F
+    from transformers import PhiForCausalLM
+
+    from phi1.train.kernels import CausalLMLoss, fold_bias
+
+    def reference(hidden, weight, bias, targets):  # the signature of a fused kernel
+        return F.cross_entropy(F.linear(hidden, weight, bias).float(), targets, ignore_index=-100, reduction="sum")
+
+    torch.manual_seed(0)
+    lm = PhiForCausalLM(model_config("tiny", {"vocab_size": 512}))
+    twin = copy.deepcopy(lm)
+    x = torch.randint(0, 512, (3, 33))
+    y = x[:, 1:].clone()
+    y[1, :20] = -100
+    plain = CausalLMLoss(lm, "torch", contextlib.nullcontext)(x, y)
+    fused = CausalLMLoss(twin, "liger", contextlib.nullcontext, fused=reference)(x, y)
+    plain.backward()
+    fused.backward()
+    assert torch.allclose(plain, fused, rtol=1e-5)
+    for (name, p), q in zip(lm.named_parameters(), twin.parameters(), strict=True):
+        assert torch.allclose(p.grad, q.grad, rtol=1e-4, atol=1e-6), name
+    head = lm.get_output_embeddings()
+    hidden = torch.randn(7, head.in_features)
+    h, w = fold_bias(hidden, head.weight, head.bias)
+    assert h.shape == (7, head.in_features + 1) and torch.allclose(h @ w.T, head(hidden), atol=1e-5)
+
+
+def _fused_ready(kernels: str) -> str | None:
+    """Why the fused path cannot run here (None: it can)."""
+    import torch
+
+    from phi1.train.kernels import installed
+
+    if not torch.cuda.is_available():
+        return "no CUDA GPU on this machine: the fused kernels (Triton) run on CUDA only; NOT RUN, not passed"
+    if not installed(kernels):
+        return f"{kernels} is not installed (pip install 'phi1[gpu]'); NOT RUN, not passed"
+    return None
+
+
+@pytest.mark.parametrize("kernels", ["liger", "cce"])
+def test_fused_loss_matches_the_plain_loss_over_50_steps(kernels: str, tokens_run: Path, tmp_path: Path) -> None:
+    """On a GPU: 50 pretraining steps and 20 solution-only finetuning steps of the tiny preset, plain torch
+    against the fused kernel, loss curves within 1% at every step (bf16 tolerance)."""
+    reason = _fused_ready(kernels)
+    if reason:
+        pytest.skip(reason)
+    from phi1.train import train
+
+    curves = {}
+    for choice in ("torch", kernels):
+        run_dir = _copy_run(tokens_run, tmp_path / choice)
+        phases = ("pretrain", "finetune")
+        cfg = load_config(None, [*SETTINGS, *(f"{p}.{k}={v}" for p in phases for k, v in (
+            ("kernels", choice), ("device", "cuda"), ("log_every", 1), ("eval_every", 1000),
+            ("checkpoint_every", 1000), ("warmup_steps", 5),
+        )), "pretrain.max_steps=50", "finetune.max_steps=20", "finetune.loss_on=solution"])  # fmt: skip
+        train(run_dir, cfg, "pretrain")
+        train(run_dir, cfg, "finetune")
+        curves[choice] = (_losses(run_dir, "pretrain"), _losses(run_dir, "finetune"))
+    for plain, fused in zip(curves["torch"], curves[kernels], strict=True):
+        assert plain.keys() == fused.keys()
+        for step, value in plain.items():
+            assert abs(fused[step] - value) <= 0.01 * abs(value), (step, value, fused[step])

@@ -171,6 +171,7 @@ class TrainConfig(Section):
         {
             "micro_batch_size",
             "compile",
+            "kernels",
             "activation_checkpointing",
             "parallel",
             "device",
@@ -197,6 +198,7 @@ class TrainConfig(Section):
     dropout: float = Field(0.1, ge=0, lt=1)  # attention and residual dropout
     bf16: Bf16 = "auto"
     compile: bool = False
+    kernels: Literal["auto", "torch", "liger", "cce"] = "auto"  # the loss: fused linear + cross-entropy on CUDA
     activation_checkpointing: bool = False
     loss_on: Literal["all", "solution"] = "all"  # finetuning: the loss on solution tokens only
     parallel: Literal["ddp", "fsdp"] = "ddp"

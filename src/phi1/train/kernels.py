@@ -56,12 +56,19 @@ class CausalLMLoss(torch.nn.Module):
     output layer's use by a fused kernel as part of the model. `targets[:, i]` is the token after
     `input_ids[:, i]` (or -100), for the first seq_len - 1 positions."""
 
-    def __init__(self, lm: torch.nn.Module, kernels: Kernels, autocast: Callable[[], AbstractContextManager[Any]]):
+    def __init__(
+        self,
+        lm: torch.nn.Module,
+        kernels: Kernels,
+        autocast: Callable[[], AbstractContextManager[Any]],
+        fused: FusedLoss | None = None,
+    ) -> None:
+        """`fused`: the kernel to call (default: the one `kernels` names; None with `torch`)."""
         super().__init__()
         self.lm = lm
         self.kernels = kernels
         self.autocast = autocast
-        self._fused = _fused_loss(kernels) if kernels != "torch" else None
+        self._fused = fused or (_fused_loss(kernels) if kernels != "torch" else None)
 
     def forward(self, input_ids: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         if self._fused is None:
@@ -95,12 +102,18 @@ def _fused_loss(kernels: Kernels) -> FusedLoss:
     from cut_cross_entropy import linear_cross_entropy
 
     def cce_loss(hidden: torch.Tensor, weight: torch.Tensor, bias: Any, targets: torch.Tensor) -> torch.Tensor:
-        # cut-cross-entropy has no bias (phi's output layer has one): a column of ones on the hidden states
-        # and the bias as one more column of the weights give the same logits. Its kernels want one dtype.
-        weight = weight.to(hidden.dtype)
-        if bias is not None:
-            hidden = torch.cat([hidden, hidden.new_ones(hidden.size(0), 1)], dim=1)
-            weight = torch.cat([weight, bias.to(hidden.dtype)[:, None]], dim=1)
+        hidden, weight = fold_bias(hidden, weight.to(hidden.dtype), bias)  # its kernels want one dtype
         return linear_cross_entropy(hidden, weight, targets, ignore_index=-100, reduction="sum")
 
     return cce_loss
+
+
+def fold_bias(
+    hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """cut-cross-entropy has no bias (phi's output layer has one): a column of ones on the hidden states and
+    the bias as one more column of the weights give the same logits."""
+    if bias is None:
+        return hidden, weight
+    hidden = torch.cat([hidden, hidden.new_ones(hidden.size(0), 1)], dim=1)
+    return hidden, torch.cat([weight, bias.to(weight.dtype)[:, None]], dim=1)

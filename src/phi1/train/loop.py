@@ -21,7 +21,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from phi1.config import Config, TrainConfig
 from phi1.errors import Phi1Error
@@ -32,6 +31,7 @@ from phi1.progress import progress_bar
 from phi1.rundir import Stage, require_complete, stage_key
 from phi1.tokenize import TokenShards, load_tokenizer
 from phi1.train import checkpoint
+from phi1.train.kernels import CausalLMLoss, Kernels, resolve_kernels
 from phi1.train.schedule import linear_schedule
 
 # Dense bf16 peak FLOP/s of common accelerators, for MFU.
@@ -158,8 +158,10 @@ def train(run_dir: Path, config: Config, phase: str, resume: bool = False, force
         return stage.manifest() or {}
     dist = Dist(cfg.device)
     try:
+        # Settings that cannot run are refused before the stage's folder is touched.
+        accum, kernels = _grad_accumulation(cfg, dist, phase), _kernels(cfg, dist)
         start_from = _open_stage(stage, cfg, inputs, dist, resume, force)
-        return _train(run_dir, config, cfg, phase, stage, dist, start_from)
+        return _train(run_dir, config, cfg, phase, stage, dist, start_from, accum, kernels)
     finally:
         dist.close()
 
@@ -186,9 +188,16 @@ def _open_stage(
 
 
 def _train(
-    run_dir: Path, config: Config, cfg: TrainConfig, phase: str, stage: Stage, dist: Dist, start_from: Path | None
+    run_dir: Path,
+    config: Config,
+    cfg: TrainConfig,
+    phase: str,
+    stage: Stage,
+    dist: Dist,
+    start_from: Path | None,
+    accum: int,
+    kernels: Kernels,
 ) -> dict[str, Any]:
-    accum = _grad_accumulation(cfg, dist, phase)
     seed = config.seed if cfg.seed is None else cfg.seed
     data = TokenShards(run_dir / "tokens", phase)
     val = _optional_shards(run_dir / "tokens", f"{phase}_val", data.seq_len)
@@ -196,7 +205,8 @@ def _train(
 
     torch.manual_seed(seed)  # the same initial weights on every rank
     raw = _build_model(run_dir, config, cfg, phase, tokenizer, data)
-    model, optimizer, scheduler = _parallelize(raw, cfg, dist)
+    precision = resolve(cfg.bf16, str(dist.device))
+    model, optimizer, scheduler = _parallelize(CausalLMLoss(raw, kernels, precision.autocast), cfg, dist)
     start_step, rng = _load(start_from, raw, optimizer, scheduler, dist) if start_from else (0, None)
     # Dropout differs by rank; a resumed run continues each rank's own random stream.
     _seed_ranks(seed, dist, start_step, rng)
@@ -204,7 +214,6 @@ def _train(
     if dist.main:
         _truncate_metrics(metrics_path, start_step)
 
-    precision = resolve(cfg.bf16, str(dist.device))
     counts = count_parameters(raw.config)
     fpt = flops_per_token(raw.config, data.seq_len, counts["non_embedding"])
     peak = peak_flops(dist.device, cfg.peak_tflops)
@@ -218,7 +227,7 @@ def _train(
 
     def evaluate(step: int) -> None:
         nonlocal best
-        ev = _evaluate(model, val, humaneval, cfg, dist, precision.autocast, solution_only)
+        ev = _evaluate(model, val, humaneval, cfg, dist, solution_only)
         if dist.main and ev:
             _log(metrics_path, writer, {"step": step, **ev})
         # Every rank computed the same validation loss, so every rank takes part in the same saves.
@@ -239,7 +248,7 @@ def _train(
     with progress_bar(cfg.max_steps - start_step, f"{phase}", unit="step", extra=bar_text) as advance:
         for step in range(start_step, cfg.max_steps):
             t0 = time.perf_counter()
-            loss_val, grad_norm = _step(model, optimizer, scheduler, batches, data, step, accum, cfg, dist, precision)
+            loss_val, grad_norm = _step(model, optimizer, scheduler, batches, data, step, accum, cfg, dist)
             if not math.isfinite(loss_val):
                 raise Phi1Error(f"{phase}: the loss is {loss_val} at step {step + 1}; lower the learning rate")
             dt = time.perf_counter() - t0
@@ -280,6 +289,7 @@ def _train(
         "parameters": counts,
         "flops_per_token": fpt,
         "precision": precision.as_dict(),
+        "kernels": kernels,
         "device": str(dist.device),
         **_metrics_summary(metrics_path),
         "resumed_from": start_step or None,
@@ -351,9 +361,21 @@ def _build_model(
     return model
 
 
-def _parallelize(raw: torch.nn.Module, cfg: TrainConfig, dist: Dist) -> tuple[Any, Any, Any]:
-    """(model to call, optimizer, scheduler): on the device, sharded (FSDP2) or replicated (DDP), compiled."""
-    raw.to(dist.device)
+def _kernels(cfg: TrainConfig, dist: Dist) -> Kernels:
+    kernels = resolve_kernels(cfg.kernels, dist.device)
+    if kernels != "torch" and dist.world > 1 and cfg.parallel == "fsdp":
+        if cfg.kernels == "auto":
+            return "torch"
+        # The fused loss reads the output layer outside the LM's own forward, where FSDP2 gathers it.
+        raise Phi1Error(f"train.kernels: {kernels} runs with parallel ddp, not fsdp; use kernels auto or torch")
+    return kernels
+
+
+def _parallelize(loss_model: CausalLMLoss, cfg: TrainConfig, dist: Dist) -> tuple[Any, Any, Any]:
+    """(model to call: the LM with its loss, optimizer, scheduler): on the device, sharded (FSDP2) or replicated
+    (DDP), compiled."""
+    raw = loss_model.lm
+    loss_model.to(dist.device)
     if cfg.activation_checkpointing:
         raw.gradient_checkpointing_enable()
     if dist.world > 1 and cfg.parallel == "fsdp":
@@ -368,10 +390,10 @@ def _parallelize(raw: torch.nn.Module, cfg: TrainConfig, dist: Dist) -> tuple[An
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     optimizer = _adamw(groups, cfg, fused=cfg.parallel != "fsdp" or dist.world == 1)
     scheduler = linear_schedule(optimizer, cfg.warmup_steps, cfg.max_steps, cfg.min_lr_ratio)
-    model: Any = raw
+    model: Any = loss_model
     if dist.world > 1 and cfg.parallel == "ddp":
         model = torch.nn.parallel.DistributedDataParallel(
-            raw, device_ids=[dist.device.index] if dist.device.type == "cuda" else None
+            loss_model, device_ids=[dist.device.index] if dist.device.type == "cuda" else None
         )
     if cfg.compile:
         model = torch.compile(model)
@@ -398,7 +420,6 @@ def _step(
     accum: int,
     cfg: TrainConfig,
     dist: Dist,
-    precision: Any,
 ) -> tuple[float, Any]:
     """One optimizer step over the global batch of `step`; (loss, grad norm)."""
     ids, mask = data.sequences(batches.indices(step))
@@ -413,13 +434,9 @@ def _step(
         y = torch.from_numpy(tgt[part]).to(dist.device)
         sync = k == accum - 1 or not isinstance(model, torch.nn.parallel.DistributedDataParallel)
         with contextlib.nullcontext() if sync else model.no_sync():
-            with precision.autocast():  # the forward only: backward runs in the types the forward chose
-                logits = model(input_ids=x).logits[:, :-1]
             # Sum over tokens / tokens of the whole global batch: every rank and micro-batch adds its exact
             # share; DDP's gradient averaging is undone by the world size.
-            loss = F.cross_entropy(
-                logits.float().reshape(-1, logits.size(-1)), y.reshape(-1), ignore_index=-100, reduction="sum"
-            ) / max(1, global_count)
+            loss = model(x, y) / max(1, global_count)
             (loss * dist.world).backward()
         total += loss.detach()
     if cfg.grad_clip > 0:
@@ -478,6 +495,7 @@ def _metrics_summary(metrics_path: Path) -> dict[str, Any]:
         "final_val": val_rows[-1] if val_rows else None,
         "tokens_per_s": round(float(np.median([r["tokens_per_s"] for r in train_rows[1:]] or [0])), 1),
         "mfu": train_rows[-1].get("mfu") if train_rows else None,
+        "peak_memory_gb": max((r.get("memory_gb", 0.0) for r in train_rows), default=None),
     }
 
 
@@ -507,8 +525,12 @@ def _grad_norm(model: torch.nn.Module) -> torch.Tensor:
 
 
 def _memory_gb(device: torch.device) -> float:
+    """The peak memory since the last call: on a GPU, allocated by torch; on a CPU, the process's peak RSS
+    (which cannot be reset: the peak so far)."""
     if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 1e9
+        peak = torch.cuda.max_memory_allocated(device) / 1e9
+        torch.cuda.reset_peak_memory_stats(device)
+        return peak
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6  # KiB on Linux
 
 
@@ -531,13 +553,7 @@ def _humaneval_set(tokenizer: Any, seq_len: int) -> list[tuple[list[int], int]] 
 
 @torch.no_grad()
 def _evaluate(
-    model: Any,
-    val: TokenShards | None,
-    humaneval: list | None,
-    cfg: TrainConfig,
-    dist: Dist,
-    autocast: Any,
-    solution_only: bool,
+    model: Any, val: TokenShards | None, humaneval: list | None, cfg: TrainConfig, dist: Dist, solution_only: bool
 ) -> dict[str, float]:
     model.eval()
     out: dict[str, float] = {}
@@ -548,24 +564,16 @@ def _evaluate(
             for start in range(0, n, cfg.micro_batch_size):
                 ids, mask = val.sequences(np.arange(start, min(n, start + cfg.micro_batch_size)))
                 tgt = torch.from_numpy(targets(ids, mask, solution_only)).to(dist.device)
-                with autocast():
-                    logits = model(input_ids=torch.from_numpy(ids).to(dist.device)).logits[:, :-1]
-                total += float(
-                    F.cross_entropy(
-                        logits.float().reshape(-1, logits.size(-1)), tgt.reshape(-1), ignore_index=-100, reduction="sum"
-                    )
-                )
+                total += float(model(torch.from_numpy(ids).to(dist.device), tgt))
                 count += int((tgt != -100).sum())
             out["val_loss"] = round(total / max(count, 1), 6)
         if humaneval:
             total = count = 0.0
             for ids, n_prompt in humaneval:
                 x = torch.tensor([ids], device=dist.device)
-                with autocast():
-                    logits = model(input_ids=x).logits[0, :-1].float()
-                y = x[0, 1:].clone()
-                y[: max(0, n_prompt - 1)] = -100
-                total += float(F.cross_entropy(logits, y, ignore_index=-100, reduction="sum"))
+                y = x[:, 1:].clone()
+                y[0, : max(0, n_prompt - 1)] = -100
+                total += float(model(x, y))
                 count += int((y != -100).sum())
             out["humaneval_loss"] = round(total / max(count, 1), 6)
     finally:
