@@ -95,6 +95,17 @@ def test_an_interrupted_synth_stage_resumes_from_its_last_shard(synth_run, tmp_p
     assert read_table(tmp_path / "textbook").equals(read_table(run_dir / "textbook"))
     assert m["counts"] == textbook["counts"]
     assert m["teacher"]["requests"] == 60  # the stage's whole cost, finished shards included
+    # The shard size only lays the rows out: interrupted again, the stage resumes under another size, keeps
+    # no shard of the old layout, and still writes the same rows.
+    (tmp_path / "textbook" / "data-00002.parquet").unlink()
+    manifest_path.write_text(manifest_path.read_text().replace('"complete"', '"running"'))
+    wider = load_config(None, ["synth.textbook_samples=60", "synth.exercise_samples=80", "synth.shard_size=40"])
+    m = synth_textbook(tmp_path, wider, make_teacher(cfg.teacher, tmp_path / "second.sqlite"))
+    shards = sorted((tmp_path / "textbook").glob("data-*.parquet"))
+    assert [pq.read_metadata(s).num_rows for s in shards] == [40, 20]
+    assert read_table(tmp_path / "textbook").equals(read_table(run_dir / "textbook"))
+    assert m["counts"] == textbook["counts"]
+    assert m["cache_key"] == textbook["cache_key"]  # so clean, tokenize and training are not redone
 
 
 def test_diversity_is_measured(synth_run) -> None:

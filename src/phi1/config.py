@@ -101,7 +101,7 @@ class CurateConfig(Section):
 class SynthConfig(Section):
     """The synthetic textbook and exercises: how many, seeded how, verified how."""
 
-    EXECUTION_ONLY = frozenset({"workers"})
+    EXECUTION_ONLY = frozenset({"workers", "shard_size"})
 
     textbook_samples: int = Field(200, ge=0)
     exercise_samples: int = Field(300, ge=0)

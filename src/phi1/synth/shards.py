@@ -1,13 +1,15 @@
 """Synthetic data shard by shard: one shard per `synth.shard_size` seeds, written as soon as its rows are
 known, with its own counts and teacher usage in the shard's metadata. Memory holds one shard's requests and
 rows, never the set; an interrupted stage resumes at the first shard it had not written, and its manifest still
-counts the whole stage (finished shards included)."""
+counts the whole stage (finished shards included). The shard size only lays the rows out (it is in no stage
+key): each shard records its range of seeds, and a shard of another layout is made again."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -77,10 +79,10 @@ def write_shards(
     totals = Totals()
     starts = range(0, n_seeds, shard_size)
     for k, start in enumerate(starts):
-        path = stage.shard_path(k)
-        if not path.exists():
-            result = make_shard(range(start, min(n_seeds, start + shard_size)))
-            meta = {"counts": result.counts, "usage": asdict(result.usage)}
+        path, seeds = stage.shard_path(k), [start, min(n_seeds, start + shard_size)]
+        if _meta(path).get("seeds") != seeds:
+            result = make_shard(range(*seeds))
+            meta = {"seeds": seeds, "counts": result.counts, "usage": asdict(result.usage)}
             write_shard(path, result.rows, schema.with_metadata({META_KEY: json.dumps(meta).encode()}))
         table = pq.read_table(path)
         meta = json.loads((table.schema.metadata or {})[META_KEY])
@@ -90,7 +92,19 @@ def write_shards(
         totals.diversity.add(table)
     if not starts:
         write_shard(stage.shard_path(0), [], schema)
+    for path in stage.shards()[max(1, len(starts)) :]:  # left by a layout of smaller shards
+        path.unlink()
     return totals
+
+
+def _meta(path: Path) -> dict[str, Any]:
+    """What a shard on disk records of itself ({} for none)."""
+    if not path.exists():
+        return {}
+    try:
+        return json.loads((pq.read_schema(path).metadata or {}).get(META_KEY, b"{}"))
+    except (OSError, ValueError, pa.ArrowInvalid):
+        return {}
 
 
 def _add_counts(into: dict[str, Any], counts: dict[str, Any]) -> None:

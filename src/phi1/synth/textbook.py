@@ -76,7 +76,6 @@ def synth_key(config: Config, teacher: Teacher, kind: str) -> str:
         "words": s.words_per_prompt,
         "temperature": s.temperature,
         "max_tokens": s.max_tokens,
-        "shard_size": s.shard_size,
         "seed": config.seed,
         "teacher": f"{teacher.backend}:{teacher.model}",
         "prompt": prompts.template(kind),
