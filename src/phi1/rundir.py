@@ -157,10 +157,12 @@ class _Timer:
         self.timings[self.label] = round(self.timings.get(self.label, 0.0) + time.perf_counter() - self.t, 3)
 
 
-def write_shard(path: Path, rows: list[dict[str, Any]], schema: pa.Schema | None = None) -> None:
+def write_shard(path: Path, rows: list[dict[str, Any]], schema: pa.Schema | None = None) -> pa.Table:
+    """The rows as one Parquet shard (written whole or not at all); the table written."""
     table = pa.Table.from_pylist(rows, schema=schema)
     with atomic_write(path, "wb") as fh:
         pq.write_table(table, fh, compression="zstd")
+    return table
 
 
 def read_shards(paths: Iterable[Path], columns: list[str] | None = None) -> Iterator[dict[str, Any]]:

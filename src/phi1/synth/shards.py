@@ -80,12 +80,13 @@ def write_shards(
     starts = range(0, n_seeds, shard_size)
     for k, start in enumerate(starts):
         path, seeds = stage.shard_path(k), [start, min(n_seeds, start + shard_size)]
-        if _meta(path).get("seeds") != seeds:
+        meta = _meta(path)
+        if meta.get("seeds") == seeds:
+            table = pq.read_table(path)
+        else:
             result = make_shard(range(*seeds))
             meta = {"seeds": seeds, "counts": result.counts, "usage": asdict(result.usage)}
-            write_shard(path, result.rows, schema.with_metadata({META_KEY: json.dumps(meta).encode()}))
-        table = pq.read_table(path)
-        meta = json.loads((table.schema.metadata or {})[META_KEY])
+            table = write_shard(path, result.rows, schema.with_metadata({META_KEY: json.dumps(meta).encode()}))
         _add_counts(totals.counts, meta["counts"])
         totals.usage.merge(Usage(**meta["usage"]))
         card.add(table)

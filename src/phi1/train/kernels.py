@@ -66,7 +66,6 @@ class CausalLMLoss(torch.nn.Module):
         """`fused`: the kernel to call (default: the one `kernels` names; None with `torch`)."""
         super().__init__()
         self.lm = lm
-        self.kernels = kernels
         self.autocast = autocast
         self._fused = fused or (_fused_loss(kernels) if kernels != "torch" else None)
 
