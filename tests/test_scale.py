@@ -307,3 +307,91 @@ def test_phi1_run_on_ray_gives_the_local_kept_ids_dedup_decisions_and_token_shar
         assert (tmp_path / "ray" / f).read_bytes() == (tmp_path / "local" / f).read_bytes(), f
     removed = pq.read_table(tmp_path / "ray" / "clean" / "removed.parquet").column("reason").to_pylist()
     assert "near_duplicate" in removed  # dedup decided something, and decided it the same way
+
+
+@pytest.mark.slow
+def test_the_hf_teacher_on_ray_is_the_local_one_spread_over_replicas_and_a_killed_replica_repeats_nothing(
+    tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    import signal
+    import sqlite3
+    import threading
+    import time
+
+    from phi1.config import CurateConfig, ExecutorConfig, TeacherConfig
+    from phi1.curate.annotate import annotate
+    from phi1.executor import ray_module
+    from phi1.teacher import Params, Request, make_teacher
+    from phi1.teacher.hf_replicas import ReplicatedHFTeacher
+
+    requests = [Request.chat(f"def f{i}(x):", params=Params(temperature=0.0, max_tokens=48)) for i in range(24)]
+    cfg = TeacherConfig(backend="hf", model=str(tiny_checkpoint), batch_size=2, replicas=2)
+    local = make_teacher(cfg, tmp_path / "local.sqlite")
+    want = {r.request.messages: (r.text, r.finish_reason, r.completion_tokens) for r in local.generate(requests)}
+    assert len({text for text, _, _ in want.values()}) > 1  # the prompts lead to different answers
+
+    record = tmp_path / "ray.sqlite"
+    killed: list[tuple[int, set[str]]] = []  # (pid, the keys answered when it was killed)
+
+    def kill_one_replica_mid_stage(stop: threading.Event) -> None:
+        while not stop.is_set() and not killed:
+            try:
+                with sqlite3.connect(record) as db:
+                    done = {k for (k,) in db.execute("SELECT key FROM responses")}
+            except sqlite3.Error:
+                done = set()
+            pids = _ray_workers_running("Replica.answer")
+            if 4 <= len(done) <= 16 and pids:
+                os.kill(pids[0], signal.SIGKILL)
+                killed.append((pids[0], done))
+                return
+            time.sleep(0.01)
+
+    try:
+        teacher = make_teacher(cfg, record, ExecutorConfig(kind="ray", workers=2))
+        assert isinstance(teacher, ReplicatedHFTeacher) and teacher.backend == "hf"
+        ray = ray_module()
+        pids = ray.get([a.__ray_call__.remote(lambda replica: os.getpid()) for a in teacher.actors()])
+        stop = threading.Event()
+        killer = threading.Thread(target=kill_one_replica_mid_stage, args=(stop,))
+        killer.start()
+        try:
+            got = list(teacher.generate(requests))
+        finally:
+            stop.set()
+            killer.join()
+        assert killed, "no replica was killed mid-stage: the test did not test anything"
+        assert {r.request.messages: (r.text, r.finish_reason, r.completion_tokens) for r in got} == want
+        answered = [ray.get(a.answered_keys.remote()) for a in teacher.actors()]
+        assert all(answered), answered  # both replicas worked
+        every = [k for keys in answered for k in keys]
+        assert len(every) == len(set(every)), "a live replica answered a request twice"
+        # The restarted replica (a new process, its record empty at the start) redid what was in flight,
+        # nothing answered before the kill.
+        restarted = answered[pids.index(killed[0][0])]
+        assert restarted and not set(restarted) & killed[0][1]
+        assert teacher.usage.calls == 24
+        again = list(teacher.generate(requests))
+        assert all(r.cached for r in again) and teacher.usage.calls == 24
+        assert teacher.describe()["replicas"] == 2
+        teacher.release()  # frees the replicas; the next request starts new ones
+        [fresh] = teacher.generate([Request.chat("def g():", params=Params(temperature=0.0, max_tokens=8))])
+        assert fresh.ok and not fresh.cached
+
+        # Annotation on Ray sends the replicas every request from the driver (no per-shard tasks, each
+        # loading the model), and writes what the local teacher writes.
+        curate = CurateConfig(annotate_samples=10, annotate_max_tokens=24)
+        for folder in ("local", "ray"):
+            stage = Stage(tmp_path / folder, "corpus", "k")
+            stage.begin({}, {})
+            write_shard(stage.shard_path(0), [{"id": f"d{i}", "text": t} for i, t in enumerate(_stdlib_texts(14))])
+            stage.finish()
+        annotate(tmp_path / "local", curate, local, "k", seed=1)
+        on_ray = annotate(tmp_path / "ray", curate, teacher, "k", 1, executor=ExecutorConfig(kind="ray"))
+        assert on_ray["executor"] == "ray" and on_ray["teacher"]["replicas"] == 2
+        assert not (tmp_path / "ray" / "annotations" / "answers").exists()
+        assert (tmp_path / "ray/annotations/data-00000.parquet").read_bytes() == (
+            tmp_path / "local/annotations/data-00000.parquet"
+        ).read_bytes()
+    finally:
+        ray_module().shutdown()

@@ -354,3 +354,20 @@ def test_a_gguf_file_is_a_checkpoint_everywhere(tmp_path: Path, cli_env: dict, m
     monkeypatch.setenv("PHI1_CACHE_DIR", str(tmp_path / "other-cache"))
     with pytest.raises(Phi1Error, match=r"needs the gguf package: pip install 'phi1\[gguf\]'"):
         as_checkpoint(gguf)
+
+
+def test_hf_teacher_sampling_is_reproducible_without_a_seed(tiny_checkpoint: Path) -> None:
+    """Sampled answers (temperature > 0, no seed asked) are the same on every run and executor: a batch's
+    sampling is seeded from its requests, not from whatever the process drew before."""
+    import torch
+
+    from phi1.teacher.hf_local import HFTeacher
+
+    reqs = [Request.chat(f"def f{i}():", params=Params(temperature=1.0, max_tokens=12)) for i in range(4)]
+    first = {r.request.messages: r.text for r in HFTeacher(str(tiny_checkpoint), batch_size=2).generate(reqs)}
+    torch.manual_seed(99)  # another state of the global generator
+    again = {r.request.messages: r.text for r in HFTeacher(str(tiny_checkpoint), batch_size=2).generate(reqs)}
+    assert again == first
+    other = [Request.chat(m[0][1], params=r.params, sample=1) for m, r in zip(first, reqs, strict=True)]
+    resampled = {r.request.messages: r.text for r in HFTeacher(str(tiny_checkpoint), batch_size=2).generate(other)}
+    assert resampled != first  # another sample index draws other answers

@@ -142,7 +142,7 @@ def curate_cmd(
     from phi1.teacher import make_teacher
 
     cfg, path = _setup(config, set_, run_dir)
-    teacher = make_teacher(cfg.teacher, path / "teacher-cache.sqlite")
+    teacher = make_teacher(cfg.teacher, path / "teacher-cache.sqlite", cfg.executor)
     result = run_curate(cfg, path, teacher, force)
     m = result["classifier"].get("metrics", {})
     f = result["filtered"]["counts"]
@@ -180,7 +180,7 @@ def synth_textbook_cmd(
     from phi1.teacher import make_teacher
 
     cfg, path = _setup(config, set_, run_dir)
-    m = synth_textbook(path, cfg, make_teacher(cfg.teacher, path / "teacher-cache.sqlite"), force)
+    m = synth_textbook(path, cfg, make_teacher(cfg.teacher, path / "teacher-cache.sqlite", cfg.executor), force)
     c = m["counts"]
     typer.echo(f"textbook:    {c['kept']} of {c['requested']} sections kept, dropped {c['dropped'] or 'none'}")
     typer.echo(_diversity_line(m))
@@ -200,7 +200,8 @@ def synth_exercises_cmd(
     from phi1.teacher import make_teacher
 
     cfg, path = _setup(config, set_, run_dir)
-    m = synth_exercises(path, cfg, make_teacher(cfg.teacher, path / "teacher-cache.sqlite"), sandbox, force)  # type: ignore[arg-type]
+    teacher = make_teacher(cfg.teacher, path / "teacher-cache.sqlite", cfg.executor)
+    m = synth_exercises(path, cfg, teacher, sandbox, force)  # type: ignore[arg-type]
     c = m["counts"]
     typer.echo(f"exercises:   {c['verified']} of {c['requested']} verified, rejected {c['rejected'] or 'none'}")
     typer.echo(_diversity_line(m))

@@ -53,6 +53,7 @@ class TeacherConfig(Section):
     cache_path: str | None = None  # default: <run dir>/teacher-cache.sqlite
     batch_size: int = Field(8, ge=1)  # hf: prompts per generate() call
     device: str | None = None  # hf: cuda / cpu; default: cuda when present
+    replicas: int | None = Field(None, ge=1)  # hf on Ray: copies of the model (default: one per GPU, else 1)
 
 
 class CorpusConfig(Section):

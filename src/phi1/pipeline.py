@@ -19,7 +19,7 @@ STAGES = ("curate", "synth", "clean", "tokenize", "pretrain", "finetune", "evalu
 def _teacher(config: Config, run_dir: Path) -> Any:
     from phi1.teacher import make_teacher
 
-    return make_teacher(config.teacher, run_dir / "teacher-cache.sqlite")
+    return make_teacher(config.teacher, run_dir / "teacher-cache.sqlite", config.executor)
 
 
 def _stage_functions(config: Config, run_dir: Path) -> dict[str, Callable[[bool], Any]]:
@@ -33,10 +33,13 @@ def _stage_functions(config: Config, run_dir: Path) -> dict[str, Callable[[bool]
         from phi1.synth.textbook import synth_textbook
 
         teacher = _teacher(config, run_dir)
-        return {
-            "textbook": synth_textbook(run_dir, config, teacher, force),
-            "exercises": synth_exercises(run_dir, config, teacher, config.evaluate.sandbox, force),
-        }
+        try:
+            return {
+                "textbook": synth_textbook(run_dir, config, teacher, force),
+                "exercises": synth_exercises(run_dir, config, teacher, config.evaluate.sandbox, force),
+            }
+        finally:
+            teacher.release()  # training needs the GPUs the teacher's replicas held
 
     def clean(force: bool) -> Any:
         from phi1.clean import run_clean

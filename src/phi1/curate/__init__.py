@@ -22,6 +22,7 @@ def run_curate(config: Config, run_dir: Path, teacher: Teacher, force: bool = Fa
     corpus = build_corpus(run_dir, config.corpus, force)
     corpus_key = corpus_stage(run_dir, config.corpus).key
     annotations = annotate(run_dir, cfg, teacher, corpus_key, config.seed, force, config.executor, config.teacher)
+    teacher.release()  # embedding needs the GPUs the teacher's replicas held
     embeddings = embed_corpus(run_dir, cfg, corpus_key, force, config.executor)
     keys = {
         "annotations": annotate_key(cfg, corpus_key, teacher, config.seed),

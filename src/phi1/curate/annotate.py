@@ -107,7 +107,8 @@ def annotate(
 ) -> dict[str, Any]:
     """Rate a seeded sample of the corpus. On Ray (`executor`), each corpus shard's sample is one task with a
     teacher built from `teacher_cfg` and an answer record of its own (annotations/answers/): a task redone
-    after its worker died gets its finished answers back from that record, and pays for none twice."""
+    after its worker died gets its finished answers back from that record, and pays for none twice. A teacher
+    that is on the cluster itself (hf replicas) is sent every request from here instead, through the cache."""
     stage = Stage(run_dir, "annotations", annotate_key(cfg, corpus_key, teacher, seed))
     if stage.is_complete() and not force:
         return stage.manifest() or {}
@@ -118,7 +119,7 @@ def annotate(
     outcomes: Counter[str] = Counter()
     retried = 0
     with stage.timed("teacher_s"):
-        if executor is not None and executor.kind == "ray":
+        if executor is not None and executor.kind == "ray" and not teacher.distributed:
             if teacher_cfg is None:
                 raise ValueError("annotating on Ray needs the teacher's config, to build one per task")
             (stage.path / "answers").mkdir(exist_ok=True)

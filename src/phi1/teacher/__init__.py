@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from phi1.config import TeacherConfig
+from phi1.config import ExecutorConfig, TeacherConfig
 from phi1.errors import Phi1Error
 from phi1.teacher.base import Params, Request, Response, Teacher, Usage
 from phi1.teacher.cache import Cache
@@ -13,9 +13,12 @@ from phi1.teacher.cache import Cache
 __all__ = ["Cache", "Params", "Request", "Response", "Teacher", "Usage", "make_teacher"]
 
 
-def make_teacher(config: TeacherConfig, cache_path: str | Path | None = None) -> Teacher:
+def make_teacher(
+    config: TeacherConfig, cache_path: str | Path | None = None, executor: ExecutorConfig | None = None
+) -> Teacher:
     """Build the configured backend. The cache is `config.cache_path` if set, else `cache_path`
-    (normally the run directory's), else none."""
+    (normally the run directory's), else none. On a Ray `executor` the hf teacher is replicated over the
+    cluster's GPUs; the other backends are endpoints already, and stay as they are."""
     path = config.cache_path or cache_path
     cache = Cache(path) if path else None
     prices = {"price_prompt_per_m": config.price_prompt_per_m, "price_completion_per_m": config.price_completion_per_m}
@@ -40,6 +43,10 @@ def make_teacher(config: TeacherConfig, cache_path: str | Path | None = None) ->
             config.tokens_per_minute,
             **prices,
         )
+    if config.backend == "hf" and executor is not None and executor.kind == "ray":
+        from phi1.teacher.hf_replicas import ReplicatedHFTeacher
+
+        return ReplicatedHFTeacher(config, executor, cache)
     if config.backend == "hf":
         from phi1.teacher.hf_local import HFTeacher
 

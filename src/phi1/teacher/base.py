@@ -125,6 +125,9 @@ class Teacher(abc.ABC):
     `_complete` calls run at once."""
 
     backend = "base"
+    # Answers on a cluster of its own (hf replicas on Ray): stages hand it every request from the driver
+    # rather than splitting them into tasks that would each build a teacher.
+    distributed = False
 
     def __init__(
         self,
@@ -165,6 +168,10 @@ class Teacher(abc.ABC):
 
     async def aclose(self) -> None:  # noqa: B027 - only backends with connections need it
         """Release connections (called on the loop that made them)."""
+
+    def release(self) -> None:  # noqa: B027 - only backends that hold devices need it
+        """Let go of what the teacher holds between stages (a cluster's GPUs); the next request takes them
+        again. Called by a stage whose next steps need those devices."""
 
     # -- the shared loop ----------------------------------------------------------------------------
 

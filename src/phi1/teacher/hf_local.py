@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from collections.abc import AsyncIterator, Callable
 
@@ -111,21 +112,25 @@ class HFTeacher(Teacher):
             kwargs.update(do_sample=True, temperature=p.temperature, top_p=p.top_p)
         else:
             kwargs.update(do_sample=False)
-        if p.seed is not None:
-            torch.manual_seed(p.seed + requests[0].sample)
+        # Seeded from the batch's requests when no seed was asked: a run, a rerun and another executor (the
+        # same batches on a Ray replica) sample the same answers.
+        torch.manual_seed(p.seed + requests[0].sample if p.seed is not None else _batch_seed(requests, self.model))
         with torch.inference_mode():
             out = lm.generate(**enc, **kwargs, stopping_criteria=StoppingCriteriaList([Rows()]))
         for i in range(len(requests)):  # ended by generate itself (its own end-of-sequence check)
             if not done[i]:
                 finish(i, [t for t in out[i, width:].tolist() if t not in (tok.pad_token_id, eos)], "stop")
 
+    def answer_batch(self, requests: list[Request]) -> list[tuple[int, Response]]:
+        """(index, response) for every request of one batch, handed back together: what a replica of the
+        teacher on a cluster (`phi1.teacher.hf_replicas`) answers a batch with."""
+        answers: list[tuple[int, Response]] = []
+        for indices in sampling_groups(requests):
+            self._generate([requests[i] for i in indices], lambda k, r, ix=indices: answers.append((ix[k], r)))
+        return answers
+
     async def _answers(self, requests: list[Request]) -> AsyncIterator[tuple[int, Response]]:
-        # Requests with different sampling settings cannot share a generate() call; token limits and stop
-        # sequences can (each row ends at its own).
-        groups: dict[object, list[int]] = {}
-        for i, r in enumerate(requests):
-            groups.setdefault((r.params.temperature, r.params.top_p, r.params.seed), []).append(i)
-        for indices in groups.values():
+        for indices in sampling_groups(requests):
             async for k, response in self._group_answers([requests[i] for i in indices]):
                 yield indices[k], response
 
@@ -151,3 +156,17 @@ class HFTeacher(Teacher):
     async def _complete(self, request: Request) -> Response:
         [(_, response)] = [answer async for answer in self._answers([request])]
         return response
+
+
+def sampling_groups(requests: list[Request]) -> list[list[int]]:
+    """The requests' indices by sampling settings: requests of different settings cannot share a generate()
+    call; token limits and stop sequences can (each row ends at its own)."""
+    groups: dict[object, list[int]] = {}
+    for i, r in enumerate(requests):
+        groups.setdefault((r.params.temperature, r.params.top_p, r.params.seed), []).append(i)
+    return list(groups.values())
+
+
+def _batch_seed(requests: list[Request], model: str) -> int:
+    keys = "".join(r.key(HFTeacher.backend, model) for r in requests)
+    return int.from_bytes(hashlib.sha256(keys.encode()).digest()[:8], "little") >> 1
