@@ -378,3 +378,22 @@ def test_annotation_sample_is_distinct_seeded_and_independent_of_sharding(tmp_pa
         assert sorted(a) == sorted(chosen(small, 250, seed))
     assert sorted(chosen(big, 50, 0)) != sorted(chosen(big, 50, 1))
     assert len(chosen(big, 1000, 0)) == 300  # never more than there are files
+
+
+def test_embedding_on_several_devices_writes_what_one_device_writes(curated: tuple[Path, dict], tmp_path: Path) -> None:
+    """The local executor embeds on every GPU present, one process each. Here two CPU "devices" take the place
+    of two GPUs: each shard goes to whichever process is free, and every file comes out as one process wrote it."""
+    from phi1.curate.embed import embed_corpus, embed_devices
+
+    run_dir, result = curated
+    cfg = load_config(None, ["corpus.max_files=600", "corpus.shard_size=200"]).curate
+    assert embed_devices(cfg) == [None]  # no GPU here: one process, on the default device
+    (tmp_path / "corpus").mkdir()
+    for k in (0, 2):
+        shutil.copy(run_dir / "corpus" / f"data-{k:05d}.parquet", tmp_path / "corpus" / f"data-{k:05d}.parquet")
+    manifest = embed_corpus(tmp_path, cfg, result["corpus"]["cache_key"], devices=["cpu", "cpu"])
+    assert manifest["devices"] == ["cpu", "cpu"] and manifest["counts"]["embedded_this_run"] == 400
+    for ours, theirs in (("00000", "00000"), ("00001", "00002")):
+        for kind in ("ids", "emb"):
+            mine = tmp_path / "embeddings" / f"{kind}-{ours}.npy"
+            assert mine.read_bytes() == (run_dir / "embeddings" / f"{kind}-{theirs}.npy").read_bytes(), mine

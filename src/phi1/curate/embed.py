@@ -15,9 +15,11 @@ shard, so an interrupted run resumes with the shards it had finished.
 from __future__ import annotations
 
 import functools
+import multiprocessing
 import re
 import zlib
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -199,12 +201,18 @@ def embed_key(cfg: CurateConfig, corpus_key: str) -> str:
 
 
 def embed_corpus(
-    run_dir: Path, cfg: CurateConfig, corpus_key: str, force: bool = False, executor: ExecutorConfig | None = None
+    run_dir: Path,
+    cfg: CurateConfig,
+    corpus_key: str,
+    force: bool = False,
+    executor: ExecutorConfig | None = None,
+    devices: list[str | None] | None = None,
 ) -> dict[str, Any]:
     """Embed every corpus shard into embeddings/emb-NNNNN.npy (+ ids). Finished shards are kept on resume.
-    Here, one shard after another with one encoder; on Ray (`executor`), a task per shard, each asking for a
-    GPU where the cluster has any (so every GPU of every node embeds), its worker keeping its encoder loaded
-    from one shard to the next."""
+    Here, on every GPU of this machine (`devices`, default `embed_devices(cfg)`): one process per device, each
+    with its own encoder, the shards spread over them (one device: this process, shard after shard). On Ray
+    (`executor`), a task per shard, each asking for a GPU where the cluster has any (so every GPU of every
+    node embeds), its worker keeping its encoder loaded from one shard to the next."""
     stage = Stage(run_dir, "embeddings", embed_key(cfg, corpus_key))
     if stage.is_complete() and not force:
         return stage.manifest() or {}
@@ -217,16 +225,21 @@ def embed_corpus(
     ]
     todo = [job for job in jobs if not (Path(job.vectors).exists() and Path(job.ids).exists())]
     embedded = 0
+    on_ray = executor is not None and executor.kind == "ray"
+    devices = [] if on_ray else devices or embed_devices(cfg)
     with stage.timed("embed_s"):
-        if executor is not None and executor.kind == "ray":
+        if on_ray:
             embedded = sum(map_shards(embed_shard, todo, executor, "embedding", num_gpus=gpus_per_task(executor)))
         elif todo:
-            # One encoder for this stage, let go when it ends (the cached one is for Ray's long-lived workers).
-            encoder = load_encoder(cfg.encoder, cfg.max_tokens, cfg.device, cfg.bf16)
             with progress_bar(total, "embedding", unit="files") as advance:
                 advance(total - sum(int(_num_rows(Path(job.shard))) for job in todo))
-                for job in todo:
-                    embedded += embed_shard(job, advance, encoder)
+                if len(devices) > 1:
+                    embedded = _embed_on_devices(todo, devices, advance)
+                else:
+                    # One encoder for this stage, let go when it ends (the cached one is for long-lived workers).
+                    encoder = load_encoder(cfg.encoder, cfg.max_tokens, devices[0], cfg.bf16)
+                    for job in todo:
+                        embedded += embed_shard(job, advance, encoder)
     dim = int(np.load(stage.path / "emb-00000.npy", mmap_mode="r").shape[1]) if shards else 0
     return stage.finish(
         counts={"documents": total, "embedded_this_run": embedded, "shards": len(shards)},
@@ -234,7 +247,40 @@ def embed_corpus(
         dim=dim,
         precision=resolve(cfg.bf16, cfg.device).as_dict(),
         executor=executor.kind if executor is not None else "local",
+        devices=devices,
     )
+
+
+def embed_devices(cfg: CurateConfig) -> list[str | None]:
+    """Where the local executor embeds: every GPU of this machine, unless `curate.device` names one device or
+    the encoder uses none (hashing); else the one configured (None: cuda when present, else cpu)."""
+    import torch
+
+    if cfg.device is None and not cfg.encoder.startswith("hashing") and torch.cuda.device_count() > 1:
+        return [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    return [cfg.device]
+
+
+def _embed_on_devices(jobs: list[EmbedJob], devices: list[str | None], advance: Callable[[int], None]) -> int:
+    """Shards spread over one process per device, each keeping its encoder from one shard to the next."""
+    # spawn: a forked child cannot use CUDA once the parent has touched it.
+    ctx = multiprocessing.get_context("spawn")
+    claims = ctx.Queue()
+    for device in devices:
+        claims.put(device)
+    embedded = 0
+    with ProcessPoolExecutor(len(devices), mp_context=ctx, initializer=_claim_device, initargs=(claims,)) as pool:
+        for n in pool.map(embed_shard, jobs):
+            embedded += n
+            advance(n)
+    return embedded
+
+
+_DEVICE: list[str | None] = []  # the device this worker process claimed, if it is one of several
+
+
+def _claim_device(claims: Any) -> None:
+    _DEVICE.append(claims.get())
 
 
 @dataclass(frozen=True)
@@ -248,7 +294,7 @@ class EmbedJob:
 def embed_shard(job: EmbedJob, advance: Callable[[int], None] | None = None, encoder: Encoder | None = None) -> int:
     """One corpus shard's embeddings, written next to its ids; the number of files."""
     cfg = job.cfg
-    encoder = encoder or _encoder(cfg.encoder, cfg.max_tokens, cfg.device, cfg.bf16)
+    encoder = encoder or _encoder(cfg.encoder, cfg.max_tokens, _DEVICE[0] if _DEVICE else cfg.device, cfg.bf16)
     rows = list(read_shards([Path(job.shard)], ["id", "text"]))
     budget = cfg.embed_batch_size * cfg.max_tokens
     vectors = encode(encoder, [r["text"] for r in rows], cfg.chunking, cfg.max_chunks, budget, advance)
