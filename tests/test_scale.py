@@ -287,7 +287,7 @@ def test_phi1_run_on_ray_gives_the_local_kept_ids_dedup_decisions_and_token_shar
         proc = subprocess.run(phi1_cmd(*args), capture_output=True, text=True)
         assert proc.returncode == 0, proc.stderr[-3000:]
         assert not (tmp_path / executor / "pretrain").exists()  # the data stages alone
-    for stage in ("annotations", "embeddings", "clean", "tokens"):
+    for stage in ("annotations", "embeddings", "exercises", "clean", "tokens"):
         assert json.loads((tmp_path / "ray" / stage / "manifest.json").read_text())["executor"] == "ray", stage
     files = [p.relative_to(tmp_path / "local") for p in sorted((tmp_path / "local").glob("*/*"))]
     compared = [
@@ -393,5 +393,30 @@ def test_the_hf_teacher_on_ray_is_the_local_one_spread_over_replicas_and_a_kille
         assert (tmp_path / "ray/annotations/data-00000.parquet").read_bytes() == (
             tmp_path / "local/annotations/data-00000.parquet"
         ).read_bytes()
+    finally:
+        ray_module().shutdown()
+
+
+@pytest.mark.slow
+def test_exercises_are_verified_on_ray_with_the_local_verdicts(tmp_path: Path) -> None:
+    """On Ray, exercises are run in sandboxes of the tasks' own nodes, a chunk of programs a task; the verdicts
+    come back in order and are the local sandbox's."""
+    from phi1.config import ExecutorConfig
+    from phi1.executor import ray_module
+    from phi1.sandbox import Limits, Sandbox
+    from phi1.synth import exercises
+
+    bodies = {"passed": "return x + 1", "failed": "return x", "error": "return y", "timeout": "while True: pass"}
+    kinds = [list(bodies)[i % 3] for i in range(2 * exercises.VERIFY_CHUNK + 5)]  # three chunks, one short
+    for i in (7, exercises.VERIFY_CHUNK + 1, len(kinds) - 1):
+        kinds[i] = "timeout"
+    programs = [(f"def f(x):\n    {bodies[kind]}\n", "assert f(1) == 2\n") for kind in kinds]
+    limits = Limits(timeout_s=0.5)
+    job = exercises.VerifyJob((), limits, "bwrap", ExecutorConfig(kind="ray", workers=2))
+    with Sandbox(2, "bwrap") as sandbox:
+        local = exercises.verdicts(sandbox, programs, limits, job)
+    assert local == kinds
+    try:
+        assert exercises.verdicts(None, programs, limits, job) == local
     finally:
         ray_module().shutdown()

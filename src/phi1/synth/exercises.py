@@ -5,7 +5,8 @@ tests; only those that pass are kept. The training text is signature + docstring
 from __future__ import annotations
 
 import ast
-from dataclasses import dataclass
+import contextlib
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,8 @@ import pyarrow as pa
 
 from phi1 import prompts
 from phi1.cards import CardStats, write_card
-from phi1.config import Config, SynthConfig
+from phi1.config import Config, ExecutorConfig, SynthConfig
+from phi1.executor import map_shards
 from phi1.markdown import code_blocks
 from phi1.records import content_id
 from phi1.rundir import Stage
@@ -118,25 +120,30 @@ def synth_exercises(
         with stage.timed("teacher_s"):
             parsed = _ask(teacher, seeds, cfg, result.usage, rejected)
         with stage.timed("verify_s"):
-            for i, verdict in sandbox.map([[ex.code, ex.tests] for _, ex in parsed], limits):
-                seed, ex = parsed[i]
-                if verdict.passed:
+            programs = [(ex.code, ex.tests) for _, ex in parsed]
+            for (seed, ex), status in zip(parsed, verdicts(sandbox, programs, limits, job), strict=True):
+                if status == "passed":
                     result.rows.append(exercise_row(seed, ex))
                 else:
-                    reason = VERDICT_REASONS[verdict.status]
+                    reason = VERDICT_REASONS[status]
                     rejected[reason] = rejected.get(reason, 0) + 1
         result.rows.sort(key=lambda r: r["seed_index"])
         result.counts.update(parsed=len(parsed), verified=len(result.rows))
         return result
 
     card = CardStats((*SEED_COLUMNS[:3], "constraint"))
-    with Sandbox(workers=cfg.workers or Sandbox.default_workers(), mode=sandbox_mode) as sandbox:
+    on_ray = config.executor.kind == "ray"
+    job = VerifyJob((), limits, sandbox_mode, config.executor)
+    # On Ray each node's tasks run sandboxes of their own: this machine needs none.
+    here = contextlib.nullcontext() if on_ray else Sandbox(cfg.workers or Sandbox.default_workers(), sandbox_mode)
+    with here as sandbox:
         totals = write_shards(stage, cfg.exercise_samples, cfg.shard_size, shard, SCHEMA, card)
     manifest = stage.finish(
         counts=totals.counts or {"requested": 0, "parsed": 0, "verified": 0, "rejected": {}},
         diversity=totals.diversity.result(),
         teacher={**teacher.describe(), **totals.usage.as_dict()},
         sandbox=sandbox_mode,
+        executor=config.executor.kind,
     )
     write_card(
         stage.path,
@@ -151,6 +158,34 @@ def synth_exercises(
 
 
 VERDICT_REASONS = {"failed": "failed_tests", "error": "error", "timeout": "timeout", "killed": "killed"}
+VERIFY_CHUNK = 64  # exercises a Ray task runs (a few seconds of sandboxing)
+
+
+@dataclass(frozen=True)
+class VerifyJob:
+    programs: tuple[tuple[str, str], ...]  # (code, tests)
+    limits: Limits
+    mode: Mode
+    executor: ExecutorConfig
+
+
+def verdicts(sandbox: Sandbox | None, programs: list[tuple[str, str]], limits: Limits, job: VerifyJob) -> list[str]:
+    """Each program's verdict status, in order: on this machine's sandbox pool, or on Ray one task per
+    `VERIFY_CHUNK` programs, each running them in a sandbox of its own on whichever node it lands."""
+    if sandbox is None:
+        chunks = [
+            replace(job, programs=tuple(programs[i : i + VERIFY_CHUNK])) for i in range(0, len(programs), VERIFY_CHUNK)
+        ]
+        return [s for part in map_shards(verify_chunk, chunks, job.executor, "verifying", unit="chunks") for s in part]
+    statuses = [""] * len(programs)
+    for i, verdict in sandbox.map([list(p) for p in programs], limits):
+        statuses[i] = verdict.status
+    return statuses
+
+
+def verify_chunk(job: VerifyJob) -> list[str]:
+    with Sandbox(workers=1, mode=job.mode) as sandbox:
+        return [sandbox.run(list(program), job.limits).status for program in job.programs]
 
 
 def _ask(
