@@ -14,7 +14,7 @@ if [ $# -ge 1 ]; then
 fi
 $PY -c "import torch; assert torch.cuda.is_available(), 'no CUDA GPU'" || exit 1
 STEPS=${STEPS:-12}
-run() {  # preset micro-batch kernels [--compile]
+run() {  # preset micro-batch kernels ["--compile --checkpointing K"]
   echo "== $1, micro-batch $2, kernels $3 ${4:-eager}"
   timeout "${RUN_TIMEOUT:-240}" $PY benchmarks/train_throughput.py --preset "$1" --seq-len 2048 --micro-batch "$2" \
     --steps "$STEPS" --warmup 4 --kernels "$3" --no-baseline ${4:-} 2>&1 | grep -E "phi1 trainer|RESULT|Error|error" \
@@ -24,6 +24,8 @@ run phi-1 16 torch --compile
 run phi-1 16 liger --compile
 run phi-1 32 liger --compile
 run phi-1 16 cce --compile
+run phi-1 32 torch "--compile --checkpointing 12"     # half the layers recomputed: twice the micro-batch
+run phi-1 48 liger "--compile --checkpointing 8"
 run phi-1 16 torch
 run phi-1 16 liger
 run phi-1-small 32 torch --compile

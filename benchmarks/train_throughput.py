@@ -95,7 +95,7 @@ def worker_phi1(args: argparse.Namespace) -> dict:
             "pretrain.humaneval_loss=false",
             "pretrain.warmup_steps=1",
             f"pretrain.compile={str(args.compile).lower()}",
-            f"pretrain.activation_checkpointing={str(args.checkpointing).lower()}",
+            f"pretrain.activation_checkpointing={args.checkpointing}",
             f"pretrain.kernels={args.kernels}",
         ]
         if args.peak_tflops:
@@ -176,7 +176,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--compile", action="store_true")
-    parser.add_argument("--checkpointing", action="store_true")
+    parser.add_argument("--checkpointing", nargs="?", const="true", default="false",
+                        help="activation checkpointing: every layer, or (a number) the first k layers")  # fmt: skip
     parser.add_argument("--kernels", default="auto", choices=["auto", "torch", "liger", "cce"], help="train.kernels")
     parser.add_argument("--peak-tflops", type=float, default=None)
     parser.add_argument("--no-baseline", action="store_true")

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -636,3 +637,54 @@ def test_fused_loss_matches_the_plain_loss_over_50_steps(kernels: str, tokens_ru
         assert plain.keys() == fused.keys()
         for step, value in plain.items():
             assert abs(fused[step] - value) <= 0.01 * abs(value), (step, value, fused[step])
+
+
+def test_activation_checkpointing_of_the_first_k_layers_recomputes_those_alone_and_changes_no_gradient() -> None:
+    """`activation_checkpointing: k` keeps the activations of all but the first k layers (where the memory is
+    bought back only as far as it pays); the gradients are those of no checkpointing, bit for bit."""
+    import copy
+
+    import torch
+    from transformers import PhiForCausalLM
+
+    from phi1.train.loop import checkpoint_layers
+
+    torch.manual_seed(0)
+    base = PhiForCausalLM(model_config("tiny", {"vocab_size": 512, "resid_pdrop": 0.1, "attention_dropout": 0.1}))
+    depth = len(base.model.layers)
+    assert depth >= 3
+    x = torch.randint(0, 512, (2, 17))
+    grads, forwards = {}, {}
+    for setting in (False, 0, 1, depth - 1, True):
+        lm = copy.deepcopy(base).train()
+        assert checkpoint_layers(lm, setting) == (depth if setting is True else int(setting))
+        calls = [0] * depth  # each layer's MLP runs, counted in its forward (hooks stay out of the recompute)
+        for i, layer in enumerate(lm.model.layers):
+            layer.mlp.forward = _counted(layer.mlp.forward, calls, i)
+        torch.manual_seed(1)  # the same dropout masks
+        lm(input_ids=x, labels=x).loss.backward()
+        grads[repr(setting)] = [p.grad for p in lm.parameters()]  # repr: True == 1 as a key
+        forwards[repr(setting)] = calls
+    assert forwards["False"] == forwards["0"] == [1] * depth
+    assert forwards["1"] == [2] + [1] * (depth - 1)  # the first layer ran again in the backward pass
+    assert forwards[repr(depth - 1)] == [2] * (depth - 1) + [1]
+    assert forwards["True"] == [2] * depth
+    for setting in grads:
+        assert all(torch.equal(a, b) for a, b in zip(grads[setting], grads["False"], strict=True)), setting
+
+
+def _counted(forward: Any, calls: list[int], i: int) -> Any:
+    def run(*args: Any, **kwargs: Any) -> Any:
+        calls[i] += 1
+        return forward(*args, **kwargs)
+
+    return run
+
+
+def test_activation_checkpointing_takes_a_layer_count_and_refuses_a_negative_one() -> None:
+    from phi1.errors import Phi1Error
+
+    assert load_config(None, ["pretrain.activation_checkpointing=12"]).pretrain.activation_checkpointing == 12
+    assert load_config(None, ["pretrain.activation_checkpointing=true"]).pretrain.activation_checkpointing is True
+    with pytest.raises(Phi1Error, match="activation_checkpointing"):
+        load_config(None, ["pretrain.activation_checkpointing=-1"])

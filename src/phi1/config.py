@@ -200,7 +200,9 @@ class TrainConfig(Section):
     bf16: Bf16 = "auto"
     compile: bool = False
     kernels: Literal["auto", "torch", "liger", "cce"] = "auto"  # the loss: fused linear + cross-entropy on CUDA
-    activation_checkpointing: bool = False
+    # Recompute activations in the backward pass instead of keeping them: true (every layer), or the first k
+    # layers only, to buy back as much memory as a bigger micro-batch needs and recompute no more.
+    activation_checkpointing: bool | Annotated[int, Field(ge=0)] = False
     loss_on: Literal["all", "solution"] = "all"  # finetuning: the loss on solution tokens only
     parallel: Literal["ddp", "fsdp"] = "ddp"
     eval_every: int = Field(50, ge=1)

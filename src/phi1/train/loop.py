@@ -290,6 +290,7 @@ def _train(
         "flops_per_token": fpt,
         "precision": precision.as_dict(),
         "kernels": kernels,
+        "checkpointed_layers": sum(bool(getattr(layer, "gradient_checkpointing", False)) for layer in raw.model.layers),
         "device": str(dist.device),
         **_metrics_summary(metrics_path),
         "resumed_from": start_step or None,
@@ -371,13 +372,26 @@ def _kernels(cfg: TrainConfig, dist: Dist) -> Kernels:
     return kernels
 
 
+def checkpoint_layers(lm: Any, setting: bool | int) -> int:
+    """Recompute the activations of the first `setting` decoder layers (True: every layer) in the backward
+    pass instead of keeping them; the number of layers that do."""
+    layers = lm.model.layers
+    n = len(layers) if setting is True else min(int(setting), len(layers))
+    if n:
+        # transformers >= 5.x names it activation_checkpointing_enable; older ones, gradient_checkpointing_enable.
+        enable = getattr(lm, "activation_checkpointing_enable", None) or lm.gradient_checkpointing_enable
+        enable()
+        for layer in layers[n:]:
+            layer.gradient_checkpointing = False
+    return n
+
+
 def _parallelize(loss_model: CausalLMLoss, cfg: TrainConfig, dist: Dist) -> tuple[Any, Any, Any]:
     """(model to call: the LM with its loss, optimizer, scheduler): on the device, sharded (FSDP2) or replicated
     (DDP), compiled."""
     raw = loss_model.lm
     loss_model.to(dist.device)
-    if cfg.activation_checkpointing:
-        raw.gradient_checkpointing_enable()
+    checkpoint_layers(raw, cfg.activation_checkpointing)
     if dist.world > 1 and cfg.parallel == "fsdp":
         from torch.distributed.fsdp import fully_shard
 
