@@ -414,9 +414,9 @@ def test_exercises_are_verified_on_ray_with_the_local_verdicts(tmp_path: Path) -
     limits = Limits(timeout_s=0.5)
     job = exercises.VerifyJob((), limits, "bwrap", ExecutorConfig(kind="ray", workers=2))
     with Sandbox(2, "bwrap") as sandbox:
-        local = exercises.verdicts(sandbox, programs, limits, job)
+        local = exercises.verdicts(sandbox, programs, job)
     assert local == kinds
     try:
-        assert exercises.verdicts(None, programs, limits, job) == local
+        assert exercises.verdicts(None, programs, job) == local
     finally:
         ray_module().shutdown()

@@ -121,7 +121,7 @@ def synth_exercises(
             parsed = _ask(teacher, seeds, cfg, result.usage, rejected)
         with stage.timed("verify_s"):
             programs = [(ex.code, ex.tests) for _, ex in parsed]
-            for (seed, ex), status in zip(parsed, verdicts(sandbox, programs, limits, job), strict=True):
+            for (seed, ex), status in zip(parsed, verdicts(sandbox, programs, job), strict=True):
                 if status == "passed":
                     result.rows.append(exercise_row(seed, ex))
                 else:
@@ -169,16 +169,17 @@ class VerifyJob:
     executor: ExecutorConfig
 
 
-def verdicts(sandbox: Sandbox | None, programs: list[tuple[str, str]], limits: Limits, job: VerifyJob) -> list[str]:
-    """Each program's verdict status, in order: on this machine's sandbox pool, or on Ray one task per
-    `VERIFY_CHUNK` programs, each running them in a sandbox of its own on whichever node it lands."""
+def verdicts(sandbox: Sandbox | None, programs: list[tuple[str, str]], job: VerifyJob) -> list[str]:
+    """Each program's verdict status, in order: on this machine's `sandbox` pool, or without one (on Ray) one
+    task per `VERIFY_CHUNK` programs, each running them in a sandbox of its own on whichever node it lands.
+    `job` holds the limits, sandbox mode and executor (its programs are filled in per chunk)."""
     if sandbox is None:
         chunks = [
             replace(job, programs=tuple(programs[i : i + VERIFY_CHUNK])) for i in range(0, len(programs), VERIFY_CHUNK)
         ]
         return [s for part in map_shards(verify_chunk, chunks, job.executor, "verifying", unit="chunks") for s in part]
     statuses = [""] * len(programs)
-    for i, verdict in sandbox.map([list(p) for p in programs], limits):
+    for i, verdict in sandbox.map([list(p) for p in programs], job.limits):
         statuses[i] = verdict.status
     return statuses
 
