@@ -205,6 +205,7 @@ def _train(
 
     torch.manual_seed(seed)  # the same initial weights on every rank
     raw = _build_model(run_dir, config, cfg, phase, tokenizer, data)
+    checkpointed = checkpoint_layers(raw, cfg.activation_checkpointing)
     precision = resolve(cfg.bf16, str(dist.device))
     model, optimizer, scheduler = _parallelize(CausalLMLoss(raw, kernels, precision.autocast), cfg, dist)
     start_step, rng = _load(start_from, raw, optimizer, scheduler, dist) if start_from else (0, None)
@@ -290,7 +291,7 @@ def _train(
         "flops_per_token": fpt,
         "precision": precision.as_dict(),
         "kernels": kernels,
-        "checkpointed_layers": sum(bool(getattr(layer, "gradient_checkpointing", False)) for layer in raw.model.layers),
+        "checkpointed_layers": checkpointed,
         "device": str(dist.device),
         **_metrics_summary(metrics_path),
         "resumed_from": start_step or None,
@@ -391,7 +392,6 @@ def _parallelize(loss_model: CausalLMLoss, cfg: TrainConfig, dist: Dist) -> tupl
     (DDP), compiled."""
     raw = loss_model.lm
     loss_model.to(dist.device)
-    checkpoint_layers(raw, cfg.activation_checkpointing)
     if dist.world > 1 and cfg.parallel == "fsdp":
         from torch.distributed.fsdp import fully_shard
 
