@@ -121,12 +121,12 @@ def run_stages(run_dir: Path, corpus: Path) -> dict[str, float]:
     """Every data stage on the corpus, in this process; seconds per stage."""
     from phi1.clean import run_clean
     from phi1.config import load_config
-    from phi1.curate.annotate import annotate, annotate_key
+    from phi1.curate.annotate import annotate
     from phi1.curate.classifier import train
-    from phi1.curate.corpus import build_corpus, corpus_stage
-    from phi1.curate.embed import embed_corpus, embed_key
+    from phi1.curate.corpus import build_corpus
+    from phi1.curate.embed import embed_corpus
     from phi1.curate.select import select
-    from phi1.rundir import Stage
+    from phi1.rundir import open_step
     from phi1.teacher import make_teacher
     from phi1.tokenize import tokenize
 
@@ -141,14 +141,11 @@ def run_stages(run_dir: Path, corpus: Path) -> dict[str, float]:
         times[name] = time.perf_counter() - start
         return out
 
-    corpus_m = timed("corpus", build_corpus, run_dir, config.corpus)
-    key = corpus_stage(run_dir, config.corpus).key
-    timed("annotate", annotate, run_dir, cfg, teacher, key, config.seed)
-    timed("embed", embed_corpus, run_dir, cfg, key)
-    keys = {"annotations": annotate_key(cfg, key, teacher, config.seed), "embeddings": embed_key(cfg, key)}
-    timed("classifier", train, run_dir, cfg, keys, config.seed)
-    classifier_key = (Stage(run_dir, "classifier", "").manifest() or {}).get("cache_key", "")
-    timed("select", select, run_dir, cfg, {"classifier": classifier_key, "corpus": key}, corpus_m)
+    corpus_m = timed("corpus", build_corpus, run_dir, config)
+    timed("annotate", annotate, run_dir, cfg, teacher, open_step(run_dir, "annotations", config), config.seed)
+    timed("embed", embed_corpus, run_dir, cfg, open_step(run_dir, "embeddings", config))
+    timed("classifier", train, run_dir, cfg, open_step(run_dir, "classifier", config), config.seed)
+    timed("select", select, run_dir, cfg, open_step(run_dir, "filtered", config), corpus_m)
     timed("clean", run_clean, run_dir, config)
     timed("tokenize", tokenize, run_dir, config)
     return times
@@ -160,16 +157,17 @@ MINILM_SHARD = 250
 def run_minilm(run_dir: Path, corpus: Path, n: int) -> dict[str, float]:
     """The corpus's first n files through the MiniLM embedding path (what a GPU does at scale); seconds."""
     from phi1.config import load_config
-    from phi1.curate.corpus import build_corpus, corpus_stage
+    from phi1.curate.corpus import build_corpus
     from phi1.curate.embed import embed_corpus
+    from phi1.rundir import open_step
 
     overrides = [s for s in settings(corpus) if not s.startswith("curate.encoder")]
     config = load_config(
         None, [*overrides, f"corpus.max_files={n}", f"corpus.shard_size={MINILM_SHARD}", "curate.encoder=minilm"]
     )
-    build_corpus(run_dir, config.corpus)
+    build_corpus(run_dir, config)
     start = time.perf_counter()
-    embed_corpus(run_dir, config.curate, corpus_stage(run_dir, config.corpus).key)
+    embed_corpus(run_dir, config.curate, open_step(run_dir, "embeddings", config))
     return {"embed": time.perf_counter() - start}
 
 

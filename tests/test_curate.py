@@ -240,10 +240,11 @@ def test_unparseable_answers_are_retried_once_then_invalid(tmp_path: Path) -> No
             TeacherConfig(backend="openai", model="fake", base_url=server.url), tmp_path / "c.sqlite"
         )
         from phi1.curate.annotate import annotate
-        from phi1.curate.corpus import build_corpus, corpus_stage
+        from phi1.curate.corpus import build_corpus
+        from phi1.rundir import open_step
 
-        build_corpus(tmp_path, cfg.corpus)
-        m = annotate(tmp_path, cfg.curate, teacher, corpus_stage(tmp_path, cfg.corpus).key, cfg.seed)
+        build_corpus(tmp_path, cfg)
+        m = annotate(tmp_path, cfg.curate, teacher, open_step(tmp_path, "annotations", cfg), cfg.seed)
     assert m["counts"] == {"sampled": 20, "valid": 18, "invalid": 2, "retried": 3}
     assert m["outcomes"] == {"scored": 17, "scored_on_retry": 1, "no_score_line": 2}
     # A retry is a changed request: asking the same thing at temperature 0 gets the same answer back.
@@ -306,7 +307,7 @@ import json, resource, sys
 from pathlib import Path
 from phi1.config import CurateConfig
 from phi1.curate.select import select
-m = select(Path(sys.argv[1]), CurateConfig(keep="top_fraction", keep_fraction=0.5), {"classifier": "c"}, {})
+m = select(Path(sys.argv[1]), CurateConfig(keep="top_fraction", keep_fraction=0.5), "c", {})
 print(json.dumps({"rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "kept": m["counts"]["kept"]}))
 """
 

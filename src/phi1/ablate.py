@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,8 @@ import numpy as np
 from phi1.config import Config
 from phi1.errors import Phi1Error
 from phi1.progress import console
-from phi1.rundir import Stage, read_shards, require_complete, stage_key
+from phi1.rundir import Stage, open_step, read_shards, require_complete, save_text, stage_key
+from phi1.tokenize import read_token_index, write_token_index
 
 VARIANTS = (
     ("unfiltered", "(a) unfiltered corpus"),
@@ -35,7 +35,7 @@ def _sub_run(run_dir: Path, folder: Path, pretrain_bin: np.ndarray | Path, with_
         shutil.rmtree(folder)
     tokens.mkdir(parents=True)
     shutil.copytree(run_dir / "tokenizer", folder / "tokenizer")
-    index = json.loads((run_dir / "tokens" / "index.json").read_text())
+    index = read_token_index(run_dir / "tokens")
     if isinstance(pretrain_bin, Path):
         shutil.copy(pretrain_bin, tokens / "pretrain.bin")
         n = index["files"]["pretrain"]["tokens"]
@@ -50,9 +50,9 @@ def _sub_run(run_dir: Path, folder: Path, pretrain_bin: np.ndarray | Path, with_
             if mask.exists():
                 shutil.copy(mask, tokens / mask.name)
             files[name] = index["files"][name]
-    (tokens / "index.json").write_text(json.dumps({**index, "files": files}))
+    write_token_index(tokens, {**index, "files": files})
     key = stage_key({"ablation": folder.name, "tokens": n}, [require_complete(run_dir, "tokens")["cache_key"]])
-    (tokens / "manifest.json").write_text(json.dumps({"stage": "tokens", "status": "complete", "cache_key": key}))
+    Stage(folder, "tokens", key).mark_complete()
     return folder
 
 
@@ -61,7 +61,7 @@ def _corpus_tokens(run_dir: Path) -> np.ndarray:
     from phi1.tokenize import load_tokenizer
 
     tok = load_tokenizer(run_dir / "tokenizer")
-    index = json.loads((run_dir / "tokens" / "index.json").read_text())
+    index = read_token_index(run_dir / "tokens")
     rows = list(read_shards(sorted((run_dir / "corpus").glob("data-*.parquet")), ["id", "text"]))
     rng = np.random.default_rng(0)
     order = rng.permutation(len(rows))
@@ -86,12 +86,12 @@ def _variant_config(config: Config, steps: int, finetune_steps: int) -> Config:
 def _evaluate(model_dir: Path, config: Config, out: Path) -> dict[str, float]:
     from phi1.evaluate.generate import Sampling
     from phi1.evaluate.run import Source, run_eval
-    from phi1.evaluate.stage import _benchmark_paths
+    from phi1.evaluate.stage import benchmark_paths
 
     cfg = config.evaluate
     scores = {}
     sampling = Sampling(n=1, temperature=0.0, max_new_tokens=cfg.max_new_tokens)
-    for name, path in _benchmark_paths(config):
+    for name, path in benchmark_paths(config):
         summary = run_eval(
             name,
             Source(model=model_dir),
@@ -113,27 +113,12 @@ def ablate_figure(run_dir: Path, config: Config, force: bool = False) -> dict[st
     from phi1.train import train
 
     run_dir = Path(run_dir)
-    require_complete(run_dir, "corpus")
-    tokens_key = require_complete(run_dir, "tokens")["cache_key"]
     steps = config.ablate.pretrain_steps or config.pretrain.max_steps
     ft_steps = config.ablate.finetune_steps or config.finetune.max_steps
-    stage = Stage(
-        run_dir,
-        "ablate",
-        stage_key(
-            {
-                "steps": steps,
-                "finetune": ft_steps,
-                "model": config.model.model_dump(),
-                "pretrain": config.pretrain.model_dump(),
-                "evaluate": config.evaluate.model_dump(),
-            },
-            [tokens_key],
-        ),
-    )
+    stage = open_step(run_dir, "ablate", config)
     if stage.is_complete() and not force:
         return stage.manifest() or {}
-    stage.begin(config.ablate, {"tokens": tokens_key}, force=True)
+    stage.begin(config.ablate, {}, force=True)
     cfg = _variant_config(config, steps, ft_steps)
     results: dict[str, dict[str, Any]] = {}
     console.rule("[bold]ablation (a): the unfiltered corpus")
@@ -155,9 +140,7 @@ def ablate_figure(run_dir: Path, config: Config, force: bool = False) -> dict[st
         "humaneval_loss": (mc.get("final_val") or {}).get("humaneval_loss"),
         **_evaluate(b / "finetune" / "final", config, b / "eval-finetuned"),
     }
-    tokens_budget = (
-        steps * cfg.pretrain.batch_size * json.loads((run_dir / "tokens" / "index.json").read_text())["seq_len"]
-    )
+    tokens_budget = steps * cfg.pretrain.batch_size * read_token_index(run_dir / "tokens")["seq_len"]
     figure = _plot_figure(results, stage.path / "figure_2_1.png", tokens_budget)
     table = [
         "| variant | " + " | ".join(k for k in results["unfiltered"]) + " |",
@@ -165,7 +148,7 @@ def ablate_figure(run_dir: Path, config: Config, force: bool = False) -> dict[st
     ]
     for key, label in VARIANTS:
         table.append(f"| {label} | " + " | ".join(_fmt(results[key].get(k)) for k in results["unfiltered"]) + " |")
-    (stage.path / "table.md").write_text("\n".join(table) + "\n")
+    save_text(stage.path / "table.md", "\n".join(table) + "\n")
     return stage.finish(
         results=results,
         token_budget=tokens_budget,
@@ -218,8 +201,8 @@ def ablate_epochs(run_dir: Path, config: Config, force: bool = False) -> dict[st
     from phi1.train import train
 
     run_dir = Path(run_dir)
-    tokens_key = require_complete(run_dir, "tokens")["cache_key"]
-    index = json.loads((run_dir / "tokens" / "index.json").read_text())
+    stage = open_step(run_dir, "ablate_epochs", config)
+    index = read_token_index(run_dir / "tokens")
     seq, batch = index["seq_len"], config.pretrain.batch_size
     stream = np.fromfile(run_dir / "tokens" / "pretrain.bin", dtype=index["dtype"])
     steps = config.ablate.epochs_steps or config.pretrain.max_steps
@@ -232,22 +215,9 @@ def ablate_epochs(run_dir: Path, config: Config, force: bool = False) -> dict[st
         )
     budget = steps * batch * seq
     passes = sorted(set(config.ablate.epochs_passes))
-    stage = Stage(
-        run_dir,
-        "ablate_epochs",
-        stage_key(
-            {
-                "steps": steps,
-                "passes": passes,
-                "model": config.model.model_dump(),
-                "pretrain": config.pretrain.model_dump(),
-            },
-            [tokens_key],
-        ),
-    )
     if stage.is_complete() and not force:
         return stage.manifest() or {}
-    stage.begin(config.ablate, {"tokens": tokens_key}, force=True)
+    stage.begin(config.ablate, {}, force=True)
     cfg = _variant_config(config, steps, 1)
     cfg = cfg.model_copy(
         update={"pretrain": cfg.pretrain.model_copy(update={"humaneval_loss": False, "eval_every": steps})}
@@ -315,15 +285,11 @@ def ablate_contamination(run_dir: Path, config: Config, force: bool = False) -> 
     from phi1.train import train
 
     run_dir = Path(run_dir)
-    names = ("exercises", "clean", "tokens", "pretrain")
-    keys = {name: require_complete(run_dir, name)["cache_key"] for name in names}
     ft_steps = config.ablate.finetune_steps or config.finetune.max_steps
-    fields = {"finetune": config.finetune.result_fields(), "evaluate": config.evaluate.result_fields()}
-    fields["steps"] = ft_steps
-    stage = Stage(run_dir, "ablate_contamination", stage_key(fields, keys.values()))
+    stage = open_step(run_dir, "ablate_contamination", config)
     if stage.is_complete() and not force:
         return stage.manifest() or {}
-    stage.begin(config.ablate, keys, force=True)
+    stage.begin(config.ablate, {}, force=True)
     cfg = _variant_config(config, config.pretrain.max_steps, ft_steps)
     shards = {name: sorted((run_dir / name).glob("data-*.parquet")) for name in ("exercises", "clean")}
     exercises = {
@@ -341,14 +307,14 @@ def ablate_contamination(run_dir: Path, config: Config, force: bool = False) -> 
         results[variant] = {"exercises": len(docs), "final_val": m.get("final_val"), **scores, "splits": splits}
         shutil.rmtree(sub / "finetune" / "checkpoints", ignore_errors=True)
     table = _contamination_table(results)
-    (stage.path / "table.md").write_text(table + "\n")
+    save_text(stage.path / "table.md", table + "\n")
     return stage.finish(results=results, finetune_steps=ft_steps, table=table)
 
 
 def _finetune_run(run_dir: Path, folder: Path, docs: list[dict[str, Any]], config: Config) -> Path:
     """A run directory holding the main run's tokenizer, pretrained model and held-out exercises, with `docs`
     (less those held out) as its finetuning set."""
-    from phi1.tokenize import _encode_to, held_out_ids, load_tokenizer
+    from phi1.tokenize import encode_to, held_out_ids, load_tokenizer, write_token_index
 
     if folder.exists():
         shutil.rmtree(folder)
@@ -356,7 +322,7 @@ def _finetune_run(run_dir: Path, folder: Path, docs: list[dict[str, Any]], confi
     shutil.copytree(run_dir / "tokenizer", folder / "tokenizer")
     shutil.copytree(run_dir / "pretrain" / "final", folder / "pretrain" / "final")
     shutil.copy(run_dir / "pretrain" / "manifest.json", folder / "pretrain" / "manifest.json")
-    index = json.loads((run_dir / "tokens" / "index.json").read_text())
+    index = read_token_index(run_dir / "tokens")
     files: dict[str, Any] = {}
     if "finetune_val" in index["files"]:  # one held-out set for both variants: the main run's
         for suffix in (".bin", ".mask.bin"):
@@ -365,13 +331,12 @@ def _finetune_run(run_dir: Path, folder: Path, docs: list[dict[str, Any]], confi
     held_out = held_out_ids(run_dir, {"exercise"}, config.tokenize.val_fraction, config.seed)
     train_docs = sorted((d for d in docs if d.get("solution") and d["id"] not in held_out), key=lambda d: d["id"])
     tok = load_tokenizer(run_dir / "tokenizer")
-    n_tokens = _encode_to(folder / "tokens" / "finetune.bin", tok, train_docs, np.dtype(index["dtype"]), True,
+    n_tokens = encode_to(folder / "tokens" / "finetune.bin", tok, train_docs, np.dtype(index["dtype"]), True,
                           folder.name)  # fmt: skip
     files["finetune"] = {"tokens": n_tokens, "documents": len(train_docs), "sequences": n_tokens // index["seq_len"]}
-    (folder / "tokens" / "index.json").write_text(json.dumps({**index, "files": files}))
+    write_token_index(folder / "tokens", {**index, "files": files})
     key = stage_key({"contamination": folder.name, "tokens": n_tokens}, [index.get("seq_len", 0)])
-    manifest = {"stage": "tokens", "status": "complete", "cache_key": key}
-    (folder / "tokens" / "manifest.json").write_text(json.dumps(manifest))
+    Stage(folder, "tokens", key).mark_complete()
     return folder
 
 

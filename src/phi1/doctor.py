@@ -107,7 +107,7 @@ def _precision() -> list[Check]:
 
 
 def _sandbox() -> list[Check]:
-    from phi1.sandbox import Limits, Sandbox, _make_pids_cgroup
+    from phi1.sandbox import Limits, Sandbox, make_pids_cgroup
 
     if shutil.which("bwrap") is None:
         return [Check("sandbox", "fail", "bubblewrap not found", "apt-get install bubblewrap")]
@@ -119,7 +119,7 @@ def _sandbox() -> list[Check]:
     if not verdict.passed:
         return [Check("sandbox", "fail", f"a trivial program {verdict.status}", "see README: Sandbox")]
     out = [Check("sandbox", "ok", f"bubblewrap works ({shutil.which('bwrap')})")]
-    probe = _make_pids_cgroup(f"phi1-doctor-{id(out)}", 16)
+    probe = make_pids_cgroup(f"phi1-doctor-{id(out)}", 16)
     if probe is None:
         out.append(
             Check("pids cgroup", "warn", "not available", "run as root with a pids cgroup for a hard process cap")

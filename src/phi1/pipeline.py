@@ -5,98 +5,14 @@ no finished work (teacher answers come from the cache, training resumes from its
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from phi1.config import Config
-from phi1.errors import Phi1Error
 from phi1.progress import console
+from phi1.stages import STAGES, RunContext, chosen_stages
 
-STAGES = ("curate", "synth", "clean", "tokenize", "pretrain", "finetune", "evaluate", "report")
-
-
-def _teacher(config: Config, run_dir: Path) -> Any:
-    from phi1.teacher import make_teacher
-
-    return make_teacher(config.teacher, run_dir / "teacher-cache.sqlite", config.executor)
-
-
-def _stage_functions(config: Config, run_dir: Path) -> dict[str, Callable[[bool], Any]]:
-    def curate(force: bool) -> Any:
-        from phi1.curate import run_curate
-
-        return run_curate(config, run_dir, _teacher(config, run_dir), force)
-
-    def synth(force: bool) -> Any:
-        from phi1.synth.exercises import synth_exercises
-        from phi1.synth.textbook import synth_textbook
-
-        teacher = _teacher(config, run_dir)
-        try:
-            return {
-                "textbook": synth_textbook(run_dir, config, teacher, force),
-                "exercises": synth_exercises(run_dir, config, teacher, config.evaluate.sandbox, force),
-            }
-        finally:
-            teacher.release()  # training needs the GPUs the teacher's replicas held
-
-    def clean(force: bool) -> Any:
-        from phi1.clean import run_clean
-
-        return run_clean(run_dir, config, force)
-
-    def tokenize(force: bool) -> Any:
-        from phi1.tokenize import tokenize as run_tokenize
-
-        return run_tokenize(run_dir, config, force)
-
-    def pretrain(force: bool) -> Any:
-        from phi1.train import train
-
-        return train(run_dir, config, "pretrain", resume=not force, force=force)
-
-    def finetune(force: bool) -> Any:
-        from phi1.train import train
-
-        return train(run_dir, config, "finetune", resume=not force, force=force)
-
-    def evaluate(force: bool) -> Any:
-        from phi1.evaluate.stage import evaluate_run
-
-        return evaluate_run(run_dir, config, force)
-
-    def report(force: bool) -> Any:
-        from phi1.report import write_report
-
-        return write_report(run_dir)
-
-    return {
-        "curate": curate,
-        "synth": synth,
-        "clean": clean,
-        "tokenize": tokenize,
-        "pretrain": pretrain,
-        "finetune": finetune,
-        "evaluate": evaluate,
-        "report": report,
-    }
-
-
-def chosen_stages(from_stage: str | None = None, only: str | None = None, until: str | None = None) -> list[str]:
-    """The stages a run does: `only` one, or from `from_stage` (default: the first) to `until` (the last)."""
-    for name in (from_stage, only, until):
-        if name is not None and name not in STAGES:
-            raise Phi1Error(f"unknown stage {name!r}: one of {', '.join(STAGES)}")
-    if only:
-        if from_stage or until:
-            raise Phi1Error("--only runs one stage: give it without --from or --until")
-        return [only]
-    first = STAGES.index(from_stage) if from_stage else 0
-    last = STAGES.index(until) if until else len(STAGES) - 1
-    if last < first:
-        raise Phi1Error(f"--until {until} comes before --from {from_stage}: nothing to run")
-    return list(STAGES[first : last + 1])
+__all__ = ["STAGES", "chosen_stages", "plan", "run_pipeline"]
 
 
 def run_pipeline(
@@ -107,15 +23,15 @@ def run_pipeline(
     force: bool = False,
     until: str | None = None,
 ) -> dict[str, Any]:
+    """Walk the registry's stages in order; each stage skips the steps whose key is unchanged."""
     chosen = chosen_stages(from_stage, only, until)
-    run_dir = Path(run_dir)
-    functions = _stage_functions(config, run_dir)
+    ctx = RunContext(config, Path(run_dir))
     results: dict[str, Any] = {}
     for name in chosen:
         redo = force or from_stage is not None
         start = time.perf_counter()
         console.rule(f"[bold]{name}")
-        results[name] = functions[name](redo)
+        results[name] = STAGES[name].run(ctx, redo)
         console.print(f"{name}: done in {time.perf_counter() - start:.1f}s")
     return results
 

@@ -14,6 +14,7 @@ import matplotlib.pyplot as plt
 
 from phi1.errors import Phi1Error
 from phi1.rundir import save_text
+from phi1.stages import STAGES
 
 FIGURES = ("funnel", "edu_scores", "diversity", "loss_curves", "pass_at_1", "similarity_split", "stage_times")
 
@@ -52,23 +53,8 @@ def write_report(run_dir: Path) -> dict[str, Any]:
     run_dir = Path(run_dir)
     if not run_dir.exists():
         raise Phi1Error(f"{run_dir}: no such run directory")
-    m = {
-        name: _manifest(run_dir, name)
-        for name in (
-            "corpus",
-            "annotations",
-            "embeddings",
-            "classifier",
-            "filtered",
-            "textbook",
-            "exercises",
-            "clean",
-            "tokens",
-            "pretrain",
-            "finetune",
-            "eval",
-        )
-    }
+    # Every folder the registry's stages write, in the recipe's order.
+    m = {name: _manifest(run_dir, name) for stage in STAGES.values() for name in stage.steps}
     fig_dir = run_dir / "figures"
     lines = [f"# phi1 run report: `{run_dir.name}`", ""]
     lines += _data_section(m, fig_dir)

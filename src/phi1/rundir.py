@@ -1,7 +1,8 @@
 """The run directory: one folder per stage, each with Parquet shards and a `manifest.json`.
 
-A stage's cache key hashes its config section and the cache keys of its inputs, so changing one section
-redoes that stage and everything after it, and nothing else. A stage whose manifest says `complete` with
+A stage's cache key is derived from its declaration (`phi1.stages`, `phi1.keys`): the config fields it reads,
+the files they name, its inputs' keys and its format version, so changing one redoes that stage and
+everything after it, and nothing else. A stage whose manifest says `complete` with
 the same key is skipped; an interrupted stage is resumed by the stage itself (teacher calls come from the
 cache, embeddings from finished shards).
 """
@@ -21,45 +22,51 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from phi1 import __version__
+from phi1.config import Config
 from phi1.errors import Phi1Error
+from phi1.keys import KeyParts, changes, config_changes, key_parts
 from phi1.progress import console
 from phi1.records import atomic_write, write_json
 
+TEACHER_CACHE = "teacher-cache.sqlite"  # a run's teacher answers, unless teacher.cache_path says elsewhere
+
 
 def stage_key(section: Any, inputs: Iterable[str] = ()) -> str:
-    """A stable hash of a stage's configuration (without its execution-only fields) and its inputs' keys."""
-    section = _result_fields(section)
+    """A stable hash of a folder's settings and its inputs' keys, for folders that no run config declares
+    (an ablation's own token sets); every stage of the recipe derives its key with `open_step`."""
+    section = section.result_fields() if hasattr(section, "result_fields") else section
     blob = json.dumps({"config": section, "inputs": sorted(inputs), "format": 1}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def _result_fields(config: Any) -> Any:
-    if hasattr(config, "result_fields"):
-        return config.result_fields()
-    if hasattr(config, "model_dump"):
-        return config.model_dump(mode="json")
-    return config
+def open_step(run_dir: Path, folder: str, config: Config) -> Stage:
+    """The folder of a declared step (`phi1.stages.STEPS`) with its key derived from the declaration: the
+    config fields it reads, the files they name, its templates, the keys of its inputs as they are on disk
+    (required ones must be complete; optional ones count where they are) and its format version."""
+    from phi1.stages import STEPS
+
+    step = STEPS[folder]
+    inputs: dict[str, str | None] = {name: require_complete(run_dir, name)["cache_key"] for name in step.inputs}
+    for name in step.optional:
+        m = Stage(run_dir, name, "").manifest()
+        inputs[name] = m["cache_key"] if m and m.get("status") == "complete" else None
+    parts = key_parts(config, step.reads, step.templates, inputs, step.format)
+    return Stage(run_dir, folder, parts.key(folder), parts)
 
 
-def config_changes(old: Any, new: Any, prefix: str = "") -> list[str]:
-    """`field: old -> new` for every leaf that differs between two config trees."""
-    if isinstance(old, dict) and isinstance(new, dict):
-        out = []
-        for key in sorted(set(old) | set(new), key=str):
-            out += config_changes(old.get(key), new.get(key), f"{prefix}{key}.")
-        return out
-    if old != new:
-        return [f"{prefix.rstrip('.')}: {json.dumps(old, default=str)} -> {json.dumps(new, default=str)}"]
-    return []
+def as_stage(run_dir: Path, folder: str, key: str | Stage) -> Stage:
+    """A step's folder from the key its caller derived (`open_step`), or from a key given whole."""
+    return key if isinstance(key, Stage) else Stage(run_dir, folder, key)
 
 
 class Stage:
     """One stage's folder: its manifest, shards and timings. State is real here: the manifest on disk."""
 
-    def __init__(self, run_dir: Path, name: str, key: str) -> None:
+    def __init__(self, run_dir: Path, name: str, key: str, parts: KeyParts | None = None) -> None:
         self.run_dir = Path(run_dir)
         self.name = name
         self.key = key
+        self.parts = parts  # what the key hashes (None: a key given whole)
         self.path = self.run_dir / name
         self.manifest_path = self.path / "manifest.json"
         self._start = 0.0
@@ -81,15 +88,28 @@ class Stage:
         return any(self.path.glob("checkpoints/step-*")) or (self.path / "final" / "config.json").exists()
 
     def changes(self, config: Any, inputs: dict[str, str]) -> list[str]:
-        """What differs from the run that left this folder: config fields that decide the result, and inputs."""
+        """What differs from the run that left this folder: config fields that decide the result, the files
+        they name, templates, inputs, or the step's format version."""
         m = self.manifest() or {}
+        if self.parts is not None:
+            return changes(m.get("derived_from"), self.parts) or ["its key"]
         old = m.get("config")
         excluded = getattr(config, "EXECUTION_ONLY", frozenset())
         if isinstance(old, dict):
             old = {k: v for k, v in old.items() if k not in excluded}
-        out = config_changes(old, _result_fields(config))
+        new = config.result_fields() if hasattr(config, "result_fields") else config
+        out = config_changes(old, new)
         out += [f"input {name} changed" for name in sorted(inputs) if m.get("inputs", {}).get(name) != inputs[name]]
         return out or ["phi1's format of the stage"]
+
+    def settings_changed(self) -> bool:
+        """Whether a stale folder differs in what a user can set back (config, files, inputs), not only in
+        phi1's own format (which no setting restores): its checkpoints are kept for the user then."""
+        if self.parts is None:
+            return True
+        old = (self.manifest() or {}).get("derived_from") or {}
+        now = self.parts.as_dict()
+        return bool(old) and any(old.get(k) != now[k] for k in ("config", "files", "templates", "inputs"))
 
     def begin(self, config: Any, inputs: dict[str, str], force: bool = False) -> None:
         """Start (or resume) the stage. Work left by a run with another key is thrown away and the changed
@@ -98,13 +118,13 @@ class Stage:
         stale = m is not None and m.get("cache_key") != self.key
         if stale and not force:
             changed = "; ".join(self.changes(config, inputs))
-            if self.holds_checkpoints():
+            if self.holds_checkpoints() and self.settings_changed():
                 raise Phi1Error(
                     f"{self.path}: the {self.name} settings changed ({changed}); it holds training checkpoints, "
                     "which phi1 deletes only with --force: restore the old values, use another --run-dir, or "
                     "pass --force to start the stage over"
                 )
-            console.print(f"{self.name}: settings changed ({changed}); redoing it")
+            console.print(f"{self.name}: {changed}: redoing it")
         if force or stale:
             shutil.rmtree(self.path, ignore_errors=True)
         self.path.mkdir(parents=True, exist_ok=True)
@@ -114,8 +134,9 @@ class Stage:
                 "stage": self.name,
                 "cache_key": self.key,
                 "status": "running",
-                "inputs": inputs,
+                "inputs": self.parts.inputs if self.parts is not None else inputs,
                 "config": config.model_dump(mode="json") if hasattr(config, "model_dump") else config,
+                **({"format": self.parts.format, "derived_from": self.parts.as_dict()} if self.parts else {}),
                 "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 "phi1_version": __version__,
                 "python": platform.python_version(),
@@ -130,6 +151,14 @@ class Stage:
         m["timings"] = {**self.timings, "total_s": round(time.perf_counter() - self._start, 3)}
         self._write(m)
         return m
+
+    def mark_complete(self, **fields: Any) -> dict[str, Any]:
+        """Say that a folder that was filled whole by its caller (an ablation's own token set) is complete
+        with this key."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        manifest = {"stage": self.name, "cache_key": self.key, "status": "complete", **fields}
+        self._write(manifest)
+        return manifest
 
     def _write(self, manifest: dict[str, Any]) -> None:
         write_json(self.manifest_path, manifest)

@@ -178,7 +178,7 @@ class Sandbox:
         base_uid = 100_000 + ((os.getpid() % 100_000) * 256 + instance) * _MAX_WORKERS
         self._slots = queue.Queue()
         for i in range(self.workers):
-            cgroup = _make_pids_cgroup(f"phi1-{os.getpid()}-{instance}-{i}", self.limits.nproc)
+            cgroup = make_pids_cgroup(f"phi1-{os.getpid()}-{instance}-{i}", self.limits.nproc)
             if cgroup is not None:
                 self._cgroups.append(cgroup)
             self._slots.put(_Slot(uid=base_uid + i, cgroup=cgroup))
@@ -527,7 +527,7 @@ def _kill_tree(proc: subprocess.Popen[bytes]) -> None:
 _CGROUP_ROOTS = (Path("/sys/fs/cgroup/pids"), Path("/sys/fs/cgroup"))
 
 
-def _make_pids_cgroup(name: str, max_pids: int) -> Path | None:
+def make_pids_cgroup(name: str, max_pids: int) -> Path | None:
     for root in _CGROUP_ROOTS:
         if not (root / "cgroup.procs").exists() or not os.access(root, os.W_OK):
             continue

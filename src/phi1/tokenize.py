@@ -32,7 +32,7 @@ from phi1.config import Config, TokenizeConfig
 from phi1.errors import Phi1Error
 from phi1.executor import map_shards
 from phi1.progress import progress_bar
-from phi1.rundir import Stage, require_complete, stage_key
+from phi1.rundir import open_step, save_text
 
 EOS = "<|endoftext|>"
 
@@ -273,7 +273,7 @@ def _assemble(
     return total
 
 
-def _encode_to(
+def encode_to(
     path: Path, tok: Any, docs: list[dict[str, Any]], dtype: np.dtype, solution_mask: bool, label: str
 ) -> int:
     """Tokenize `docs` into `path` (and `path`.mask.bin: 1 on solution tokens), each document followed by EOS,
@@ -304,32 +304,11 @@ def _encode_to(
 
 def tokenize(run_dir: Path, config: Config, force: bool = False) -> dict[str, Any]:
     cfg: TokenizeConfig = config.tokenize
-    clean = require_complete(run_dir, "clean")
-    tok_stage = Stage(
-        run_dir,
-        "tokenizer",
-        stage_key(
-            {
-                "tokenizer": cfg.tokenizer,
-                "vocab_size": cfg.vocab_size,
-                "sample": cfg.train_sample_bytes,
-                "seed": config.seed,
-            },
-            [clean["cache_key"]],
-        ),
-    )
-    stage = Stage(run_dir, "tokens", stage_key(cfg, [clean["cache_key"], tok_stage.key]))
-    if stage.is_complete() and tok_stage.is_complete() and not force:
-        return stage.manifest() or {}
-
-    cat = catalogue(run_dir, config.seed)
-    if not len(cat.kind):
-        raise Phi1Error(f"{run_dir / 'clean'}: no documents to tokenize")
-
+    tok_stage = open_step(run_dir, "tokenizer", config)
+    cat = None
     if not tok_stage.is_complete() or force:
-        tok_stage.begin(
-            {"tokenizer": cfg.tokenizer, "vocab_size": cfg.vocab_size}, {"clean": clean["cache_key"]}, force=True
-        )
+        cat = _catalogue(run_dir, config.seed)
+        tok_stage.begin({"tokenizer": cfg.tokenizer, "vocab_size": cfg.vocab_size}, {}, force=True)
         with tok_stage.timed("train_s"):
             tok = (
                 train_bpe(_bpe_sample(cat, cfg.train_sample_bytes), cfg.vocab_size)
@@ -338,11 +317,15 @@ def tokenize(run_dir: Path, config: Config, force: bool = False) -> dict[str, An
             )
         tok.save_pretrained(tok_stage.path)
         tok_stage.finish(vocab_size=len(tok), eos_token_id=tok.eos_token_id, source=cfg.tokenizer)
+    stage = open_step(run_dir, "tokens", config)  # its key holds the tokenizer's, now complete
+    if stage.is_complete() and not force:
+        return stage.manifest() or {}
+    cat = cat or _catalogue(run_dir, config.seed)
     tok = load_tokenizer(tok_stage.path)
     vocab = len(tok)
     dtype = np.dtype(np.uint16 if vocab <= 65536 else np.uint32)
 
-    stage.begin(cfg, {"clean": clean["cache_key"], "tokenizer": tok_stage.key}, force=True)
+    stage.begin(cfg, {}, force=True)
     work = stage.path / "work"
     work.mkdir(exist_ok=True)
     with stage.timed("tokenize_s"):
@@ -381,10 +364,29 @@ def tokenize(run_dir: Path, config: Config, force: bool = False) -> dict[str, An
         "eos_token_id": tok.eos_token_id,
         "files": files,
     }
-    (stage.path / "index.json").write_text(json.dumps(index, indent=2))
+    write_token_index(stage.path, index)
     return stage.finish(
         counts={k: v["tokens"] for k, v in files.items()}, index=index, mix=cfg.mix, executor=config.executor.kind
     )
+
+
+def read_token_index(tokens_dir: Path) -> dict[str, Any]:
+    """A token folder's index.json: seq_len, dtype, vocab_size, eos_token_id and its sets (`files`)."""
+    path = Path(tokens_dir) / "index.json"
+    if not path.exists():
+        raise Phi1Error(f"{tokens_dir}: no tokens (run `phi1 tokenize` first)")
+    return json.loads(path.read_text())
+
+
+def write_token_index(tokens_dir: Path, index: dict[str, Any]) -> None:
+    save_text(Path(tokens_dir) / "index.json", json.dumps(index, indent=2))
+
+
+def _catalogue(run_dir: Path, seed: int) -> Catalogue:
+    cat = catalogue(run_dir, seed)
+    if not len(cat.kind):
+        raise Phi1Error(f"{run_dir / 'clean'}: no documents to tokenize")
+    return cat
 
 
 def _shuffled(cat: Catalogue, docs: np.ndarray) -> np.ndarray:
@@ -402,10 +404,7 @@ class TokenShards:
     """A memory-mapped token set: sequences of seq_len (+ a loss mask when the set has one)."""
 
     def __init__(self, tokens_dir: Path, name: str, seq_len: int | None = None) -> None:
-        index_path = Path(tokens_dir) / "index.json"
-        if not index_path.exists():
-            raise Phi1Error(f"{tokens_dir}: no tokens (run `phi1 tokenize` first)")
-        index = json.loads(index_path.read_text())
+        index = read_token_index(tokens_dir)
         if name not in index["files"]:
             raise Phi1Error(f"{tokens_dir}: no {name!r} token set (is the data for it empty?)")
         self.seq_len = seq_len or index["seq_len"]

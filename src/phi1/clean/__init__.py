@@ -23,7 +23,7 @@ from phi1.errors import Phi1Error
 from phi1.executor import map_shards
 from phi1.precision import resolve
 from phi1.progress import console
-from phi1.rundir import Stage, stage_key, write_shard
+from phi1.rundir import Stage, open_step, write_shard
 from phi1.sandbox import Sandbox
 
 SOURCES = (("exercises", "exercise"), ("textbook", "textbook"), ("filtered", "code"))  # order of preference
@@ -61,15 +61,6 @@ SIMILARITY_SCHEMA = pa.schema(
 )
 
 
-def _inputs(run_dir: Path) -> dict[str, str]:
-    keys = {}
-    for folder, _ in SOURCES:
-        m = Stage(run_dir, folder, "").manifest()
-        if m is not None and m.get("status") == "complete":
-            keys[folder] = m["cache_key"]
-    return keys
-
-
 REASONS = ("", "exact_duplicate", "near_duplicate", *(f"benchmark_{d}" for d in DETECTORS))
 REMOVED_SCHEMA = pa.schema([("id", pa.string()), ("source", pa.string()), ("reason", pa.string()), ("of", pa.string())])
 
@@ -86,14 +77,14 @@ class Shard:
 def run_clean(run_dir: Path, config: Config, force: bool = False) -> dict[str, Any]:
     """Shard by shard, in bounded memory: hashes -> buckets -> matches -> filter (see `phi1.clean.dedup`)."""
     cfg = config.clean
-    inputs = _inputs(run_dir)
+    stage = open_step(run_dir, "clean", config)  # its sources: whichever of them are complete
+    inputs = {folder for folder, _ in SOURCES if stage.parts and stage.parts.inputs.get(folder)}
     if not inputs:
         raise Phi1Error(f"{run_dir}: nothing to clean: run `phi1 curate` and/or `phi1 synth` first")
     encoder_spec = cfg.encoder or config.curate.encoder
-    stage = Stage(run_dir, "clean", stage_key({**cfg.result_fields(), "encoder": encoder_spec}, inputs.values()))
     if stage.is_complete() and not force:
         return stage.manifest() or {}
-    stage.begin(cfg, inputs, force=True)
+    stage.begin(cfg, {}, force=True)
     work = stage.path / "work"
     work.mkdir(exist_ok=True)
     shards = [

@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 from phi1 import prompts
 from phi1.config import CurateConfig, ExecutorConfig, TeacherConfig
 from phi1.executor import map_shards
-from phi1.rundir import Stage, stage_key, write_shard
+from phi1.rundir import Stage, as_stage, write_shard
 from phi1.teacher import Params, Request, Teacher, Usage
 
 _SCORE = re.compile(r"Educational score:\s*\**\s*([0-5])\b", re.I)
@@ -86,20 +86,11 @@ def annotation_request(code: str, cfg: CurateConfig, retry: bool = False) -> Req
     return Request.chat(prompt + RETRY_REMINDER, params=params, sample=1)
 
 
-def annotate_key(cfg: CurateConfig, corpus_key: str, teacher: Teacher, seed: int) -> str:
-    fields = {
-        k: getattr(cfg, k)
-        for k in ("annotate_samples", "annotate_max_chars", "annotate_temperature", "annotate_max_tokens")
-    }
-    fields.update(teacher=f"{teacher.backend}:{teacher.model}", seed=seed, prompt=prompts.template("annotate"))
-    return stage_key(fields, [corpus_key])
-
-
 def annotate(
     run_dir: Path,
     cfg: CurateConfig,
     teacher: Teacher,
-    corpus_key: str,
+    key: str | Stage,
     seed: int,
     force: bool = False,
     executor: ExecutorConfig | None = None,
@@ -109,10 +100,10 @@ def annotate(
     teacher built from `teacher_cfg` and an answer record of its own (annotations/answers/): a task redone
     after its worker died gets its finished answers back from that record, and pays for none twice. A teacher
     that is on the cluster itself (hf replicas) is sent every request from here instead, through the cache."""
-    stage = Stage(run_dir, "annotations", annotate_key(cfg, corpus_key, teacher, seed))
+    stage = as_stage(run_dir, "annotations", key)
     if stage.is_complete() and not force:
         return stage.manifest() or {}
-    stage.begin(cfg, {"corpus": corpus_key}, force=force)
+    stage.begin(cfg, {}, force=force)
     chosen = sample_ids(sorted((run_dir / "corpus").glob("data-*.parquet")), cfg.annotate_samples, seed)
     usage = Usage()
     answers: dict[str, tuple[int | None, str]] = {}

@@ -19,7 +19,7 @@ from sklearn.model_selection import train_test_split
 from phi1.config import CurateConfig
 from phi1.curate.embed import embeddings_of
 from phi1.errors import Phi1Error
-from phi1.rundir import Stage, read_table, stage_key
+from phi1.rundir import Stage, as_stage, read_table
 
 
 def make_model(cfg: CurateConfig, seed: int) -> BaseEstimator:
@@ -57,18 +57,14 @@ def training_data(run_dir: Path, cfg: CurateConfig) -> tuple:
 def train(
     run_dir: Path,
     cfg: CurateConfig,
-    keys: dict[str, str],
+    key: str | Stage,
     seed: int,
     force: bool = False,
 ) -> dict[str, Any]:
-    fields = {
-        k: getattr(cfg, k)
-        for k in ("classifier", "n_estimators", "test_fraction", "score_threshold", "decision_threshold")
-    }
-    stage = Stage(run_dir, "classifier", stage_key({**fields, "seed": seed}, keys.values()))
+    stage = as_stage(run_dir, "classifier", key)
     if stage.is_complete() and not force:
         return stage.manifest() or {}
-    stage.begin(cfg, keys, force=True)
+    stage.begin(cfg, {}, force=True)
     x, scores, labels = training_data(run_dir, cfg)
     counts = np.bincount(labels, minlength=2)
     if counts.min() < 2:

@@ -8,11 +8,11 @@ from typing import Any
 
 import pyarrow as pa
 
-from phi1.config import CorpusConfig
+from phi1.config import Config
 from phi1.curate.readers import SkipCounter, corpus_kind, iter_corpus
 from phi1.progress import console
 from phi1.records import content_id
-from phi1.rundir import Stage, stage_key, write_shard
+from phi1.rundir import open_step, write_shard
 
 SCHEMA = pa.schema(
     [
@@ -25,12 +25,9 @@ SCHEMA = pa.schema(
 )
 
 
-def corpus_stage(run_dir: Path, cfg: CorpusConfig) -> Stage:
-    return Stage(run_dir, "corpus", stage_key(cfg))
-
-
-def build_corpus(run_dir: Path, cfg: CorpusConfig, force: bool = False) -> dict[str, Any]:
-    stage = corpus_stage(run_dir, cfg)
+def build_corpus(run_dir: Path, config: Config, force: bool = False) -> dict[str, Any]:
+    cfg = config.corpus
+    stage = open_step(run_dir, "corpus", config)
     if stage.is_complete() and not force:
         return stage.manifest() or {}
     stage.begin(cfg, {}, force=True)  # reading is cheap next to everything after it: redo whole

@@ -32,7 +32,7 @@ from phi1.executor import gpus_per_task, map_shards
 from phi1.gguf import as_checkpoint
 from phi1.precision import Precision, resolve
 from phi1.progress import progress_bar
-from phi1.rundir import Stage, read_shards, stage_key
+from phi1.rundir import Stage, as_stage, read_shards
 
 
 @dataclass
@@ -195,15 +195,10 @@ def encode(
 # -- the stage ------------------------------------------------------------------------------------------
 
 
-def embed_key(cfg: CurateConfig, corpus_key: str) -> str:
-    fields = {k: getattr(cfg, k) for k in ("encoder", "max_tokens", "chunking", "max_chunks")}
-    return stage_key(fields, [corpus_key])
-
-
 def embed_corpus(
     run_dir: Path,
     cfg: CurateConfig,
-    corpus_key: str,
+    key: str | Stage,
     force: bool = False,
     executor: ExecutorConfig | None = None,
     devices: list[str | None] | None = None,
@@ -213,10 +208,10 @@ def embed_corpus(
     with its own encoder, the shards spread over them (one device: this process, shard after shard). On Ray
     (`executor`), a task per shard, each asking for a GPU where the cluster has any (so every GPU of every
     node embeds), its worker keeping its encoder loaded from one shard to the next."""
-    stage = Stage(run_dir, "embeddings", embed_key(cfg, corpus_key))
+    stage = as_stage(run_dir, "embeddings", key)
     if stage.is_complete() and not force:
         return stage.manifest() or {}
-    stage.begin(cfg, {"corpus": corpus_key}, force=force)
+    stage.begin(cfg, {}, force=force)
     shards = sorted((run_dir / "corpus").glob("data-*.parquet"))
     total = sum(int(_num_rows(p)) for p in shards)
     jobs = [

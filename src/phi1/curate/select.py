@@ -14,7 +14,7 @@ from phi1.cards import CardStats, write_card
 from phi1.config import CurateConfig
 from phi1.curate.classifier import edu_probability, load_model
 from phi1.errors import Phi1Error
-from phi1.rundir import Stage, read_shards, stage_key, write_shard
+from phi1.rundir import Stage, as_stage, read_shards, write_shard
 
 SCHEMA = pa.schema(
     [
@@ -46,18 +46,17 @@ def keep_mask(scores: np.ndarray, sizes: np.ndarray, cfg: CurateConfig) -> np.nd
 def select(
     run_dir: Path,
     cfg: CurateConfig,
-    keys: dict[str, str],
+    key: str | Stage,
     corpus_manifest: dict[str, Any],
     force: bool = False,
 ) -> dict[str, Any]:
     """Score every corpus shard from its embedding shard, decide the rule's cut on the scores alone, then
     copy the kept files shard by shard: memory holds one shard's texts and 16 bytes per file (score, size),
     never the corpus."""
-    fields = {k: getattr(cfg, k) for k in ("keep", "keep_threshold", "keep_fraction", "token_budget")}
-    stage = Stage(run_dir, "filtered", stage_key(fields, keys.values()))
+    stage = as_stage(run_dir, "filtered", key)
     if stage.is_complete() and not force:
         return stage.manifest() or {}
-    stage.begin(cfg, keys, force=True)
+    stage.begin(cfg, {}, force=True)
     shards = sorted((run_dir / "corpus").glob("data-*.parquet"))
     with stage.timed("score_s"):
         scores, sizes = _score_shards(run_dir, shards, cfg)

@@ -26,9 +26,9 @@ from phi1.evaluate.generate import (
     reference_samples,
 )
 from phi1.gguf import as_checkpoint
+from phi1.keys import config_changes
 from phi1.precision import resolve
 from phi1.records import write_json, write_jsonl
-from phi1.rundir import config_changes
 from phi1.sandbox import Limits, Mode, Sandbox
 
 

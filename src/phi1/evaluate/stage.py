@@ -12,12 +12,12 @@ from phi1.errors import Phi1Error
 from phi1.evaluate.generate import Sampling
 from phi1.evaluate.run import Source, run_eval
 from phi1.precision import resolve
-from phi1.rundir import Stage, require_complete, stage_key
+from phi1.rundir import open_step
 
 MODELS = (("base", "pretrain"), ("finetuned", "finetune"))
 
 
-def _benchmark_paths(config: Config) -> list[tuple[str, str | None]]:
+def benchmark_paths(config: Config) -> list[tuple[str, str | None]]:
     """(benchmark, the user's file or None for phi1's shipped copy); a configured file that is missing
     stops the stage before any generation."""
     cfg = config.evaluate
@@ -65,12 +65,11 @@ def similarity_split(run_dir: Path, results_path: Path) -> dict[str, Any] | None
 
 def evaluate_run(run_dir: Path, config: Config, force: bool = False) -> dict[str, Any]:
     cfg = config.evaluate
-    inputs = {phase: require_complete(run_dir, phase)["cache_key"] for _, phase in MODELS}
-    stage = Stage(run_dir, "eval", stage_key(cfg, inputs.values()))
+    stage = open_step(run_dir, "eval", config)  # the models' keys, and clean's (the similarity split)
     if stage.is_complete() and not force:
         return stage.manifest() or {}
-    stage.begin(cfg, inputs, force=force)
-    chosen = _benchmark_paths(config)
+    stage.begin(cfg, {}, force=force)
+    chosen = benchmark_paths(config)
     sampling = Sampling(n=cfg.n, temperature=cfg.temperature, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens)
     results: dict[str, dict[str, Any]] = {}
     for label, phase in MODELS:

@@ -18,11 +18,11 @@ from phi1.config import Config, ExecutorConfig, SynthConfig
 from phi1.executor import map_shards
 from phi1.markdown import code_blocks
 from phi1.records import content_id
-from phi1.rundir import Stage
+from phi1.rundir import open_step
 from phi1.sandbox import Limits, Mode, Sandbox
 from phi1.synth.seeds import Seed, make_seeds
 from phi1.synth.shards import ShardResult, write_shards
-from phi1.synth.textbook import SEED_COLUMNS, synth_key
+from phi1.synth.textbook import SEED_COLUMNS
 from phi1.teacher import Params, Request, Teacher, Usage
 
 SCHEMA = pa.schema(
@@ -103,11 +103,10 @@ def parse_exercise(answer: str, function_name: str) -> Exercise | str:
     return Exercise(code, prompt, solution, tests, func.name)
 
 
-def synth_exercises(
-    run_dir: Path, config: Config, teacher: Teacher, sandbox_mode: Mode = "bwrap", force: bool = False
-) -> dict[str, Any]:
+def synth_exercises(run_dir: Path, config: Config, teacher: Teacher, force: bool = False) -> dict[str, Any]:
     cfg = config.synth
-    stage = Stage(run_dir, "exercises", synth_key(config, teacher, "exercise"))
+    sandbox_mode: Mode = config.evaluate.sandbox  # the one sandbox setting, which the key holds
+    stage = open_step(run_dir, "exercises", config)
     if stage.is_complete() and not force:
         return stage.manifest() or {}
     stage.begin(cfg, {}, force=force)

@@ -14,7 +14,7 @@ from phi1.cards import CardStats, write_card
 from phi1.config import Config
 from phi1.markdown import code_blocks
 from phi1.records import content_id
-from phi1.rundir import Stage, stage_key
+from phi1.rundir import open_step
 from phi1.synth.seeds import Seed, make_seeds
 from phi1.synth.shards import ShardResult, write_shards
 from phi1.teacher import Params, Request, Teacher
@@ -66,28 +66,9 @@ def check_section(text: str) -> tuple[str | None, int]:
     return None, len(blocks)
 
 
-def synth_key(config: Config, teacher: Teacher, kind: str) -> str:
-    s = config.synth
-    fields = {
-        "samples": s.textbook_samples if kind == "textbook" else s.exercise_samples,
-        "topics": s.topics_file,
-        "audiences": s.audiences,
-        "styles": s.styles,
-        "words": s.words_per_prompt,
-        "temperature": s.temperature,
-        "max_tokens": s.max_tokens,
-        "seed": config.seed,
-        "teacher": f"{teacher.backend}:{teacher.model}",
-        "prompt": prompts.template(kind),
-    }
-    if kind == "exercise":
-        fields["verify_timeout_s"] = s.verify_timeout_s
-    return stage_key(fields)
-
-
 def synth_textbook(run_dir: Path, config: Config, teacher: Teacher, force: bool = False) -> dict[str, Any]:
     cfg = config.synth
-    stage = Stage(run_dir, "textbook", synth_key(config, teacher, "textbook"))
+    stage = open_step(run_dir, "textbook", config)
     if stage.is_complete() and not force:
         return stage.manifest() or {}
     stage.begin(cfg, {}, force=force)

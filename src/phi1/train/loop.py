@@ -28,7 +28,7 @@ from phi1.gguf import as_checkpoint
 from phi1.model import count_parameters, flops_per_token, model_config
 from phi1.precision import resolve
 from phi1.progress import progress_bar
-from phi1.rundir import Stage, require_complete, stage_key
+from phi1.rundir import Stage, open_step
 from phi1.tokenize import TokenShards, load_tokenizer
 from phi1.train import checkpoint
 from phi1.train.kernels import CausalLMLoss, Kernels, resolve_kernels
@@ -135,40 +135,24 @@ def _phase_config(config: Config, phase: str) -> TrainConfig:
     return config.pretrain if phase == "pretrain" else config.finetune
 
 
-def phase_key(run_dir: Path, config: Config, phase: str) -> str:
-    return _phase_key(run_dir, config, phase)[0]
-
-
-def _phase_key(run_dir: Path, config: Config, phase: str) -> tuple[str, dict[str, str]]:
-    """The stage key (only what decides the trained model: see TrainConfig.EXECUTION_ONLY) and its inputs."""
-    cfg = _phase_config(config, phase)
-    fields = {"train": cfg.result_fields(), "model": config.model.model_dump(), "seed": config.seed}
-    inputs = {"tokens": require_complete(run_dir, "tokens")["cache_key"]}
-    if phase == "finetune":
-        inputs["pretrain"] = require_complete(run_dir, "pretrain")["cache_key"]
-    return stage_key(fields, inputs.values()), inputs
-
-
 def train(run_dir: Path, config: Config, phase: str, resume: bool = False, force: bool = False) -> dict[str, Any]:
     run_dir = Path(run_dir)
     cfg = _phase_config(config, phase)
-    key, inputs = _phase_key(run_dir, config, phase)
-    stage = Stage(run_dir, phase, key)
+    # The key holds what decides the trained model (see TrainConfig.EXECUTION_ONLY) and the inputs' keys.
+    stage = open_step(run_dir, phase, config)
     if stage.is_complete() and not force:
         return stage.manifest() or {}
     dist = Dist(cfg.device)
     try:
         # Settings that cannot run are refused before the stage's folder is touched.
         accum, kernels = _grad_accumulation(cfg, dist, phase), _kernels(cfg, dist)
-        start_from = _open_stage(stage, cfg, inputs, dist, resume, force)
+        start_from = _open_stage(stage, cfg, dist, resume, force)
         return _train(run_dir, config, cfg, phase, stage, dist, start_from, accum, kernels)
     finally:
         dist.close()
 
 
-def _open_stage(
-    stage: Stage, cfg: TrainConfig, inputs: dict[str, str], dist: Dist, resume: bool, force: bool
-) -> Path | None:
+def _open_stage(stage: Stage, cfg: TrainConfig, dist: Dist, resume: bool, force: bool) -> Path | None:
     """Begin the stage's folder; the checkpoint to resume from, if any. Checkpoints are deleted only with
     --force: a run of the same settings needs --resume (or --force), changed settings stop with a list of them."""
     m = stage.manifest()
@@ -179,10 +163,10 @@ def _open_stage(
             f"{stage.path}: an unfinished run has checkpoints (last: {existing.name}); pass --resume "
             "to continue it or --force to start over"
         )
-    if not same and not force and m is not None and stage.holds_checkpoints():
-        stage.begin(cfg, inputs)  # raises on every rank alike: the error names the changed settings
+    if not same and not force and m is not None and stage.holds_checkpoints() and stage.settings_changed():
+        stage.begin(cfg, {})  # raises on every rank alike: the error names the changed settings
     if dist.main:
-        stage.begin(cfg, inputs, force=force)
+        stage.begin(cfg, {}, force=force)
     dist.barrier()
     return existing
 

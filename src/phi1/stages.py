@@ -1,0 +1,285 @@
+"""The stage registry: every stage of the recipe declared once.
+
+A *step* is one folder of the run directory with a key of its own (`corpus`, `annotations`, ...): it
+declares what its output depends on, and its key is derived from that declaration (`phi1.keys`). A *stage*
+is what `phi1 run` walks and a CLI command runs (`curate` writes five steps' folders): its name, its steps,
+its run function, the command, config section and module a user looks for. `phi1 run`,
+`--from/--only/--until`, the per-stage commands and the report all read this one registry, and a test walks
+every step and every config field through it.
+
+Format versions: bump a step's `format` in the same commit as any code change that changes what it writes,
+and say why beside it; a run directory made by the old code is then redone with one line saying so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from phi1.config import Config
+from phi1.errors import Phi1Error
+
+
+@dataclass(frozen=True)
+class Step:
+    """One run-directory folder and everything its content depends on."""
+
+    folder: str
+    reads: tuple[str, ...]  # sections (`clean`), single fields (`evaluate.sandbox`), top-level fields (`seed`)
+    inputs: tuple[str, ...] = ()  # folders it reads; their keys are part of its key
+    optional: tuple[str, ...] = ()  # folders it reads where they exist (clean takes whichever sources ran)
+    templates: tuple[str, ...] = ()  # prompt templates it renders (phi1/prompts/*.md)
+    format: int = 2  # 2: keys derived from this declaration (every step, phi1 0.2)
+
+
+CURATE_ANNOTATE = ("annotate_samples", "annotate_max_chars", "annotate_temperature", "annotate_max_tokens")
+CURATE_EMBED = ("encoder", "max_tokens", "chunking", "max_chunks", "bf16")
+CURATE_CLASSIFY = ("classifier", "n_estimators", "test_fraction", "score_threshold", "decision_threshold")
+CURATE_KEEP = ("keep", "keep_threshold", "keep_fraction", "token_budget", "score_threshold")
+SYNTH_SEEDS = ("topics_file", "audiences", "styles", "words_per_prompt", "temperature", "max_tokens")
+
+
+def _fields(section: str, names: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(f"{section}.{n}" for n in names)
+
+
+STEPS: dict[str, Step] = {
+    s.folder: s
+    for s in (
+        Step("corpus", ("corpus",)),
+        Step(
+            "annotations",
+            (*_fields("curate", CURATE_ANNOTATE), "seed", "teacher"),
+            inputs=("corpus",),
+            templates=("annotate",),
+        ),
+        Step("embeddings", _fields("curate", CURATE_EMBED), inputs=("corpus",)),
+        Step("classifier", (*_fields("curate", CURATE_CLASSIFY), "seed"), inputs=("annotations", "embeddings")),
+        Step("filtered", _fields("curate", CURATE_KEEP), inputs=("classifier", "corpus", "embeddings")),
+        Step(
+            "textbook",
+            ("synth.textbook_samples", *_fields("synth", SYNTH_SEEDS), "seed", "teacher"),
+            templates=("textbook",),
+        ),
+        Step(
+            "exercises",
+            (
+                "synth.exercise_samples",
+                *_fields("synth", SYNTH_SEEDS),
+                "synth.verify_timeout_s",
+                "evaluate.sandbox",
+                "seed",
+                "teacher",
+            ),
+            templates=("exercise",),
+        ),
+        Step(
+            "clean",
+            ("clean", "curate.encoder", "curate.max_tokens", "curate.bf16", "evaluate.sandbox"),
+            optional=("exercises", "textbook", "filtered", "embeddings"),
+        ),
+        Step(
+            "tokenizer",
+            ("tokenize.tokenizer", "tokenize.vocab_size", "tokenize.train_sample_bytes", "seed"),
+            inputs=("clean",),
+        ),
+        Step("tokens", ("tokenize", "seed"), inputs=("clean", "tokenizer")),
+        Step("pretrain", ("pretrain", "model", "tokenize.tokenizer", "seed"), inputs=("tokens",)),
+        Step("finetune", ("finetune", "model", "tokenize.tokenizer", "seed"), inputs=("tokens", "pretrain")),
+        Step("eval", ("evaluate",), inputs=("pretrain", "finetune"), optional=("clean",)),
+        # phi1 ablate: studies on the run's own data, beside the recipe's folders
+        Step(
+            "ablate",
+            ("ablate.pretrain_steps", "ablate.finetune_steps", "pretrain", "finetune", "model", "evaluate", "seed"),
+            inputs=("tokens", "tokenizer", "corpus"),
+        ),
+        Step(
+            "ablate_epochs",
+            ("ablate.epochs_passes", "ablate.epochs_steps", "pretrain", "model", "seed"),
+            inputs=("tokens", "tokenizer"),
+        ),
+        Step(
+            "ablate_contamination",
+            ("ablate.finetune_steps", "finetune", "evaluate", "model", "tokenize.val_fraction", "seed"),
+            inputs=("exercises", "clean", "tokens", "tokenizer", "pretrain"),
+        ),
+    )
+}
+
+
+def dependents(folder: str) -> set[str]:
+    """Every step whose key holds `folder`'s key, directly or through others."""
+    out: set[str] = set()
+    frontier = {folder}
+    while frontier:
+        frontier = {s.folder for s in STEPS.values() if set(s.inputs + s.optional) & frontier} - out
+        out |= frontier
+    return out
+
+
+def derived_keys(config: Config) -> dict[str, str]:
+    """Every step's key from the config alone, each input taken as made by this config (what a full run
+    writes): the generated key test walks the config fields through this."""
+    from phi1.keys import key_parts
+
+    keys: dict[str, str] = {}
+
+    def key(folder: str) -> str:
+        if folder not in keys:
+            s = STEPS[folder]
+            inputs = {i: key(i) for i in s.inputs + s.optional}
+            keys[folder] = key_parts(config, s.reads, s.templates, inputs, s.format).key(folder)
+        return keys[folder]
+
+    for folder in STEPS:
+        key(folder)
+    return keys
+
+
+# -- the stages -------------------------------------------------------------------------------------------
+
+
+@dataclass
+class RunContext:
+    """What every stage is given: one place builds the teacher (and its cache path) and picks the sandbox."""
+
+    config: Config
+    run_dir: Path
+    _teacher: Any = field(default=None, repr=False)
+
+    @property
+    def teacher_cache(self) -> Path:
+        return Path(self.config.teacher.cache_path or self.run_dir / "teacher-cache.sqlite")
+
+    def teacher(self) -> Any:
+        """The configured teacher, built on first use."""
+        if self._teacher is None:
+            from phi1.teacher import make_teacher
+
+            self._teacher = make_teacher(self.config.teacher, self.teacher_cache, self.config.executor)
+        return self._teacher
+
+    def release_teacher(self) -> None:
+        """Give back what the teacher holds (the GPUs of its replicas): training and embedding need them."""
+        if self._teacher is not None:
+            self._teacher.release()
+
+
+@dataclass(frozen=True)
+class StageDef:
+    name: str
+    steps: tuple[str, ...]  # the folders it writes
+    run: Callable[[RunContext, bool], Any]
+    command: str  # runs it alone
+    section: str  # the config section a user changes
+    module: str  # where its code lives
+
+
+def _curate(ctx: RunContext, force: bool) -> Any:
+    from phi1.curate import run_curate
+
+    return run_curate(ctx.config, ctx.run_dir, ctx.teacher(), force)
+
+
+def synth_textbook(ctx: RunContext, force: bool) -> Any:
+    from phi1.synth.textbook import synth_textbook as run
+
+    return run(ctx.run_dir, ctx.config, ctx.teacher(), force)
+
+
+def synth_exercises(ctx: RunContext, force: bool) -> Any:
+    from phi1.synth.exercises import synth_exercises as run
+
+    return run(ctx.run_dir, ctx.config, ctx.teacher(), force)
+
+
+def _synth(ctx: RunContext, force: bool) -> Any:
+    try:
+        return {"textbook": synth_textbook(ctx, force), "exercises": synth_exercises(ctx, force)}
+    finally:
+        ctx.release_teacher()
+
+
+def _clean(ctx: RunContext, force: bool) -> Any:
+    from phi1.clean import run_clean
+
+    return run_clean(ctx.run_dir, ctx.config, force)
+
+
+def _tokenize(ctx: RunContext, force: bool) -> Any:
+    from phi1.tokenize import tokenize
+
+    return tokenize(ctx.run_dir, ctx.config, force)
+
+
+def train_phase(phase: str) -> Callable[[RunContext, bool], Any]:
+    def run(ctx: RunContext, force: bool, resume: bool | None = None) -> Any:
+        from phi1.train import train
+
+        return train(ctx.run_dir, ctx.config, phase, resume=not force if resume is None else resume, force=force)
+
+    return run
+
+
+def _evaluate(ctx: RunContext, force: bool) -> Any:
+    from phi1.evaluate.stage import evaluate_run
+
+    return evaluate_run(ctx.run_dir, ctx.config, force)
+
+
+def _report(ctx: RunContext, force: bool) -> Any:
+    from phi1.report import write_report
+
+    return write_report(ctx.run_dir)
+
+
+STAGES: dict[str, StageDef] = {
+    s.name: s
+    for s in (
+        StageDef(
+            "curate",
+            ("corpus", "annotations", "embeddings", "classifier", "filtered"),
+            _curate,
+            "phi1 curate",
+            "corpus, curate",
+            "phi1/curate/",
+        ),
+        StageDef("synth", ("textbook", "exercises"), _synth, "phi1 synth textbook / exercises", "synth", "phi1/synth/"),
+        StageDef("clean", ("clean",), _clean, "phi1 clean", "clean", "phi1/clean/"),
+        StageDef("tokenize", ("tokenizer", "tokens"), _tokenize, "phi1 tokenize", "tokenize", "phi1/tokenize.py"),
+        StageDef(
+            "pretrain", ("pretrain",), train_phase("pretrain"), "phi1 train pretrain", "pretrain, model", "phi1/train/"
+        ),
+        StageDef("finetune", ("finetune",), train_phase("finetune"), "phi1 train finetune", "finetune", "phi1/train/"),
+        StageDef("evaluate", ("eval",), _evaluate, "phi1 run --only evaluate", "evaluate", "phi1/evaluate/"),
+        StageDef("report", (), _report, "phi1 report", "-", "phi1/report.py"),
+    )
+}
+
+
+def chosen_stages(from_stage: str | None = None, only: str | None = None, until: str | None = None) -> list[str]:
+    """The stages a run does: `only` one, or from `from_stage` (default: the first) to `until` (the last)."""
+    names = list(STAGES)
+    for name in (from_stage, only, until):
+        if name is not None and name not in STAGES:
+            raise Phi1Error(f"unknown stage {name!r}: one of {', '.join(names)}")
+    if only:
+        if from_stage or until:
+            raise Phi1Error("--only runs one stage: give it without --from or --until")
+        return [only]
+    first = names.index(from_stage) if from_stage else 0
+    last = names.index(until) if until else len(names) - 1
+    if last < first:
+        raise Phi1Error(f"--until {until} comes before --from {from_stage}: nothing to run")
+    return names[first : last + 1]
+
+
+def stage_table() -> str:
+    """The README's table of stages, rendered from the registry (a test keeps the README's copy equal)."""
+    rows = ["| stage | command | run-dir folders | config | code |", "| --- | --- | --- | --- | --- |"]
+    for s in STAGES.values():
+        folders = ", ".join(f"`{f}/`" for f in s.steps) or "`report.md`, `figures/`"
+        rows.append(f"| {s.name} | `{s.command}` | {folders} | {s.section} | `src/{s.module}` |")
+    return "\n".join(rows)

@@ -1,0 +1,190 @@
+"""Stage keys are derived from the stage declarations and cannot go stale.
+
+Generated from the config models: every result field of every section, changed, changes the keys of the
+steps that declare it and of their dependents and no other; every execution-only field changes none; a
+file a field names, edited in place, redoes the steps that read it."""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import BaseModel, ValidationError
+
+from phi1.config import Config, load_config
+from phi1.stages import STEPS, dependents, derived_keys
+
+BASE = Config()
+BASE_KEYS = derived_keys(BASE)
+
+
+def _sections() -> list[tuple[str | None, type[BaseModel]]]:
+    out: list[tuple[str | None, type[BaseModel]]] = [(None, Config)]
+    for name, info in Config.model_fields.items():
+        if isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel):
+            out.append((name, info.annotation))
+    return out
+
+
+def _fields(execution_only: bool) -> list[tuple[str | None, str]]:
+    out = []
+    for section, model in _sections():
+        for name, info in model.model_fields.items():
+            if isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel):
+                continue  # a section: walked on its own
+            if (name in model.EXECUTION_ONLY) is execution_only:  # type: ignore[attr-defined]
+                out.append((section, name))
+    return out
+
+
+def _literals(annotation: Any) -> list[Any]:
+    if typing.get_origin(annotation) is typing.Literal:
+        return list(typing.get_args(annotation))
+    return [v for arg in typing.get_args(annotation) for v in _literals(arg)]
+
+
+def _candidates(value: Any, annotation: Any) -> list[Any]:
+    literals = _literals(annotation)
+    if isinstance(value, bool):
+        return [not value]
+    if isinstance(value, int):
+        return [value + 1, value - 1, value * 2, True]
+    if isinstance(value, float):
+        return [value * 0.5, value + 0.05, value - 0.05, value * 1.5, 0.5, 1.0]
+    if isinstance(value, str):
+        return [v for v in literals if v != value] + [value + "-x", "x"]
+    if value is None:
+        return [*literals, 1, 0.5, "x", True, 100]
+    if isinstance(value, list):
+        extra = [v for v in literals if v not in value]
+        scaled = [v * 0.9 if isinstance(v, float) else v for v in value]  # a pair such as train.betas
+        return [scaled, value[:-1], [*value, *extra[:1]], [*value, "x"], [*value, 2]]
+    if isinstance(value, dict):
+        return [{**value, "x": 1.0}, {**value, "num_hidden_layers": 1}]
+    raise AssertionError(f"no change to try for {value!r}")
+
+
+def _changed(section: str | None, field: str) -> Config:
+    """The default config with `field` set to another valid value."""
+    model = Config if section is None else type(getattr(BASE, section))
+    tree = BASE.model_dump(mode="json")
+    node = tree if section is None else tree[section]
+    old = node[field]
+    for value in _candidates(old, model.model_fields[field].annotation):
+        node[field] = value
+        try:
+            new = Config.model_validate(tree)
+        except ValidationError:
+            continue
+        now = new.model_dump(mode="json")
+        if (now if section is None else now[section])[field] != old:
+            return new
+    raise AssertionError(f"found no other valid value for {section}.{field}")
+
+
+def _declarers(section: str | None, field: str) -> set[str]:
+    names = {field} if section is None else {section, f"{section}.{field}"}
+    return {s.folder for s in STEPS.values() if names & set(s.reads)}
+
+
+def _with_dependents(folders: set[str]) -> set[str]:
+    return folders.union(*(dependents(f) for f in folders))
+
+
+def _label(item: tuple[str | None, str]) -> str:
+    return f"{item[0]}.{item[1]}" if item[0] else item[1]
+
+
+@pytest.mark.parametrize("item", _fields(execution_only=False), ids=_label)
+def test_every_result_field_changes_the_keys_of_the_steps_that_read_it_and_no_other(
+    item: tuple[str | None, str],
+) -> None:
+    section, field = item
+    declarers = _declarers(section, field)
+    assert declarers, f"{_label(item)} is read by no step: declare it in phi1.stages.STEPS or mark it execution-only"
+    keys = derived_keys(_changed(section, field))
+    changed = {folder for folder in keys if keys[folder] != BASE_KEYS[folder]}
+    assert changed == _with_dependents(declarers)
+
+
+@pytest.mark.parametrize("item", _fields(execution_only=True), ids=_label)
+def test_an_execution_only_field_changes_no_key(item: tuple[str | None, str]) -> None:
+    assert derived_keys(_changed(*item)) == BASE_KEYS
+
+
+def test_a_step_declares_only_result_fields_that_exist() -> None:
+    for step in STEPS.values():
+        for name in step.reads:
+            head, _, field = name.partition(".")
+            model = Config if not field else type(getattr(BASE, head))
+            assert (field or head) in model.model_fields, f"{step.folder} reads {name}: no such field"
+            assert (field or head) not in model.EXECUTION_ONLY, f"{step.folder} reads execution-only {name}"
+        for name in step.inputs + step.optional:
+            assert name in STEPS, f"{step.folder}: unknown input {name}"
+
+
+def test_a_named_file_edited_in_place_redoes_the_steps_that_read_it(tmp_path: Path) -> None:
+    topics = tmp_path / "topics.yaml"
+    bench = tmp_path / "extra.jsonl"
+    topics.write_text("topics:\n  Loops: [for loops]\n")
+    bench.write_text('{"prompt": "def f(x):\\n", "canonical_solution": "    return x\\n"}\n')
+    config = load_config(None, [f"synth.topics_file={topics}", f"clean.extra_benchmarks=[{bench}]"])
+    before = derived_keys(config)
+    topics.write_text("topics:\n  Loops: [for loops, while loops]\n")  # same path, new content
+    after = derived_keys(config)
+    assert {f for f in after if after[f] != before[f]} == _with_dependents({"textbook", "exercises"})
+    bench.write_text('{"prompt": "def g(x):\\n", "canonical_solution": "    return -x\\n"}\n')
+    again = derived_keys(config)
+    assert {f for f in again if again[f] != after[f]} == _with_dependents({"clean"})
+
+
+def test_an_edited_prompt_template_redoes_the_steps_that_render_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    from phi1 import prompts
+
+    original = prompts.template
+    monkeypatch.setattr(
+        prompts, "template", lambda name: original(name) + ("\nBe brief." if name == "annotate" else "")
+    )
+    keys = derived_keys(BASE)
+    assert {f for f in keys if keys[f] != BASE_KEYS[f]} == _with_dependents({"annotations"})
+
+
+def test_a_format_bump_changes_that_step_and_its_dependents(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(STEPS, "tokens", dataclasses.replace(STEPS["tokens"], format=STEPS["tokens"].format + 1))
+    keys = derived_keys(BASE)
+    assert {f for f in keys if keys[f] != BASE_KEYS[f]} == _with_dependents({"tokens"})
+
+
+def _synth_textbook(run_dir: Path, topics: Path, capsys: pytest.CaptureFixture[str]) -> tuple[dict, str]:
+    from phi1.stages import RunContext, synth_textbook
+
+    config = load_config(None, [f"synth.topics_file={topics}", "synth.textbook_samples=12"])
+    manifest = synth_textbook(RunContext(config, run_dir), False)
+    return manifest, capsys.readouterr().err
+
+
+def test_phi1_synth_redoes_the_textbook_after_its_topics_file_is_edited_in_place(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from phi1.rundir import read_table
+
+    topics = tmp_path / "my_topics.yaml"
+    topics.write_text("topics:\n  Sorting: [bubble sort, merge sort]\n")
+    first, _ = _synth_textbook(tmp_path / "run", topics, capsys)
+    assert set(read_table(tmp_path / "run" / "textbook", ["topic"]).column("topic").to_pylist()) == {"Sorting"}
+    again, out = _synth_textbook(tmp_path / "run", topics, capsys)
+    assert again["cache_key"] == first["cache_key"] and "redoing" not in out  # unchanged: reused
+
+    topics.write_text("topics:\n  Graphs: [breadth-first search]\n")  # a topic removed, a new one added
+    edited, out = _synth_textbook(tmp_path / "run", topics, capsys)
+    assert edited["cache_key"] != first["cache_key"]
+    assert "textbook: synth.topics_file: the file's content changed: redoing it" in " ".join(out.split())
+    assert set(read_table(tmp_path / "run" / "textbook", ["topic"]).column("topic").to_pylist()) == {"Graphs"}
+
+    bumped = dataclasses.replace(STEPS["textbook"], format=STEPS["textbook"].format + 1)
+    monkeypatch.setitem(STEPS, "textbook", bumped)
+    _, out = _synth_textbook(tmp_path / "run", topics, capsys)
+    assert f"textbook: format {bumped.format - 1} -> {bumped.format}: redoing it" in " ".join(out.split())
