@@ -28,8 +28,9 @@ from difflib import SequenceMatcher
 
 from datasketch import LeanMinHash, MinHash, MinHashLSH
 
-from phi1.clean.decontaminate import ast_matches, function_shapes, load_benchmark_problems
 from phi1.clean.dedup import minhash_duplicates
+from phi1.clean.detectors.ast_match import ast_matches, function_shapes
+from phi1.clean.problems import load_benchmark_problems
 from phi1.config import SynthConfig, TeacherConfig
 from phi1.curate.readers import SkipCounter, iter_corpus
 from phi1.minhash import shingles

@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 
 from conftest import phi1_cmd
-from phi1.clean.contamination import Thresholds, detect
 from phi1.clean.decontam import run_decontam
-from phi1.clean.decontaminate import load_benchmark_problems
+from phi1.clean.detectors import Thresholds
+from phi1.clean.driver import detect_texts
+from phi1.clean.problems import load_benchmark_problems
 from phi1.clean.twins import name_similarity
 from phi1.sandbox import Sandbox
 
@@ -135,7 +136,7 @@ def test_offline_catalogue_holds_no_benchmark_twin() -> None:
     problems = load_benchmark_problems(True, True)
     assert {p.benchmark for p in problems} == {"humaneval", "mbpp"} and len(problems) == 164 + 974
     with Sandbox(workers=2) as sb:
-        found = detect(texts, ["exercise"] * len(texts), problems, Thresholds(ast=0.8), sb)
+        found = detect_texts(texts, ["exercise"] * len(texts), tuple(problems), Thresholds(ast=0.8), sb)
     fired = [(texts[i].split("(")[0], problems[j].task_id, m.detectors) for (i, j), m in found.items() if m.detectors]
     assert fired == [], fired
 
@@ -185,3 +186,43 @@ def test_ngram_hits_count_real_hits(tmp_path: Path, planted: bool) -> None:
     table = {r["task_id"]: r for r in pq.read_table(tmp_path / "clean" / "benchmark_similarity.parquet").to_pylist()}
     assert table["HumanEval/0"]["ngram_hits"] == (1 if planted else 0)
     assert m["funnel"]["code"].get("benchmark_ngram", 0) == (1 if planted else 0)
+
+
+def test_phi1_clean_and_phi1_decontam_flag_the_same_sample_problem_detector_triples(
+    tmp_path: Path, cli_env: dict
+) -> None:
+    """One driver: the exercises of a run, checked by `phi1 clean` inside the run and by `phi1 decontam` as a
+    file, give the same (sample, problem, detector) flags: execution twins, an n-gram copy of a docstring, an
+    AST copy of a canonical solution, and nothing for the ordinary exercises."""
+    import pyarrow.parquet as pq
+
+    from phi1.rundir import Stage, write_shard
+
+    he = {p.task_id: p for p in load_benchmark_problems(True, False)}
+    copied = he["HumanEval/2"]
+    rows = [{"id": tid, "text": code} for tid, code in TWINS.items()]
+    rows.append({"id": "docstring-copy", "text": copied.prompt + "    return number - int(number)\n"})
+    rows.append({"id": "solution-copy", "text": he["HumanEval/12"].solution.replace("def longest", "def longest_of")})
+    rows += [{"id": f"ordinary-{i}", "text": code} for i, code in enumerate(ORDINARY)]
+    run = tmp_path / "run"
+    stage = Stage(run, "exercises", "k")
+    stage.begin({}, {})
+    write_shard(stage.shard_path(0), rows)
+    stage.finish()
+    common = dict(env=cli_env, capture_output=True, text=True, timeout=900)
+    cleaned = subprocess.run(phi1_cmd("clean", "--run-dir", str(run), "--set", "curate.encoder=hashing"), **common)
+    assert cleaned.returncode == 0, cleaned.stderr
+    checked = subprocess.run(phi1_cmd("decontam", "--data", str(run / "exercises"), "--out", str(tmp_path / "d"),
+                                      "--encoder", "hashing"), **common)  # fmt: skip
+    assert checked.returncode == 0, checked.stderr
+
+    by_clean = {(r["id"], r["task_id"], r["detector"])
+                for r in pq.read_table(run / "clean" / "benchmark_flags.parquet").to_pylist()}  # fmt: skip
+    flags = [json.loads(line) for line in (tmp_path / "d" / "flags.jsonl").read_text().splitlines()]
+    by_decontam = {(f["id"], f["task_id"], d) for f in flags for d in f["detectors"]}
+    assert by_clean == by_decontam
+    assert {d for _, _, d in by_clean} >= {"execution", "ngram", "ast"}
+    assert ("docstring-copy", "HumanEval/2", "ngram") in by_clean
+    assert ("solution-copy", "HumanEval/12", "ast") in by_clean
+    assert all((tid, tid, "execution") in by_clean for tid in TWINS)
+    assert not any(i.startswith("ordinary") for i, _, _ in by_clean)

@@ -23,18 +23,20 @@ def test_the_readme_is_a_page_whose_stage_table_is_the_registry() -> None:
 
 def test_every_example_of_the_extending_guide_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import phi1.pipeline  # noqa: F401 - imported first, as in a real session: it must see the new stage
+    from phi1.clean.detectors import TYPES
     from phi1.stages import STAGES, STEPS
 
     monkeypatch.chdir(tmp_path)
     blocks = re.findall(r"```python\n(.*?)```", (ROOT / "docs" / "extending.md").read_text(), re.S)
-    assert len(blocks) >= 3
+    assert len(blocks) >= 4
     namespace: dict = {}
-    saved = dict(STEPS), dict(STAGES)
+    registries = (STEPS, STAGES, TYPES)
+    saved = [dict(r) for r in registries]
     try:
         for block in blocks:
             exec(compile(block, "docs/extending.md", "exec"), namespace)
-    finally:  # the examples register a stage: no other test sees it
-        for registry, before in zip((STEPS, STAGES), saved, strict=True):
+    finally:  # the examples register a stage and a detector: no other test sees them
+        for registry, before in zip(registries, saved, strict=True):
             registry.clear()
             registry.update(before)
     assert (tmp_path / "runs" / "example" / "textbook_stats" / "manifest.json").exists()

@@ -234,3 +234,28 @@ def test_missing_bubblewrap_is_refused_with_install_hint(monkeypatch) -> None:
     monkeypatch.setenv("PATH", "/nonexistent")
     with pytest.raises(SandboxUnavailable, match=r"apt-get install bubblewrap.*--sandbox none"):
         Sandbox(workers=1)
+
+
+def test_the_harness_is_a_module_that_runs_only_as_the_sandbox_runs_it() -> None:
+    """phi1/sandbox/harness.py is real Python: importing it runs nothing; given its source with `python -I
+    -S -c` and a header on stdin, as the sandbox does, it runs the stages and reports each test stage with
+    the nonce, and a failing stage with its kind and index."""
+    import os
+    import subprocess
+    import sys
+
+    import phi1.sandbox.harness as harness
+    from phi1.sandbox.api import HARNESS
+
+    assert callable(harness._phi1_harness) and Path(harness.__file__).read_text() == HARNESS
+    for stages, code, report in (
+        ([b"x = 2", b"assert x == 2", b"assert x > 1"], 0, b"NONCE 1\nNONCE 2\n"),
+        ([b"x = 2", b"assert x == 3"], 1, b"failed 1 AssertionError: \n"),
+    ):
+        r, w = os.pipe()
+        header = b"NONCE %d -1 ; %s\n" % (w, b" ".join(str(len(s)).encode() for s in stages))
+        proc = subprocess.run([sys.executable, "-I", "-S", "-c", HARNESS], input=header + b"".join(stages),
+                              pass_fds=(w,), capture_output=True, timeout=60)  # fmt: skip
+        os.close(w)
+        with os.fdopen(r, "rb") as fh:
+            assert (proc.returncode, fh.read()) == (code, report)

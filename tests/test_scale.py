@@ -16,8 +16,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from phi1.clean.decontaminate import load_benchmark_problems
 from phi1.clean.dedup import doc_hashes, duplicate_of, exact_duplicates, minhash_duplicates
+from phi1.clean.problems import load_benchmark_problems
 from phi1.clean.twins import NameIndex, name_similarity
 from phi1.config import load_config
 from phi1.rundir import Stage, write_shard

@@ -16,7 +16,7 @@ import pytest
 from conftest import phi1_cmd
 from fake_server import FakeOpenAI
 from phi1.clean import run_clean
-from phi1.clean.decontaminate import ast_matches, function_shapes
+from phi1.clean.detectors.ast_match import ast_matches, function_shapes
 from phi1.config import TeacherConfig, load_config
 from phi1.markdown import code_blocks
 from phi1.records import content_id

@@ -256,8 +256,8 @@ def decontam_cmd(
     kind: Annotated[str, typer.Option(help=KIND_HELP)] = "exercise",
 ) -> None:
     """Check a dataset against HumanEval(+) and MBPP: 13-grams, embeddings, AST similarity, execution twins."""
-    from phi1.clean.contamination import Thresholds
     from phi1.clean.decontam import run_decontam
+    from phi1.clean.detectors import Thresholds
 
     th = Thresholds(embedding=embed_threshold, ast=ast_threshold)
     if kind not in ("exercise", "code", "textbook"):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +13,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from phi1.cards import CardStats, write_card
-from phi1.clean.contamination import DETECTORS, Thresholds
 from phi1.clean.dedup import duplicate_of, first_copies
-from phi1.clean.shards import Benchmarks, MatchJob, SignJob, match_shard, problems_of, read_texts, runnable, sign_shard
-from phi1.clean.twins import find_twins, functions_of, sweep_twins
+from phi1.clean.detectors import Thresholds, names
+from phi1.clean.detectors.embedding import Vectors
+from phi1.clean.driver import Found, Shard, detect_shards
+from phi1.clean.shards import Benchmarks, SignJob, problems_of, sign_shard
 from phi1.config import Config
 from phi1.errors import Phi1Error
 from phi1.executor import map_shards
@@ -61,17 +61,19 @@ SIMILARITY_SCHEMA = pa.schema(
 )
 
 
-REASONS = ("", "exact_duplicate", "near_duplicate", *(f"benchmark_{d}" for d in DETECTORS))
+# Every (sample, problem, detector) the driver fired on, as `phi1 decontam` writes them to flags.jsonl.
+FLAGS_SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("source", pa.string()),
+        ("benchmark", pa.string()),
+        ("task_id", pa.string()),
+        ("detector", pa.string()),
+        ("score", pa.float64()),
+    ]
+)
+REASONS = ("", "exact_duplicate", "near_duplicate", *(f"benchmark_{d}" for d in names()))
 REMOVED_SCHEMA = pa.schema([("id", pa.string()), ("source", pa.string()), ("reason", pa.string()), ("of", pa.string())])
-
-
-@dataclass
-class Shard:
-    path: Path
-    folder: str
-    kind: str
-    offset: int = 0  # index of its first document among all sources' documents, in order of preference
-    size: int = 0
 
 
 def run_clean(run_dir: Path, config: Config, force: bool = False) -> dict[str, Any]:
@@ -101,7 +103,7 @@ def run_clean(run_dir: Path, config: Config, force: bool = False) -> dict[str, A
         found = _decontaminate(run_dir, config, encoder_spec, shards, reason, problems)
     for doc, (d, _) in found.cause.items():  # removed for the first detector that fired
         if reason[doc] == 0:
-            reason[doc] = REASONS.index(f"benchmark_{DETECTORS[d]}")
+            reason[doc] = REASONS.index(f"benchmark_{names()[d]}")
     with stage.timed("filter_s"):
         card, removed = _write_outputs(stage, shards, reason, dup_of, found.cause, problems)
     named = {d for _, d in found.best_ast.values()} | set(found.max_cos_doc if found.max_cos_doc is not None else [])
@@ -109,6 +111,7 @@ def run_clean(run_dir: Path, config: Config, force: bool = False) -> dict[str, A
         problems, found, cfg.ast_threshold, _ids_of(shards, {int(d) for d in named if d >= 0})
     )
     write_shard(stage.path / "benchmark_similarity.parquet", similarity, SIMILARITY_SCHEMA)
+    write_shard(stage.path / "benchmark_flags.parquet", _flags(shards, found, problems), FLAGS_SCHEMA)
     shutil.rmtree(work, ignore_errors=True)
 
     funnel: dict[str, dict[str, int]] = {}
@@ -184,211 +187,23 @@ def _deduplicate(shards: list[Shard], work: Path, cfg: Any, executor: Any) -> tu
     return reason, dup_of
 
 
-# -- 2. matches against the benchmarks -------------------------------------------------------------------
-
-
-@dataclass
-class Found:
-    """What the detectors found, folded shard by shard: per document the detectors that fired (and the
-    problem), per problem what the similarity table needs."""
-
-    n_problems: int
-    cause: dict[int, tuple[int, int]] = field(default_factory=dict)  # doc -> (detector index, problem)
-    best_ast: dict[int, tuple[float, int]] = field(default_factory=dict)  # problem -> (tau, doc)
-    ngram: dict[int, int] = field(default_factory=dict)
-    twins: dict[int, int] = field(default_factory=dict)
-    max_cos: np.ndarray | None = None
-    max_cos_doc: np.ndarray | None = None
-
-    def add(self, doc: int, problem: int, detector: str, score: float, fires: bool) -> None:
-        if detector == "ast" and score > self.best_ast.get(problem, (0.0, -1))[0]:
-            self.best_ast[problem] = (score, doc)
-        if detector == "ngram":
-            self.ngram[problem] = self.ngram.get(problem, 0) + 1
-        if detector == "execution":
-            self.twins[problem] = self.twins.get(problem, 0) + 1
-        if fires:
-            d = DETECTORS.index(detector)
-            if d < self.cause.get(doc, (len(DETECTORS), 0))[0]:
-                self.cause[doc] = (d, problem)
-
-    def add_cosine(self, docs: np.ndarray, cos: np.ndarray) -> None:
-        if self.max_cos is None:
-            self.max_cos = np.full(self.n_problems, -np.inf)
-            self.max_cos_doc = np.full(self.n_problems, -1, dtype=np.int64)
-        if not len(docs):
-            return
-        best = cos.argmax(axis=0)
-        value = cos[best, np.arange(cos.shape[1])]
-        better = value > self.max_cos
-        self.max_cos[better] = value[better]
-        self.max_cos_doc[better] = docs[best[better]]
+# -- 2. matches against the benchmarks: the one driver, as `phi1 decontam` runs it ----------------------
 
 
 def _decontaminate(
     run_dir: Path, config: Config, spec: str, shards: list[Shard], reason: np.ndarray, problems: list
 ) -> Found:
-    cfg = config.clean
-    thresholds = _thresholds(cfg)
-    found = Found(len(problems))
-    jobs = [
-        MatchJob(
-            str(s.path),
-            s.kind,
-            tuple(np.flatnonzero(reason[s.offset : s.offset + s.size] == 0).tolist()),
-            _benchmarks(cfg),
-            thresholds,
-            min(TABLE3_TAUS),
-            cfg.execution,
-            thresholds.execution_k,
-        )
-        for s in shards
-    ]
-    vectors = _Vectors(run_dir, config, spec, problems)
-    by_name: dict[int, list[tuple[float, int, int, Any]]] = {}  # problem -> [(score, shard, order, function)]
-    by_cosine: dict[int, tuple[float, int, int, int]] = {}  # problem -> (cos, shard, order, doc)
-    arities = runnable(_benchmarks(cfg))[1]
-    tests = [(p.entry_point, p.test) for p in problems]
+    """Every detector over the documents deduplication kept; curated corpus files reuse curation's vectors
+    when clean embeds with curation's encoder."""
+    cur = config.curate
+    reuse = sorted((run_dir / "embeddings").glob("ids-*.npy")) if spec == cur.encoder else []
+    vectors = Vectors(spec, problems, cur.max_tokens, cur.device, cur.bf16, reuse, reuse_folder="filtered")
+    rows = [np.flatnonzero(reason[s.offset : s.offset + s.size] == 0) for s in shards]
     with _sandbox(config) as sandbox:
-        results = map_shards(match_shard, jobs, config.executor, "decontaminating")
-        for k, (shard, job, result) in enumerate(zip(shards, jobs, results, strict=True)):
-            rows = np.asarray(job.rows, dtype=np.int64)
-            docs = shard.offset + rows
-            for row, j, detector, score, fires in result.hits:
-                found.add(shard.offset + row, j, detector, score, fires)
-            cos = vectors.cosine(shard, rows)
-            found.add_cosine(docs, cos)
-            for i, j in zip(*np.nonzero(cos >= thresholds.embedding), strict=True):
-                found.add(int(docs[i]), int(j), "embedding", round(float(cos[i, j]), 4), True)
-            if sandbox is None:
-                continue
-            if result.swept:
-                for twin in sweep_twins(result.swept, tests, arities, sandbox):
-                    found.add(shard.offset + twin.sample, twin.problem, "execution", 1.0, True)
-            for j, top in result.by_name.items():
-                merged = by_name.setdefault(j, [])
-                merged += [(score, k, order, f) for score, order, f in top]
-                merged.sort(key=lambda t: (t[0], t[1], t[2]), reverse=True)
-                del merged[thresholds.execution_k :]
-            _nearest_by_arity(result.last_of_arity, rows, cos, arities, k, shard.offset, by_cosine)
-        if sandbox is not None:
-            _run_candidates(shards, by_name, by_cosine, tests, arities, sandbox, found)
-    return found
-
-
-def _nearest_by_arity(
-    last_of_arity: list[tuple[int, int, int]],
-    rows: np.ndarray,
-    cos: np.ndarray,
-    arities: list[int | None],
-    shard: int,
-    offset: int,
-    best: dict[int, tuple[float, int, int, int]],
-) -> None:
-    """Per problem, the corpus file nearest to it among those with a function of the problem's arity."""
-    if not last_of_arity or not cos.size:
-        return
-    position = {int(r): i for i, r in enumerate(rows.tolist())}
-    by_arity: dict[int, list[tuple[int, int]]] = {}
-    for row, arity, order in last_of_arity:
-        by_arity.setdefault(arity, []).append((position[row], order))
-    for arity, members in by_arity.items():
-        problems = [j for j, a in enumerate(arities) if a == arity]
-        if not problems:
-            continue
-        at = np.array([m[0] for m in members])
-        sub = cos[np.ix_(at, problems)]
-        top = sub.argmax(axis=0)
-        for col, j in enumerate(problems):
-            m = int(top[col])
-            entry = (float(sub[m, col]), shard, members[m][1], offset + int(rows[at[m]]))
-            if entry[0] > best.get(j, (-np.inf,))[0]:
-                best[j] = entry
-
-
-def _run_candidates(
-    shards: list[Shard],
-    by_name: dict[int, list[tuple[float, int, int, Any]]],
-    by_cosine: dict[int, tuple[float, int, int, int]],
-    tests: list[tuple[str, str]],
-    arities: list[int | None],
-    sandbox: Any,
-    found: Found,
-    min_cosine: float = 0.75,
-) -> None:
-    """Run each problem's candidate corpus functions (best names, nearest file) against its tests."""
-    functions: list[Any] = []
-    pairs: list[tuple[int, int]] = []
-    for j, top in sorted(by_name.items()):
-        for _, k, _, f in top:
-            pairs.append((len(functions), j))
-            functions.append(replace(f, sample=shards[k].offset + f.sample))
-    wanted: dict[int, list[tuple[int, int]]] = {}  # shard -> [(doc, problem)] for the nearest files
-    for j, (score, k, order, doc) in sorted(by_cosine.items()):
-        if score >= min_cosine and not any(kk == k and o == order for _, kk, o, _ in by_name.get(j, [])):
-            wanted.setdefault(k, []).append((doc, j))
-    for k, docs in sorted(wanted.items()):
-        shard = shards[k]
-        rows = np.array([doc - shard.offset for doc, _ in docs])
-        for (doc, j), text in zip(docs, read_texts(shard.path, rows), strict=True):
-            last = [f for f in functions_of(text, shard.kind, doc) if f.arity == arities[j]]
-            if last:
-                pairs.append((len(functions), j))
-                functions.append(last[-1])
-    for twin in find_twins(functions, tests, pairs, sandbox):
-        found.add(twin.sample, twin.problem, "execution", 1.0, True)
-
-
-class _Vectors:
-    """Unit embedding vectors of a shard's documents; the curated corpus files reuse curation's, read forward
-    (the curated files come in corpus order, as the embeddings were stored)."""
-
-    def __init__(self, run_dir: Path, config: Config, spec: str, problems: list) -> None:
-        self.config, self.spec = config, spec
-        cur = config.curate
-        self.files = sorted((run_dir / "embeddings").glob("ids-*.npy")) if spec == cur.encoder else []
-        self.next_file = 0
-        self.known: dict[str, np.ndarray] = {}
-        self.encoder: Any = None
-        self.bench = (
-            _unit(
-                self._encode([p.solution if p.prompt in p.solution else p.prompt + "\n" + p.solution for p in problems])
-            )
-            if problems
-            else np.zeros((0, 1))
-        )
-
-    def _encode(self, texts: list[str]) -> np.ndarray:
-        from phi1.curate.embed import encode, load_encoder
-
-        if self.encoder is None:
-            cur = self.config.curate
-            self.encoder = load_encoder(self.spec, cur.max_tokens, cur.device, cur.bf16)
-        return encode(self.encoder, texts)
-
-    def _curated(self, doc_id: str) -> np.ndarray | None:
-        while doc_id not in self.known and self.next_file < len(self.files):
-            ids_path = self.files[self.next_file]
-            self.next_file += 1
-            vectors = np.load(ids_path.with_name(ids_path.name.replace("ids-", "emb-")))
-            self.known = dict(zip(np.load(ids_path).tolist(), vectors, strict=True))
-        return self.known.get(doc_id)
-
-    def cosine(self, shard: Shard, rows: np.ndarray) -> np.ndarray:
-        if not len(rows) or not len(self.bench):
-            return np.zeros((len(rows), len(self.bench)))
-        ids = pq.read_table(shard.path, columns=["id"]).column("id").take(rows).to_pylist()
-        found = [self._curated(i) for i in ids] if shard.folder == "filtered" else [None] * len(ids)
-        missing = [i for i, v in enumerate(found) if v is None]
-        if missing:
-            texts = read_texts(shard.path, rows[missing])
-            for i, v in zip(missing, self._encode(texts), strict=True):
-                found[i] = v
-        return _unit(np.stack(found)) @ self.bench.T
-
-
-def _unit(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+        return detect_shards(
+            shards, rows, _benchmarks(config.clean), _thresholds(config.clean), vectors, sandbox, config.executor,
+            ast_floor=min(TABLE3_TAUS),
+        )  # fmt: skip
 
 
 # -- 3. filter -------------------------------------------------------------------------------------------
@@ -465,6 +280,19 @@ def _write_outputs(
         write_shard(stage.shard_path(0), [], SCHEMA)
     counts = np.bincount(reason, minlength=len(REASONS))
     return card, {REASONS[c]: int(counts[c]) for c in range(1, len(REASONS)) if counts[c]}
+
+
+def _flags(shards: list[Shard], found: Found, problems: list) -> list[dict[str, Any]]:
+    matches = found.flagged()
+    ids = _ids_of(shards, {m.sample for m in matches})
+    offsets = np.array([s.offset for s in shards])
+    rows = []
+    for m in matches:
+        source = shards[int(np.searchsorted(offsets, m.sample, side="right")) - 1].folder
+        p = problems[m.problem]
+        rows += [{"id": ids[m.sample], "source": source, "benchmark": p.benchmark, "task_id": p.task_id,
+                  "detector": d, "score": m.scores[d]} for d in m.detectors]  # fmt: skip
+    return rows
 
 
 def _ids_of(shards: list[Shard], docs: set[int]) -> dict[int, str]:

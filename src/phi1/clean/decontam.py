@@ -8,11 +8,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pyarrow.parquet as pq
 
-from phi1.clean.contamination import DETECTORS, Thresholds, detect
-from phi1.clean.decontaminate import BenchmarkProblem, load_benchmark_problems
+from phi1.clean.detectors import Thresholds, names
+from phi1.clean.driver import detect_texts
+from phi1.clean.problems import load_benchmark_problems
 from phi1.errors import Phi1Error
 from phi1.records import read_jsonl, write_json, write_jsonl
 from phi1.sandbox import Sandbox
@@ -46,19 +46,6 @@ def read_dataset(path: Path, text_field: str, id_field: str, kind: str = "exerci
     return out
 
 
-def cosine_matrix(texts: list[str], problems: list[BenchmarkProblem], encoder_spec: str) -> np.ndarray:
-    from phi1.curate.embed import encode, load_encoder
-
-    encoder = load_encoder(encoder_spec)
-    a = encode(encoder, texts)
-    b = encode(encoder, [p.solution if p.prompt in p.solution else p.prompt + "\n" + p.solution for p in problems])
-
-    def unit(x: np.ndarray) -> np.ndarray:
-        return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-
-    return unit(a) @ unit(b).T
-
-
 def run_decontam(
     data: Path,
     out: Path,
@@ -75,9 +62,9 @@ def run_decontam(
     samples = read_dataset(Path(data), text_field, id_field, kind)
     problems = load_benchmark_problems(True, True, None, extra or [])
     texts = [s["text"] for s in samples]
-    cosine = cosine_matrix(texts, problems, encoder) if encoder else None
     with Sandbox(workers=workers or Sandbox.default_workers()) as sandbox:
-        found = detect(texts, [s["kind"] for s in samples], problems, thresholds, sandbox, cosine, workers)
+        # The driver `phi1 clean` runs, on the dataset as it is (clean first removes duplicates).
+        found = detect_texts(texts, [s["kind"] for s in samples], tuple(problems), thresholds, sandbox, encoder)
     rows = []
     for (i, j), m in sorted(found.items()):
         if not m.detectors:
@@ -91,7 +78,7 @@ def run_decontam(
         "samples": len(samples),
         "flagged_samples": len({r["id"] for r in rows}),
         "flags": len(rows),
-        "per_detector": {d: per_detector.get(d, 0) for d in DETECTORS},
+        "per_detector": {d: per_detector.get(d, 0) for d in names()},
         "per_benchmark": dict(Counter(r["benchmark"] for r in rows)),
         "problems_checked": dict(Counter(p.benchmark for p in problems)),
         "thresholds": vars(thresholds),

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from phi1.clean.decontaminate import parse_quiet
+from phi1.clean.detectors.ast_match import parse_quiet
 from phi1.markdown import code_blocks
 from phi1.progress import progress_bar
 from phi1.sandbox import Limits, Sandbox

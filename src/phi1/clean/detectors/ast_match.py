@@ -1,105 +1,25 @@
-"""Decontamination against the benchmarks (the paper's section 5), three ways:
-
-1. n-grams: a training sample sharing any 13-gram (of words) with a benchmark problem's docstring or
-   solution;
-2. embeddings: cosine similarity to a benchmark problem (prompt + solution) with the curation encoder;
-3. AST: the normalised match rate tau between the AST of a training function and a benchmark solution:
-   identifiers and literals are abstracted away, each tree becomes its sequence of node types, and tau is
-   difflib's ratio of the two sequences. Cheap upper bounds (length and node-type counts, vectorised)
-   rule out almost every pair before the exact ratio is computed.
-
-Every benchmark problem also gets its nearest training sample and scores, for the evaluation to split
-pass@1 into problems similar and not similar to the training data (the paper's Table 3).
-"""
+"""`ast`: the normalised AST match rate tau of one of the sample's functions to a problem's solution (names
+and constants abstracted away: each tree becomes its sequence of node types, and tau is difflib's ratio of
+the two sequences; cheap vectorised upper bounds, on length and node-type counts, rule out almost every pair
+before the exact ratio is computed), at or above `clean.ast_threshold`. Scores down to the driver's `ast_floor`
+are kept without firing, for the report's table of taus (the paper's Table 3)."""
 
 from __future__ import annotations
 
 import ast
 import os
-import re
 import warnings
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
 from difflib import SequenceMatcher
 from functools import lru_cache
-from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from phi1.data import benchmark_file, mbpp_entry_point
-from phi1.errors import Phi1Error
+from phi1.clean.detectors.base import Detector, Hit, ShardText
+from phi1.clean.problems import BenchmarkProblem
 from phi1.markdown import code_blocks
-from phi1.records import read_jsonl
-
-_WORD = re.compile(r"\w+")
-
-
-@dataclass(frozen=True)
-class BenchmarkProblem:
-    benchmark: str
-    task_id: str
-    prompt: str  # the natural-language part (docstring / problem text)
-    solution: str  # the reference code
-    entry_point: str = ""  # for execution matching: the function the tests call ...
-    test: str = ""  # ... and the tests, a program run after it
-
-
-def load_benchmark_problems(
-    humaneval: bool = True, mbpp: bool = True, mbpp_path: str | None = None, extra: Sequence[str] = ()
-) -> list[BenchmarkProblem]:
-    """HumanEval and MBPP (all 974 problems: any may leak) from phi1's shipped copies or `mbpp_path`, and
-    any `extra` JSONL files."""
-    problems: list[BenchmarkProblem] = []
-    if humaneval:
-        for _, row in read_jsonl(benchmark_file("humaneval")):
-            entry = row["entry_point"]
-            solution = row["prompt"] + row["canonical_solution"]
-            test = f"{row['test']}\ncheck({entry})\n"
-            problems.append(BenchmarkProblem("humaneval", row["task_id"], row["prompt"], solution, entry, test))
-    if mbpp:
-        mbpp_path = mbpp_path or str(benchmark_file("mbpp"))
-        if not Path(mbpp_path).exists():
-            raise Phi1Error(f"clean.mbpp_path: {mbpp_path}: no such file")
-        for lineno, row in read_jsonl(mbpp_path):
-            if "text" not in row or "code" not in row:
-                raise Phi1Error(f"{mbpp_path}:{lineno}: an MBPP row needs 'text' and 'code'")
-            tests = list(row.get("test_list") or [])
-            entry = mbpp_entry_point(tests[0]) if tests else ""
-            test = "\n".join([row.get("test_setup_code") or "", *tests]) + "\n"
-            tid = f"MBPP/{row.get('task_id', lineno)}"
-            problems.append(BenchmarkProblem("mbpp", tid, row["text"], row["code"], entry, test))
-    for path in extra:
-        name = Path(path).name.split(".")[0]
-        for lineno, row in read_jsonl(path):
-            prompt = row.get("prompt", row.get("text"))
-            code = row.get("canonical_solution", row.get("code"))
-            if prompt is None or code is None:
-                raise Phi1Error(f"{path}:{lineno}: needs prompt (or text) and canonical_solution (or code)")
-            if "canonical_solution" in row and "prompt" in row:
-                code = row["prompt"] + row["canonical_solution"]
-            problems.append(BenchmarkProblem(name, str(row.get("task_id", f"{name}/{lineno}")), prompt, code))
-    return problems
-
-
-# -- n-grams ------------------------------------------------------------------------------------------
-
-
-def ngrams(text: str, n: int) -> set[tuple[str, ...]]:
-    words = _WORD.findall(text.lower())
-    return {tuple(words[i : i + n]) for i in range(len(words) - n + 1)}
-
-
-def ngram_index(problems: Sequence[BenchmarkProblem], n: int) -> dict[tuple[str, ...], int]:
-    """Every n-gram of every problem's docstring and solution -> the problem it belongs to."""
-    index: dict[tuple[str, ...], int] = {}
-    for i, p in enumerate(problems):
-        for gram in ngrams(p.prompt, n) | ngrams(p.solution, n):
-            index.setdefault(gram, i)
-    return index
-
-
-# -- AST ----------------------------------------------------------------------------------------------
 
 _NODE_CODES: dict[str, str] = {}
 
@@ -211,3 +131,36 @@ def ast_matches(
     else:
         ratios = _exact_block((candidates, train, bench))
     return [(i, j, tau) for (i, j), tau in zip(candidates, ratios, strict=True) if tau >= floor]
+
+
+def shapes_of(texts: Sequence[str], kinds: Sequence[str], min_nodes: int) -> tuple[list[int], list[str]]:
+    """Every function shape of the texts, and the index of the text each came from."""
+    owner, shapes = [], []
+    for i, (text, kind) in enumerate(zip(texts, kinds, strict=True)):
+        for shape in sample_shapes(text, kind, min_nodes):
+            owner.append(i)
+            shapes.append(shape)
+    return owner, shapes
+
+
+@lru_cache(maxsize=4)
+def _bench_shapes(problems: tuple[BenchmarkProblem, ...], min_nodes: int) -> tuple[list[int], list[str]]:
+    return shapes_of([p.solution for p in problems], ["code"] * len(problems), min_nodes)
+
+
+class AstDetector(Detector):
+    name = "ast"
+
+    def scan(self, shard: ShardText) -> list[Hit]:
+        th = shard.thresholds
+        owner, shapes = shapes_of(shard.texts, [shard.kind] * len(shard.texts), th.ast_min_nodes)
+        bench_owner, bench_shapes = _bench_shapes(tuple(shard.problems), th.ast_min_nodes)
+        rows = shard.rows.tolist()
+        floor = min(th.ast, shard.ast_floor)
+        return [(rows[owner[f]], bench_owner[b], self.name, round(tau, 4), tau >= th.ast)
+                for f, b, tau in ast_matches(shapes, bench_shapes, floor, 1)]  # fmt: skip
+
+    def fold(self, run: Any, k: int, rows: np.ndarray, scanned: list[Hit], found: Any) -> None:
+        offset = run.shards[k].offset
+        for row, j, detector, score, fires in scanned:
+            found.add(offset + row, j, detector, score, fires)

@@ -1,0 +1,89 @@
+"""`embedding`: cosine similarity of the sample to a benchmark problem (its prompt and solution) at or above
+`clean.embed_threshold`. Folded in the driver, where the encoder lives; a run's curated corpus files reuse
+the vectors curation already computed. Every problem's nearest sample is recorded for the report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from phi1.clean.detectors.base import Detector
+from phi1.clean.shards import read_texts
+
+
+def unit(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+class Vectors:
+    """Unit embedding vectors of a shard's documents and of the problems. The shards of `reuse_folder` take
+    their vectors from `reuse` (curation's ids-*.npy / emb-*.npy, read forward: the curated files come in
+    corpus order, as the embeddings were stored); every other text is encoded here."""
+
+    def __init__(
+        self,
+        spec: str,
+        problems: list,
+        max_tokens: int = 256,
+        device: str | None = None,
+        bf16: str = "auto",
+        reuse: list[Path] | None = None,
+        reuse_folder: str | None = None,
+    ) -> None:
+        self.spec, self.max_tokens, self.device, self.bf16 = spec, max_tokens, device, bf16
+        self.files, self.reuse_folder = list(reuse or []), reuse_folder
+        self.next_file = 0
+        self.known: dict[str, np.ndarray] = {}
+        self.encoder: Any = None
+        texts = [p.solution if p.prompt in p.solution else p.prompt + "\n" + p.solution for p in problems]
+        self.bench = unit(self._encode(texts)) if problems else np.zeros((0, 1))
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        from phi1.curate.embed import encode, load_encoder
+
+        if self.encoder is None:
+            self.encoder = load_encoder(self.spec, self.max_tokens, self.device, self.bf16)
+        return encode(self.encoder, texts)
+
+    def _reused(self, doc_id: str) -> np.ndarray | None:
+        while doc_id not in self.known and self.next_file < len(self.files):
+            ids_path = self.files[self.next_file]
+            self.next_file += 1
+            vectors = np.load(ids_path.with_name(ids_path.name.replace("ids-", "emb-")))
+            self.known = dict(zip(np.load(ids_path).tolist(), vectors, strict=True))
+        return self.known.get(doc_id)
+
+    def cosine(self, path: Path, folder: str, rows: np.ndarray) -> np.ndarray:
+        if not len(rows) or not len(self.bench):
+            return np.zeros((len(rows), len(self.bench)))
+        ids = pq.read_table(path, columns=["id"]).column("id").take(rows).to_pylist()
+        found = [self._reused(i) for i in ids] if folder == self.reuse_folder else [None] * len(ids)
+        missing = [i for i, v in enumerate(found) if v is None]
+        if missing:
+            texts = read_texts(path, rows[missing])
+            for i, v in zip(missing, self._encode(texts), strict=True):
+                found[i] = v
+        return unit(np.stack(found)) @ self.bench.T
+
+
+class EmbeddingDetector(Detector):
+    name = "embedding"
+
+    def __init__(self, vectors: Vectors) -> None:
+        self.vectors = vectors
+
+    @classmethod
+    def make(cls, vectors: Any = None) -> EmbeddingDetector | None:
+        return cls(vectors) if vectors is not None else None
+
+    def fold(self, run: Any, k: int, rows: np.ndarray, scanned: Any, found: Any) -> None:
+        shard = run.shards[k]
+        docs = shard.offset + rows
+        cos = self.vectors.cosine(shard.path, shard.folder, rows)
+        run.cosine = cos  # the execution detector's nearest candidates read this shard's cosines
+        found.add_cosine(docs, cos)
+        for i, j in zip(*np.nonzero(cos >= run.thresholds.embedding), strict=True):
+            found.add(int(docs[i]), int(j), self.name, round(float(cos[i, j]), 4), True)
