@@ -199,7 +199,7 @@ def main() -> None:
     if args.peak_tflops:
         peak, peak_note = args.peak_tflops * 1e12, "given"
     elif on_gpu:
-        from phi1.train.loop import peak_flops
+        from phi1.train.distributed import peak_flops
 
         peak, peak_note = peak_flops(torch.device("cuda"), None), torch.cuda.get_device_name()
     else:

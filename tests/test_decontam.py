@@ -226,3 +226,19 @@ def test_phi1_clean_and_phi1_decontam_flag_the_same_sample_problem_detector_trip
     assert ("solution-copy", "HumanEval/12", "ast") in by_clean
     assert all((tid, tid, "execution") in by_clean for tid in TWINS)
     assert not any(i.startswith("ordinary") for i, _, _ in by_clean)
+
+
+def test_the_sweep_program_is_a_module_the_tests_can_call(capsys: pytest.CaptureFixture[str]) -> None:
+    """phi1/clean/sweep_program.py, called in this process as the sandbox runs it after a function: the
+    problems whose tests pass with the function as their entry point, printed for the driver."""
+    import phi1.clean.sweep_program as sweep
+
+    namespace = vars(sweep)
+    exec("def double(x):\n    return 2 * x\n", namespace)  # the training function, as stage 0 defines it
+    try:
+        cases = [(0, "twice", "assert twice(3) == 6"), (1, "triple", "assert triple(3) == 9"),
+                 (2, "slow", "while True:\n    pass")]  # fmt: skip
+        assert sweep._phi1_sweep(cases, "double", 0.2) == [0]
+        assert capsys.readouterr().out.strip() == "PHI1-TWINS [0]"
+    finally:
+        del namespace["double"]

@@ -480,3 +480,38 @@ def test_endpoint_chat_answers_in_fences_are_scored(tmp_path: Path) -> None:
                            limit=5, chat="on")  # fmt: skip
     assert len(asked) == 5 and all(q.startswith("Please provide a self-contained Python script") for q in asked)
     assert summary["chat"] is True and summary["partial"] and summary["pass_at_k"]["humaneval"] == {"pass@1": 1.0}
+
+
+def test_the_humaneval_plus_checker_is_a_module_the_tests_can_call() -> None:
+    """phi1/evaluate/plus_checker.py is real Python: its canonical form makes values equal under == digest
+    alike, and `_phi1_make_check` judges like EvalPlus (exact, float tolerance once a float is seen, digests
+    for large outputs, a per-input time limit)."""
+    import marshal
+
+    import phi1.evaluate.plus_checker as checker
+    from phi1.evaluate.benchmarks import CHECKER
+
+    assert Path(checker.__file__).read_text() == CHECKER
+    digest = checker._phi1_digest
+    assert digest({"a": 1, "b": [1.0, 2]}) == digest({"b": [1, 2.0], "a": True})
+    assert digest([1, 2, 3]) != digest([1, 2, 4]) and digest("x" * 5000) == digest("x" * 5000)
+
+    checker._phi1_input_bytes = marshal.dumps([[1.0], [2.0], ["big"]])
+    try:
+        expected = [2.0, 4.0, ("__phi1_digest__", digest("y" * 9000))]
+        check = checker._phi1_make_check({"expected": expected, "limits": [1.0] * 3}, 2, 0.0, False, "__phi1_digest__")
+
+        def good(x: object) -> object:
+            return x * 2 if isinstance(x, float) else "y" * 9000
+
+        check(good, "base")
+        check(good, "plus")
+        with pytest.raises(AssertionError, match="base input #1: wrong output"):
+            check(lambda x: x * 2 + (1e-3 if x == 2.0 else 0), "base")
+        check(lambda x: x * 2 + 1e-9, "base")  # within the tolerance a float output brings (1e-6)
+        with pytest.raises(AssertionError, match="plus input #0: wrong output"):
+            check(lambda x: "z", "plus")
+        with pytest.raises(AssertionError, match="over its time limit"):
+            check(lambda x: __import__("time").sleep(3), "base")
+    finally:
+        checker._phi1_input_bytes = b""

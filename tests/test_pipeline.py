@@ -70,6 +70,9 @@ def test_run_end_to_end_rerun_and_resume(tmp_path: Path, cli_env: dict) -> None:
     assert "pretrain/manifest.json" in report and "| base | humaneval |" in report
     assert "## Precision" in report and "| [pretrain](pretrain/manifest.json) | cpu | fp32 |" in report
     assert "| base | humaneval | tau >= 0.95 |" in report and "| execution twin |" in report  # Table 3
+    # Tables, not raw dicts; a figure that does not apply on a CPU says so.
+    assert "| pretrain | " in report and "| n/a (CPU) |" in report and "MFU None" not in report
+    assert '{"' not in report and "| clean: exercise |" in report and "| token set |" in report
     ev = json.loads((run_dir / "eval" / "manifest.json").read_text())
     assert set(ev["results"]) == {"base", "finetuned"}
     split = ev["results"]["base"]["humaneval"]["similarity_split"]

@@ -504,7 +504,7 @@ def test_paper_exact_checkpoints_keep_steps_init_from_and_best(tokens_run: Path,
 
 
 def test_a_given_tokenizer_keeps_the_presets_embedding_rows() -> None:
-    from phi1.train.loop import _vocab_rows
+    from phi1.train.build import vocab_rows as _vocab_rows
 
     class Sized:  # only its length matters: codegen's tokenizer has 50,295 tokens
         def __init__(self, n: int) -> None:
@@ -647,7 +647,7 @@ def test_activation_checkpointing_of_the_first_k_layers_recomputes_those_alone_a
     import torch
     from transformers import PhiForCausalLM
 
-    from phi1.train.loop import checkpoint_layers
+    from phi1.train.build import checkpoint_layers
 
     torch.manual_seed(0)
     base = PhiForCausalLM(model_config("tiny", {"vocab_size": 512, "resid_pdrop": 0.1, "attention_dropout": 0.1}))

@@ -19,7 +19,7 @@ from phi1.config import Config
 from phi1.errors import Phi1Error
 from phi1.progress import console
 from phi1.rundir import Stage, open_step, read_shards, require_complete, save_text, stage_key
-from phi1.tokenize import read_token_index, write_token_index
+from phi1.tokens import read_token_index, write_token_index
 
 VARIANTS = (
     ("unfiltered", "(a) unfiltered corpus"),
@@ -314,7 +314,7 @@ def ablate_contamination(run_dir: Path, config: Config, force: bool = False) -> 
 def _finetune_run(run_dir: Path, folder: Path, docs: list[dict[str, Any]], config: Config) -> Path:
     """A run directory holding the main run's tokenizer, pretrained model and held-out exercises, with `docs`
     (less those held out) as its finetuning set."""
-    from phi1.tokenize import encode_to, held_out_ids, load_tokenizer, write_token_index
+    from phi1.tokenize import encode_to, held_out_ids, load_tokenizer
 
     if folder.exists():
         shutil.rmtree(folder)

@@ -254,7 +254,7 @@ STAGES: dict[str, StageDef] = {
         ),
         StageDef("finetune", ("finetune",), train_phase("finetune"), "phi1 train finetune", "finetune", "phi1/train/"),
         StageDef("evaluate", ("eval",), _evaluate, "phi1 run --only evaluate", "evaluate", "phi1/evaluate/"),
-        StageDef("report", (), _report, "phi1 report", "-", "phi1/report.py"),
+        StageDef("report", (), _report, "phi1 report", "-", "phi1/report/"),
     )
 }
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -32,7 +31,12 @@ from phi1.config import Config, TokenizeConfig
 from phi1.errors import Phi1Error
 from phi1.executor import map_shards
 from phi1.progress import progress_bar
-from phi1.rundir import open_step, save_text
+from phi1.rundir import open_step
+from phi1.tokens import TokenShards, read_token_index, write_token_index
+
+# The token sets themselves are phi1.tokens'; tokenize writes them, and its callers may read them from here.
+__all__ = ["TokenShards", "encode_to", "held_out_ids", "load_tokenizer", "read_token_index", "tokenize",
+           "train_bpe", "write_token_index"]  # fmt: skip
 
 EOS = "<|endoftext|>"
 
@@ -370,18 +374,6 @@ def tokenize(run_dir: Path, config: Config, force: bool = False) -> dict[str, An
     )
 
 
-def read_token_index(tokens_dir: Path) -> dict[str, Any]:
-    """A token folder's index.json: seq_len, dtype, vocab_size, eos_token_id and its sets (`files`)."""
-    path = Path(tokens_dir) / "index.json"
-    if not path.exists():
-        raise Phi1Error(f"{tokens_dir}: no tokens (run `phi1 tokenize` first)")
-    return json.loads(path.read_text())
-
-
-def write_token_index(tokens_dir: Path, index: dict[str, Any]) -> None:
-    save_text(Path(tokens_dir) / "index.json", json.dumps(index, indent=2))
-
-
 def _catalogue(run_dir: Path, seed: int) -> Catalogue:
     cat = catalogue(run_dir, seed)
     if not len(cat.kind):
@@ -398,30 +390,3 @@ def _bpe_sample(cat: Catalogue, budget: int) -> list[str]:
     order = np.argsort(cat.key, kind="stable")
     n = int(np.searchsorted(np.cumsum(cat.n_bytes[order]), budget)) + 1
     return _column_of(cat, order[:n], "text")
-
-
-class TokenShards:
-    """A memory-mapped token set: sequences of seq_len (+ a loss mask when the set has one)."""
-
-    def __init__(self, tokens_dir: Path, name: str, seq_len: int | None = None) -> None:
-        index = read_token_index(tokens_dir)
-        if name not in index["files"]:
-            raise Phi1Error(f"{tokens_dir}: no {name!r} token set (is the data for it empty?)")
-        self.seq_len = seq_len or index["seq_len"]
-        self.vocab_size = index["vocab_size"]
-        self.eos_token_id = index["eos_token_id"]
-        self.tokens = np.memmap(Path(tokens_dir) / f"{name}.bin", dtype=index["dtype"], mode="r")
-        mask_path = Path(tokens_dir) / f"{name}.mask.bin"
-        self.mask = np.memmap(mask_path, dtype=np.uint8, mode="r") if mask_path.exists() else None
-        self.n_sequences = len(self.tokens) // self.seq_len
-        if self.n_sequences == 0:
-            raise Phi1Error(
-                f"{tokens_dir}/{name}.bin: {len(self.tokens)} tokens, fewer than one sequence of "
-                f"{self.seq_len}; lower tokenize.seq_len or add data"
-            )
-
-    def sequences(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        starts = np.asarray(indices) * self.seq_len
-        ids = np.stack([self.tokens[s : s + self.seq_len] for s in starts]).astype(np.int64)
-        mask = None if self.mask is None else np.stack([self.mask[s : s + self.seq_len] for s in starts]).astype(bool)
-        return ids, mask

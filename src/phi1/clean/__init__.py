@@ -1,5 +1,10 @@
 """`phi1 clean`: deduplicate every training source together and remove benchmark look-alikes; flag every
-benchmark problem with how similar the remaining training data is to it."""
+benchmark problem with how similar the remaining training data is to it.
+
+Public API (what other packages may import): `run_clean`; `phi1.clean.decontam.run_decontam` (the
+command); `phi1.clean.driver` (`detect_shards`, `detect_texts`) and `phi1.clean.detectors` (`Thresholds`,
+`TYPES`, `Detector`) for decontamination anywhere; `phi1.clean.problems.load_benchmark_problems`.
+"""
 
 from __future__ import annotations
 

@@ -15,6 +15,7 @@ import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -163,31 +164,8 @@ def candidates(
     return out
 
 
-# One program per teacher-written function: it tries every benchmark problem of the function's arity, each
-# test in a copy of the namespace with the function bound to the entry point and an alarm of its own, and
-# prints the problems whose tests passed. (The printout could be forged by the function; a training sample
-# that forges its own contamination only gets itself removed.)
-_SWEEP = """
-import json as _phi1_json, signal as _phi1_signal
-class _Phi1Slow(BaseException):
-    pass
-def _phi1_alarm(*args):
-    raise _Phi1Slow()
-_phi1_signal.signal(_phi1_signal.SIGALRM, _phi1_alarm)
-_phi1_passed = []
-for _phi1_j, _phi1_entry, _phi1_test in {cases!r}:
-    _phi1_ns = dict(globals())
-    _phi1_ns[_phi1_entry] = _phi1_ns[{name!r}]
-    _phi1_signal.setitimer(_phi1_signal.ITIMER_REAL, {per_test!r})
-    try:
-        exec(_phi1_test, _phi1_ns)
-        _phi1_passed.append(_phi1_j)
-    except BaseException:
-        pass
-    finally:
-        _phi1_signal.setitimer(_phi1_signal.ITIMER_REAL, 0)
-print("PHI1-TWINS " + _phi1_json.dumps(_phi1_passed))
-"""
+# One program per teacher-written function: the function, then the sweep (a real module, run as a stage).
+SWEEP = (Path(__file__).parent / "sweep_program.py").read_text(encoding="utf-8")
 
 
 def sweep_twins(
@@ -208,7 +186,8 @@ def sweep_twins(
     programs = []
     for i, js in jobs:
         cases = [(j, problems[j][0], problems[j][1]) for j in js]
-        programs.append([functions[i].source, _SWEEP.format(cases=cases, name=functions[i].name, per_test=per_test_s)])
+        call = f"_phi1_sweep({cases!r}, {functions[i].name!r}, {per_test_s!r})\n"
+        programs.append([functions[i].source, SWEEP + call])
     twins = []
     with progress_bar(len(programs), "decontaminating: execution sweep", unit="functions") as advance:
         for n, verdict in sandbox.map(programs, Limits(timeout_s=120, memory_mb=1024)):

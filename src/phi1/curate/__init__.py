@@ -1,4 +1,8 @@
-"""`phi1 curate`: corpus -> annotations -> embeddings -> classifier -> filtered, each step cached."""
+"""`phi1 curate`: corpus -> annotations -> embeddings -> classifier -> filtered, each step cached.
+
+Public API: `run_curate`; `phi1.curate.embed.load_encoder` and `encode` (the encoders, which clean's
+embedding detector uses too); `phi1.curate.readers.iter_corpus`.
+"""
 
 from __future__ import annotations
 

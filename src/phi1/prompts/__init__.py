@@ -2,6 +2,8 @@
 
 Templates use `${field}` placeholders. `identify` and `extract` read a rendered prompt back: the offline
 teacher answers from the prompt text alone, as a real LLM would.
+
+Public API: `template`, `render`, `identify`, `extract`, `NAMES`.
 """
 
 from __future__ import annotations

@@ -11,6 +11,9 @@ separate pipe with a random nonce that only the harness was given, so exiting ea
 (``sys.exit(0)``, ``os._exit(0)``) or printing "passed" does not count as passing. Code that goes out of
 its way to dig the nonce out of the interpreter's memory could still forge it; the sandbox contains what
 such code can do, the verdict is about honest mistakes and naive cheating.
+
+Public API: what `__all__` names. `api`, `types`, `process`, `isolation`, `judge` and `harness` are the
+package's own.
 """
 
 from phi1.sandbox.api import Sandbox

@@ -1,5 +1,9 @@
 """Teachers: one interface to any LLM (an OpenAI-compatible endpoint, a local checkpoint, or the
-built-in offline teacher), sharing a persistent SQLite cache and usage accounting."""
+built-in offline teacher), sharing a persistent SQLite cache and usage accounting.
+
+Public API: `make_teacher`, `Teacher` (to subclass: see docs/extending.md), `Request`, `Params`,
+`Response`, `Usage`, `Cache`. The backends' modules are theirs.
+"""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
-"""Checkpoints: the weights with `save_pretrained` (safetensors) plus the tokenizer, so that any checkpoint
-loads with `AutoModelForCausalLM.from_pretrained`, and beside them the trainer state (optimizer,
-scheduler, every RNG, the step and data position) for an exact resume."""
+"""Checkpoints, the one owner of their format: the weights with `save_pretrained` (safetensors) plus the
+tokenizer, so that any checkpoint loads with `AutoModelForCausalLM.from_pretrained`, and beside them the
+trainer state (optimizer, scheduler, every RNG, the step and data position) for an exact resume; the
+inference checkpoints `best` and `final`; which checkpoints are kept."""
 
 from __future__ import annotations
 
@@ -8,12 +9,20 @@ import random
 import shutil
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
+from phi1.errors import Phi1Error
+from phi1.train import metrics
+
+if TYPE_CHECKING:
+    from phi1.config import TrainConfig
+    from phi1.train.distributed import Dist
+
 STATE = "trainer_state.pt"
+BEST, FINAL = "best", "final"
 
 
 def rng_state() -> dict[str, Any]:
@@ -56,3 +65,100 @@ def prune(root: Path, keep: int, protect: Iterable[int] = ()) -> None:
     found = sorted(p for p in root.glob("step-*") if not p.name.endswith(".tmp") and p.name not in kept)
     for old in found[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def save_training(
+    folder: Path, raw: Any, tokenizer: Any, optimizer: Any, scheduler: Any, step: int, dist: Dist, cfg: TrainConfig
+) -> None:
+    model_state = _model_state(raw, dist)
+    optim_state = _optimizer_state(raw, optimizer, dist)
+    rng = [rng_state()]
+    if dist.world > 1:  # every rank's own stream: dropout masks differ by rank
+        rng = [None] * dist.world
+        torch.distributed.all_gather_object(rng, rng_state())
+    if dist.main:
+        state = {
+            "step": step,
+            "optimizer": optim_state,
+            "scheduler": scheduler.state_dict(),
+            "rng": rng,
+            "world_size": dist.world,
+        }
+        save(folder, raw, tokenizer, model_state, state)
+        prune(folder.parent, cfg.keep_checkpoints, protect=cfg.keep_steps)
+    dist.barrier()
+
+
+def load(folder: Path, raw: Any, optimizer: Any, scheduler: Any, dist: Dist) -> tuple[int, Any]:
+    """Weights, optimizer and scheduler from a checkpoint; (its step, its RNG states)."""
+    from safetensors.torch import load_file
+
+    weights = load_file(str(folder / "model.safetensors"))
+    state = torch.load(folder / STATE, map_location="cpu", weights_only=False)
+    if dist.world > 1:
+        from torch.distributed.checkpoint.state_dict import (
+            StateDictOptions,
+            set_model_state_dict,
+            set_optimizer_state_dict,
+        )
+
+        options = StateDictOptions(full_state_dict=True)
+        set_model_state_dict(raw, weights, options=options)
+        set_optimizer_state_dict(raw, optimizer, state["optimizer"], options=options)
+    else:
+        missing, unexpected = raw.load_state_dict(weights, strict=False)
+        if unexpected or [k for k in missing if "lm_head" not in k]:
+            raise Phi1Error(f"{folder}: checkpoint does not match the model ({missing[:3]} {unexpected[:3]})")
+        optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    return int(state["step"]), state.get("rng")
+
+
+def save_final(final: Path, raw: Any, tokenizer: Any, cfg: TrainConfig, dist: Dist, best: Path | None) -> None:
+    """The model to use: the last step's weights, or (keep_best) those of the best validation loss."""
+    if best is not None and (best / "model.safetensors").exists():
+        if dist.main:
+            shutil.rmtree(final, ignore_errors=True)
+            shutil.copytree(best, final)
+        dist.barrier()
+        return
+    save_weights(final, raw, tokenizer, {"step": cfg.max_steps}, dist)
+
+
+def save_weights(folder: Path, raw: Any, tokenizer: Any, state: dict[str, Any], dist: Dist) -> None:
+    """An inference checkpoint (no optimizer): loads with from_pretrained, dropout off."""
+    model_state = _model_state(raw, dist)
+    if dist.main:
+        dropout = raw.config.attention_dropout, raw.config.resid_pdrop
+        raw.config.attention_dropout = raw.config.resid_pdrop = 0.0  # inference config
+        save(folder, raw, tokenizer, model_state, state)
+        raw.config.attention_dropout, raw.config.resid_pdrop = dropout
+        (folder / STATE).unlink(missing_ok=True)
+    dist.barrier()
+
+
+def best_so_far(metrics_path: Path, step: int) -> tuple[int, float] | None:
+    """(step, validation loss) of the best evaluation logged up to `step` (a resumed run's history)."""
+    rows = [r for r in metrics.read(metrics_path) if "val_loss" in r and 0 < r["step"] <= step]
+    if not rows or not (metrics_path.parent / BEST / "model.safetensors").exists():
+        return None
+    row = min(rows, key=lambda r: r["val_loss"])
+    return row["step"], row["val_loss"]
+
+
+def _model_state(raw: torch.nn.Module, dist: Dist) -> dict[str, torch.Tensor]:
+    if dist.world > 1:
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        return get_model_state_dict(raw, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    return {k: v.detach().cpu() for k, v in raw.state_dict().items()}
+
+
+def _optimizer_state(raw: torch.nn.Module, optimizer: torch.optim.Optimizer, dist: Dist) -> dict[str, Any]:
+    if dist.world > 1:
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+
+        return get_optimizer_state_dict(
+            raw, optimizer, options=StateDictOptions(full_state_dict=True, cpu_offload=True)
+        )
+    return optimizer.state_dict()

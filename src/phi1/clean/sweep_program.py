@@ -1,0 +1,38 @@
+"""The execution sweep's program, run in the sandbox after one teacher-written function (`phi1.clean.twins`):
+it tries every benchmark problem of the function's arity, each test in a copy of the namespace with the
+function bound to the entry point and an alarm of its own, and prints the problems whose tests passed. (The
+printout could be forged by the function; a training sample that forges its own contamination only gets
+itself removed.) Its source is sent as a stage, followed by one call of `_phi1_sweep`; imported, it runs
+nothing.
+"""
+
+import json as _phi1_json
+import signal as _phi1_signal
+
+
+class _Phi1Slow(BaseException):  # not an Exception: a bare `except Exception` in the tests cannot swallow it
+    pass
+
+
+def _phi1_alarm(*args: object) -> None:
+    raise _Phi1Slow()
+
+
+def _phi1_sweep(cases: list[tuple[int, str, str]], name: str, per_test: float) -> list[int]:
+    """Run each (problem, entry point, tests) with the function `name` as the entry point; print and return
+    the problems whose tests passed."""
+    _phi1_signal.signal(_phi1_signal.SIGALRM, _phi1_alarm)
+    passed = []
+    for j, entry, test in cases:
+        ns = dict(globals())
+        ns[entry] = ns[name]
+        _phi1_signal.setitimer(_phi1_signal.ITIMER_REAL, per_test)
+        try:
+            exec(test, ns)
+            passed.append(j)
+        except BaseException:
+            pass
+        finally:
+            _phi1_signal.setitimer(_phi1_signal.ITIMER_REAL, 0)
+    print("PHI1-TWINS " + _phi1_json.dumps(passed))
+    return passed

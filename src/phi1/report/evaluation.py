@@ -1,0 +1,126 @@
+"""The report's evaluation section: pass@1 base vs finetuned, the split by similarity to the training data
+(the paper's Table 3), the contamination study."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+from phi1.report.common import empty, link, manifest, pct, save
+
+
+def evaluation_section(m: dict[str, Any], fig_dir: Path, run_dir: Path) -> list[str]:
+    """pass@1 base vs finetuned, the similar / not-similar split (the paper's Table 3), the contamination study."""
+    lines: list[str] = []
+    results = (m["eval"] or {}).get("results", {})
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    benchmarks = sorted({b for r in results.values() for b in r})
+    if benchmarks:
+        width = 0.38
+        for k, label in enumerate(("base", "finetuned")):
+            vals = [100 * _headline(results.get(label, {}).get(b, {})) for b in benchmarks]
+            xs = [i + (k - 0.5) * width for i in range(len(benchmarks))]
+            ax.bar(xs, vals, width, label=label)
+            for x, v in zip(xs, vals, strict=True):
+                ax.text(x, v, f"{v:.1f}", ha="center", va="bottom", fontsize=8)
+        ax.set_xticks(range(len(benchmarks)), benchmarks)
+        ax.set_ylim(0, max(5.0, ax.get_ylim()[1] * 1.15))
+        ax.set_ylabel("pass@1 (%)")
+        ax.legend()
+    else:
+        empty(ax, "no evaluation")
+    ax.set_title("pass@1, base and finetuned")
+    save(fig, fig_dir / "pass_at_1.png")
+
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    groups = [(label, b) for label in ("base", "finetuned") for b in benchmarks if results.get(label, {}).get(b)]
+    if groups:
+        width = 0.38
+        for k, part in enumerate(("similar", "not_similar")):
+            vals, counts = [], []
+            for label, b in groups:
+                split = results[label][b].get("similarity_split") or {}
+                entry = split.get(part) or {}
+                vals.append(100 * (entry.get("pass@1") or 0.0))
+                counts.append(entry.get("problems", 0))
+            xs = [i + (k - 0.5) * width for i in range(len(groups))]
+            ax.bar(xs, vals, width, label=part.replace("_", " ") + " to training")
+            for x, v, n in zip(xs, vals, counts, strict=True):
+                ax.text(x, v, f"{v:.1f}\n(n={n})", ha="center", va="bottom", fontsize=7)
+        ax.set_xticks(range(len(groups)), [f"{label}\n{b}" for label, b in groups], fontsize=8)
+        ax.set_ylim(0, max(5.0, ax.get_ylim()[1] * 1.25))
+        ax.set_ylabel("pass@1 (%)")
+        ax.legend(fontsize=8)
+    else:
+        empty(ax, "no evaluation")
+    ax.set_title("pass@1 by similarity to the training data (the paper's Table 3)")
+    save(fig, fig_dir / "similarity_split.png")
+    lines += [
+        "## Evaluation",
+        "",
+        "![pass@1](figures/pass_at_1.png)",
+        "",
+        "![similarity split](figures/similarity_split.png)",
+        "",
+    ]
+    if results:
+        lines += [
+            "| model | benchmark | metric | pass@1 | similar problems | not similar |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
+        for label, per in results.items():
+            for b, r in per.items():
+                split = r.get("similarity_split") or {}
+                for metric, values in r["pass_at_k"].items():
+                    s, n = split.get("similar", {}), split.get("not_similar", {})
+                    lines.append(
+                        f"| {label} | {b} | {metric} | {100 * values.get('pass@1', 0):.1f}% | "
+                        f"{pct(s.get('pass@1'))} (n={s.get('problems', 0)}) | {pct(n.get('pass@1'))} "
+                        f"(n={n.get('problems', 0)}) |"
+                    )
+        lines += ["", *_table3(results)]
+        study = manifest(run_dir, "ablate_contamination")
+        if study and study.get("table"):
+            lines += ["", "`phi1 ablate --study contamination`: the run's pretrained model finetuned on all verified "
+                      "exercises and on the pruned ones (the paper's comparison), "
+                      "[manifest](ablate_contamination/manifest.json):", "", study["table"]]  # fmt: skip
+        lines += ["", f"Source: {link('eval')}; per-sample results under `eval/<model>/<benchmark>/`."]
+        for note in (m["eval"] or {}).get("notes", []):
+            lines.append(f"- note: {note}")
+    lines.append("")
+    return lines
+
+
+def _headline(entry: dict[str, Any]) -> float:
+    metrics = entry.get("pass_at_k") or {}
+    if not metrics:
+        return 0.0
+    last = list(metrics.values())[-1]
+    return float(last.get("pass@1", 0.0))
+
+
+def _table3(results: dict) -> list[str]:
+    """The paper's Table 3 on this run: pass@1 on problems whose unpruned training data had an AST match at
+    each tau (and, beyond the paper, an execution twin), against the rest."""
+    head = ["| model | benchmark | split | similar: problems | pass@1 | not similar: problems | pass@1 |",
+            "| --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+    lines = []
+    for label, per in results.items():
+        for b, r in per.items():
+            split = r.get("similarity_split") or {}
+            parts = [(f"tau >= {t}", v) for t, v in split.get("by_tau", {}).items()]
+            if "execution_twins" in split:
+                parts.append(("execution twin", split["execution_twins"]))
+            for name, v in parts:
+                s, n = v["similar"], v["not_similar"]
+                lines.append(f"| {label} | {b} | {name} | {s['problems']} | {pct(s['pass@1'])} | {n['problems']} | "
+                             f"{pct(n['pass@1'])} |")  # fmt: skip
+    if not lines:
+        return []
+    return ["The paper's Table 3 on this run's data (similar = the training data *before* decontamination held a "
+            "match):", "", *head, *lines]  # fmt: skip
