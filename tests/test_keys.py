@@ -7,6 +7,7 @@ file a field names, edited in place, redoes the steps that read it."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import typing
 from pathlib import Path
 from typing import Any
@@ -188,3 +189,33 @@ def test_phi1_synth_redoes_the_textbook_after_its_topics_file_is_edited_in_place
     monkeypatch.setitem(STEPS, "textbook", bumped)
     _, out = _synth_textbook(tmp_path / "run", topics, capsys)
     assert f"textbook: format {bumped.format - 1} -> {bumped.format}: redoing it" in " ".join(out.split())
+
+
+def test_a_run_directory_from_before_derived_keys_is_redone_with_one_line_and_checkpoints_are_guarded(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A folder left by the hand-picked keys (no `derived_from` in its manifest) is redone, saying why in one
+    line, even one holding checkpoints (no setting could bring its format back); a folder whose settings
+    changed keeps its checkpoints until --force."""
+    from phi1.errors import Phi1Error
+    from phi1.keys import KeyParts
+    from phi1.rundir import Stage
+
+    def old_folder(name: str, manifest: dict) -> Path:
+        folder = tmp_path / name
+        (folder / "checkpoints" / "step-0000002").mkdir(parents=True)
+        (folder / "manifest.json").write_text(json.dumps({"stage": name, "status": "complete", **manifest}))
+        return folder
+
+    parts = KeyParts({"pretrain": {"lr": 0.001}}, {}, {}, {"tokens": "t"}, 2)
+    folder = old_folder("pretrain", {"cache_key": "0123456789abcdef"})
+    Stage(tmp_path, "pretrain", parts.key("pretrain"), parts).begin({}, {})
+    err = " ".join(capsys.readouterr().err.split())
+    assert "pretrain: made before keys were derived from the stage's declaration (format 1 -> 2): redoing it" in err
+    assert not (folder / "checkpoints").exists() and json.loads((folder / "manifest.json").read_text())["format"] == 2
+
+    changed = KeyParts({"pretrain": {"lr": 0.002}}, {}, {}, {"tokens": "t"}, 2)
+    old_folder("pretrain", {"cache_key": parts.key("pretrain"), "derived_from": parts.as_dict()})
+    with pytest.raises(Phi1Error, match=r"pretrain\.lr: 0\.001 -> 0\.002.*--force"):
+        Stage(tmp_path, "pretrain", changed.key("pretrain"), changed).begin({}, {})
+    assert (folder / "checkpoints" / "step-0000002").exists()
