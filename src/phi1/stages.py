@@ -151,7 +151,9 @@ class RunContext:
 
     @property
     def teacher_cache(self) -> Path:
-        return Path(self.config.teacher.cache_path or self.run_dir / "teacher-cache.sqlite")
+        from phi1.rundir import TEACHER_CACHE
+
+        return Path(self.config.teacher.cache_path or self.run_dir / TEACHER_CACHE)
 
     def teacher(self) -> Any:
         """The configured teacher, built on first use."""
