@@ -214,6 +214,12 @@ def test_a_run_directory_from_before_derived_keys_is_redone_with_one_line_and_ch
     assert "pretrain: made before keys were derived from the stage's declaration (format 1 -> 2): redoing it" in err
     assert not (folder / "checkpoints").exists() and json.loads((folder / "manifest.json").read_text())["format"] == 2
 
+    # A step that always redoes its work whole (begin with force) says why too.
+    (tmp_path / "tokens").mkdir()
+    (tmp_path / "tokens" / "manifest.json").write_text(json.dumps({"status": "complete", "cache_key": "old"}))
+    Stage(tmp_path, "tokens", parts.key("tokens"), parts).begin({}, {}, force=True)
+    assert "tokens: made before keys were derived" in " ".join(capsys.readouterr().err.split())
+
     changed = KeyParts({"pretrain": {"lr": 0.002}}, {}, {}, {"tokens": "t"}, 2)
     old_folder("pretrain", {"cache_key": parts.key("pretrain"), "derived_from": parts.as_dict()})
     with pytest.raises(Phi1Error, match=r"pretrain\.lr: 0\.001 -> 0\.002.*--force"):

@@ -116,9 +116,9 @@ class Stage:
         fields are named, except checkpoints: a folder holding them is deleted only with `force`."""
         m = self.manifest()
         stale = m is not None and m.get("cache_key") != self.key
-        if stale and not force:
+        if stale:  # said whether the stage resumes or always redoes its work whole (force)
             changed = "; ".join(self.changes(config, inputs))
-            if self.holds_checkpoints() and self.settings_changed():
+            if not force and self.holds_checkpoints() and self.settings_changed():
                 raise Phi1Error(
                     f"{self.path}: the {self.name} settings changed ({changed}); it holds training checkpoints, "
                     "which phi1 deletes only with --force: restore the old values, use another --run-dir, or "
