@@ -25,6 +25,7 @@ from phi1 import __version__
 from phi1.config import Config
 from phi1.errors import Phi1Error
 from phi1.keys import KeyParts, changes, config_changes, key_parts
+from phi1.manifests import read as read_manifest
 from phi1.progress import console
 from phi1.records import atomic_write, write_json
 
@@ -48,8 +49,8 @@ def open_step(run_dir: Path, folder: str, config: Config) -> Stage:
     step = STEPS[folder]
     inputs: dict[str, str | None] = {name: require_complete(run_dir, name)["cache_key"] for name in step.inputs}
     for name in step.optional:
-        m = Stage(run_dir, name, "").manifest()
-        inputs[name] = m["cache_key"] if m and m.get("status") == "complete" else None
+        m = read_manifest(run_dir, name)
+        inputs[name] = m["cache_key"] if m else None
     parts = key_parts(config, step.reads, step.templates, inputs, step.format)
     return Stage(run_dir, folder, parts.key(folder), parts)
 

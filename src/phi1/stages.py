@@ -149,18 +149,14 @@ class RunContext:
     run_dir: Path
     _teacher: Any = field(default=None, repr=False)
 
-    @property
-    def teacher_cache(self) -> Path:
-        from phi1.rundir import TEACHER_CACHE
-
-        return Path(self.config.teacher.cache_path or self.run_dir / TEACHER_CACHE)
-
     def teacher(self) -> Any:
         """The configured teacher, built on first use."""
         if self._teacher is None:
+            from phi1.rundir import TEACHER_CACHE
             from phi1.teacher import make_teacher
 
-            self._teacher = make_teacher(self.config.teacher, self.teacher_cache, self.config.executor)
+            # make_teacher takes teacher.cache_path first, where one is set.
+            self._teacher = make_teacher(self.config.teacher, self.run_dir / TEACHER_CACHE, self.config.executor)
         return self._teacher
 
     def release_teacher(self) -> None:

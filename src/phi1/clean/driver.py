@@ -65,10 +65,11 @@ class Found:
         m = self.pairs.setdefault((doc, problem), Match(doc, problem))
         m.scores[detector] = max(score, m.scores.get(detector, 0.0))
         if fires:
+            order = names()
             if detector not in m.detectors:
-                m.detectors = sorted({*m.detectors, detector}, key=names().index)
-            d = names().index(detector)
-            if d < self.cause.get(doc, (len(names()), 0))[0]:
+                m.detectors = sorted({*m.detectors, detector}, key=order.index)
+            d = order.index(detector)
+            if d < self.cause.get(doc, (len(order), 0))[0]:
                 self.cause[doc] = (d, problem)
 
     def add_cosine(self, docs: np.ndarray, cos: np.ndarray) -> None:
@@ -147,12 +148,10 @@ def detect_shards(
         for s, r in zip(shards, rows, strict=True)
     ]
     found = Found(len(problems))
-    for k, (job, scanned) in enumerate(
-        zip(jobs, map_shards(match_shard, jobs, executor, "decontaminating"), strict=True)
-    ):
+    for k, scanned in enumerate(map_shards(match_shard, jobs, executor, "decontaminating")):
         run.cosine = None
         for detector in detectors:
-            detector.fold(run, k, np.asarray(job.rows, dtype=np.int64), scanned.get(detector.name), found)
+            detector.fold(run, k, rows[k], scanned.get(detector.name), found)
     for detector in detectors:
         detector.finish(run, found)
     return found

@@ -129,7 +129,8 @@ def _train(
     metrics_path = stage.path / "metrics.jsonl"
     if dist.main:
         metrics.truncate(metrics_path, start_step)
-    fpt = flops_per_token(raw.config, data.seq_len, count_parameters(raw.config)["non_embedding"])
+    counts = count_parameters(raw.config)
+    fpt = flops_per_token(raw.config, data.seq_len, counts["non_embedding"])
     peak = distributed.peak_flops(dist.device, cfg.peak_tflops)
     batches = Batches(data, cfg.batch_size, config.seed if cfg.seed is None else cfg.seed)
     solution_only = cfg.loss_on == "solution"
@@ -187,7 +188,7 @@ def _train(
     checkpoint.save_final(final, raw, b.tokenizer, cfg, dist, stage.path / checkpoint.BEST if best else None)
     if writer is not None:
         writer.close()
-    summary = _summary(b, cfg, dist, accum, kernels, fpt, metrics_path, final, best)
+    summary = _summary(b, cfg, dist, accum, kernels, counts, fpt, metrics_path, final, best)
     return stage.finish(**summary) if dist.main else summary
 
 
@@ -197,6 +198,7 @@ def _summary(
     dist: Dist,
     accum: int,
     kernels: Kernels,
+    counts: dict[str, int],
     fpt: float,
     metrics_path: Path,
     final: Path,
@@ -208,7 +210,7 @@ def _summary(
         "world_size": dist.world,
         "grad_accumulation": accum,
         "effective_batch": {"sequences": cfg.batch_size, "tokens": cfg.batch_size * b.data.seq_len},
-        "parameters": count_parameters(b.raw.config),
+        "parameters": counts,
         "flops_per_token": fpt,
         "precision": b.precision.as_dict(),
         "kernels": kernels,

@@ -19,7 +19,6 @@ TYPES: dict[str, type[Detector] | str] = {
     "ast": "phi1.clean.detectors.ast_match:AstDetector",
     "execution": "phi1.clean.detectors.execution:ExecutionDetector",
 }
-DETECTORS = tuple(TYPES)  # phi1's own, as clean's removal reasons name them
 
 
 def names() -> tuple[str, ...]:
@@ -35,4 +34,4 @@ def detector_type(name: str) -> type[Detector]:
     return entry
 
 
-__all__ = ["DETECTORS", "TYPES", "Detector", "Hit", "ShardText", "Thresholds", "detector_type", "names"]
+__all__ = ["TYPES", "Detector", "Hit", "ShardText", "Thresholds", "detector_type", "names"]
