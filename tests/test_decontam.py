@@ -242,3 +242,27 @@ def test_the_sweep_program_is_a_module_the_tests_can_call(capsys: pytest.Capture
         assert capsys.readouterr().out.strip() == "PHI1-TWINS [0]"
     finally:
         del namespace["double"]
+
+
+def test_benchmark_vectors_are_cached_by_encoder_and_text(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import numpy as np
+
+    from phi1.clean.detectors.embedding import Vectors, unit
+    from phi1.curate.embed import encode, load_encoder
+
+    monkeypatch.setenv("PHI1_CACHE_DIR", str(tmp_path / "cache"))
+    problems = load_benchmark_problems(mbpp=False)[:12]
+    first = Vectors("minilm", problems).bench
+    cached = sorted((tmp_path / "cache" / "vectors").glob("*.npy"))
+    assert len(cached) == 1
+    texts = [p.solution if p.prompt in p.solution else p.prompt + "\n" + p.solution for p in problems]
+    fresh = unit(encode(load_encoder("minilm"), texts))
+    assert np.allclose(first, fresh, atol=1e-6)  # the cached vectors are the encoder's own
+    again = Vectors("minilm", problems)
+    assert np.array_equal(again.bench, first) and again.encoder is None  # read back, no model loaded
+    Vectors("minilm", problems[:11])  # other texts: another entry, the first one untouched
+    assert len(list((tmp_path / "cache" / "vectors").glob("*.npy"))) == 2
+    cached[0].write_bytes(b"not an array")  # a damaged entry is recomputed, never trusted
+    assert np.array_equal(Vectors("minilm", problems).bench, first)
+    assert np.array_equal(Vectors("hashing", problems).bench, Vectors("hashing", problems).bench)
+    assert len(list((tmp_path / "cache" / "vectors").glob("*.npy"))) == 2  # the hashing encoder is not cached

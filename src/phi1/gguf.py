@@ -12,10 +12,11 @@ import shutil
 from pathlib import Path
 
 from phi1.errors import Phi1Error
+from phi1.user_cache import user_cache
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("PHI1_CACHE_DIR") or Path.home() / ".cache" / "phi1") / "gguf"
+    return user_cache("gguf")
 
 
 def as_checkpoint(path: str | Path, field: str = "model") -> Path:

