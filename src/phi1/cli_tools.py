@@ -46,9 +46,16 @@ def eval_cmd(
     chat: Annotated[
         str, typer.Option(help="ask in the chat template: auto (a --model whose tokenizer has one), on, off")
     ] = "auto",
+    perturb: Annotated[
+        str | None, typer.Option(help="robustness: all, or some of docstring,func_name,format,syntax")
+    ] = None,
+    variants: Annotated[int, typer.Option(help="perturbed variants per problem and category (with --perturb)")] = 5,
+    perturb_seed: Annotated[int, typer.Option(help="seed of the perturbations")] = 0,
 ) -> None:
-    """Score completions on HumanEval, HumanEval+ or MBPP: pass@k, every completion run in a sandbox."""
+    """Score completions on HumanEval, HumanEval+ or MBPP: pass@k, every completion run in a sandbox; with
+    --perturb, also on perturbed prompts (ReCode's robustness metrics)."""
     from phi1.evaluate.generate import Sampling
+    from phi1.evaluate.perturb import parse_categories
     from phi1.evaluate.run import Source, run_eval
 
     if sandbox not in ("bwrap", "none"):
@@ -69,8 +76,13 @@ def eval_cmd(
         limit=limit,
         task_ids=[t.strip() for t in task_ids.split(",") if t.strip()] if task_ids else None,
         chat=chat,
+        perturb=parse_categories(perturb) if perturb is not None else (),
+        variants=variants,
+        perturb_seed=perturb_seed,
     )  # type: ignore[arg-type]
     typer.echo(f"results: {out / 'results.jsonl'}  summary: {out / 'summary.json'}")
+    if perturb is not None:
+        typer.echo(f"perturbed problems: {out / 'perturbed'}")
 
 
 def teacher_check(config: ConfigOpt = None, set_: SetOpt = None) -> None:

@@ -38,10 +38,16 @@ class Problem:
     tests: tuple[str, ...]  # test stages, run after prompt + completion
     setup: str = ""  # trusted code run before the completion
     plus: PlusData | None = None  # HumanEval+: its setup (expected outputs, the check) comes from References
+    nominal: str = ""  # a perturbed problem: the task whose reference outputs it shares (HumanEval+)
 
     def program(self, completion: str) -> list[str]:
         code = self.prompt + completion
         return [self.setup, code, *self.tests] if self.setup else [code, *self.tests]
+
+    @property
+    def reference_slot(self) -> str:
+        """Where References keeps this problem's outputs: a perturbed problem has its nominal's."""
+        return self.nominal or self.task_id
 
     @property
     def has_setup(self) -> bool:
@@ -94,12 +100,21 @@ def load_humaneval(path: str | Path | None = None) -> Benchmark:
     path = Path(path) if path else humaneval_path()
     problems: dict[str, Problem] = {}
     for lineno, row in read_jsonl(path):
-        _require(row, ("task_id", "prompt", "canonical_solution", "test", "entry_point"), path, lineno)
-        test = row["test"] + f"\n\ncheck({row['entry_point']})\n"
-        problems[row["task_id"]] = Problem(
-            row["task_id"], row["prompt"], row["entry_point"], row["canonical_solution"], (test,)
-        )
+        _require(row, FIELDS["humaneval"], path, lineno)
+        problems[row["task_id"]] = humaneval_problem(row)
     return Benchmark("humaneval", problems, HUMANEVAL_STOP, Limits(timeout_s=10.0), source=str(path))
+
+
+FIELDS = {
+    "humaneval": ("task_id", "prompt", "canonical_solution", "test", "entry_point"),
+    "humaneval+": ("task_id", "prompt", "entry_point", "canonical_solution", "base_input"),
+    "mbpp": ("task_id", "text", "code", "test_list"),
+}
+
+
+def humaneval_problem(row: dict) -> Problem:
+    test = row["test"] + f"\n\ncheck({row['entry_point']})\n"
+    return Problem(row["task_id"], row["prompt"], row["entry_point"], row["canonical_solution"], (test,))
 
 
 def mbpp_prompt(text: str, first_test: str) -> str:
@@ -107,23 +122,29 @@ def mbpp_prompt(text: str, first_test: str) -> str:
     return f'"""\n{text.strip()}\n{first_test.strip()}\n"""\n'
 
 
+def mbpp_problem(row: dict) -> Problem:
+    """An MBPP row as a problem. A row may carry its own `prompt` and `completion` (the canonical completion
+    of that prompt): phi1's perturbed MBPP problems do, since their prompts are not made from `text`."""
+    tests = list(row["test_list"])
+    # test_setup_code runs after the solution: some of it (task 367) uses the solution's classes.
+    test = "\n".join([row.get("test_setup_code") or "", *tests]) + "\n"
+    entry = mbpp_entry_point(tests[0]) if tests else ""
+    prompt = row.get("prompt") or mbpp_prompt(row["text"], tests[0] if tests else "")
+    # A perturbed row keeps MBPP's integer task_id (its format) and names its variant in `phi1_task_id`.
+    tid = row.get("phi1_task_id") or f"MBPP/{int(row['task_id'])}"
+    return Problem(tid, prompt, entry, row.get("completion", row["code"]), (test,))
+
+
 def load_mbpp(path: str | Path | None = None, first: int = 11, last: int = 510) -> Benchmark:
     """The standard MBPP test split: task_id 11-510 (500 problems)."""
     path = Path(path) if path is not None else benchmark_file("mbpp")
     problems: dict[str, Problem] = {}
     for lineno, row in read_jsonl(path):
-        _require(row, ("task_id", "text", "code", "test_list"), path, lineno)
-        tid = int(row["task_id"])
-        if not first <= tid <= last:
+        _require(row, FIELDS["mbpp"], path, lineno)
+        if not first <= int(row["task_id"]) <= last:
             continue
-        tests = list(row["test_list"])
-        # test_setup_code runs after the solution: some of it (task 367) uses the solution's classes.
-        test = "\n".join([row.get("test_setup_code") or "", *tests]) + "\n"
-        entry = mbpp_entry_point(tests[0]) if tests else ""
-        task_id = f"MBPP/{tid}"
-        problems[task_id] = Problem(
-            task_id, mbpp_prompt(row["text"], tests[0] if tests else ""), entry, row["code"], (test,)
-        )
+        problem = mbpp_problem(row)
+        problems[problem.task_id] = problem
     if not problems:
         raise Phi1Error(f"{path}: no MBPP problems with task_id {first}-{last}")
     return Benchmark("mbpp", problems, MBPP_STOP, Limits(timeout_s=10.0), source=str(path))
@@ -169,16 +190,35 @@ class PlusData:
     plus: str
     atol: float
     find_zero: bool
+    entry: str = ""  # the function `source` defines, where it is not the problem's entry point (renamed)
 
     def key(self) -> str:
         import hashlib
 
-        blob = json.dumps({**vars(self), "format": _CACHE_FORMAT}, sort_keys=True).encode()
+        # `entry` names the same function under a problem's other name: the outputs are the same.
+        fields = {k: v for k, v in vars(self).items() if k != "entry"}
+        blob = json.dumps({**fields, "format": _CACHE_FORMAT}, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
     @functools.cached_property  # read for every sample's program
     def n_base(self) -> int:
         return len(json.loads(self.base))
+
+
+def plus_problem(row: dict) -> Problem:
+    tid, entry = row["task_id"], row["entry_point"]
+    plus = PlusData(
+        source=row["prompt"] + row["canonical_solution"],
+        base=json.dumps(row.get("base_input") or []),
+        plus=json.dumps(row.get("plus_input") or []),
+        atol=float(row.get("atol") or 0),
+        find_zero=tid == "HumanEval/32",
+    )
+    tests = (f"_phi1_check({entry}, 'base')\n", f"_phi1_check({entry}, 'plus')\n")
+    return Problem(tid, row["prompt"], entry, row["canonical_solution"], tests, plus=plus)
+
+
+PROBLEM_OF_ROW = {"humaneval": humaneval_problem, "humaneval+": plus_problem, "mbpp": mbpp_problem}
 
 
 def load_humaneval_plus(path: str | Path | None = None) -> Benchmark:
@@ -187,17 +227,8 @@ def load_humaneval_plus(path: str | Path | None = None) -> Benchmark:
     path = Path(path) if path is not None else benchmark_file("humaneval+")
     problems: dict[str, Problem] = {}
     for lineno, row in read_jsonl(path):
-        _require(row, ("task_id", "prompt", "entry_point", "canonical_solution", "base_input"), path, lineno)
-        tid, entry = row["task_id"], row["entry_point"]
-        plus = PlusData(
-            source=row["prompt"] + row["canonical_solution"],
-            base=json.dumps(row.get("base_input") or []),
-            plus=json.dumps(row.get("plus_input") or []),
-            atol=float(row.get("atol") or 0),
-            find_zero=tid == "HumanEval/32",
-        )
-        tests = (f"_phi1_check({entry}, 'base')\n", f"_phi1_check({entry}, 'plus')\n")
-        problems[tid] = Problem(tid, row["prompt"], entry, row["canonical_solution"], tests, plus=plus)
+        _require(row, FIELDS["humaneval+"], path, lineno)
+        problems[row["task_id"]] = plus_problem(row)
     if not problems:
         raise Phi1Error(f"{path}: no problems")
     return Benchmark(
@@ -222,7 +253,7 @@ class References:
             with contextlib.suppress(OSError, json.JSONDecodeError):
                 self.known = json.loads(cache.read_text())
         self.computed = 0
-        self._locks: dict[str, threading.Lock] = {tid: threading.Lock() for tid in bench.problems}
+        self._locks = {p.reference_slot: threading.Lock() for p in bench.problems.values()}
         self._pending: dict[str, threading.Event] = {}
 
     def program(self, tid: str, completion: str, shared: bool = True) -> tuple[list[str], Limits]:
@@ -233,18 +264,19 @@ class References:
         p = self.bench.problems[tid]
         if p.plus is None:
             return p.program(completion), self.bench.limits
-        with self._locks[tid]:
-            ref = self.known.get(tid)
+        slot = p.reference_slot
+        with self._locks[slot]:
+            ref = self.known.get(slot)
             if ref is not None and ref.get("key") == p.plus.key():
                 data = f"{{'expected': {_loads(ref['payload'])}, 'limits': {ref['limits']!r}}}"
                 limits = replace(self.bench.limits, timeout_s=min(MAX_PROGRAM_S, sum(ref["limits"])) + 5.0)
                 setup = CHECKER + _inputs_source(p.plus) + self._check(p, data)
                 return [setup, p.prompt + completion, *p.tests], limits
             if shared:
-                running = self._pending.get(tid)
+                running = self._pending.get(slot)
                 first = running is None or running.is_set()  # set and still unknown: that first attempt failed
                 if first:
-                    self._pending[tid] = threading.Event()
+                    self._pending[slot] = threading.Event()
         if shared and not first:
             assert running is not None
             running.wait()
@@ -257,17 +289,18 @@ class References:
     def found(self, tid: str, verdict: Verdict | None) -> None:
         """Keep the reference outputs that the first sample's program of `tid` printed, if it was one
         (`verdict` None: the run itself broke; the next sample of the problem tries again)."""
-        event = self._pending.get(tid)
+        p = self.bench.problems[tid]
+        event = self._pending.get(p.reference_slot)
         if event is None or event.is_set():
             return
         try:
             if verdict is None:
                 return
             if verdict.failed_stage == 0 or verdict.stdout.count("\n") < 2:
-                self.known[tid] = self._compute(tid, self.bench.problems[tid])  # on its own, to say why
+                self.known[p.reference_slot] = self._compute(tid, p)  # on its own, to say why
             else:
                 times, payload = verdict.stdout.split("\n", 2)[:2]
-                self.known[tid] = self._record(self.bench.problems[tid], times, payload)
+                self.known[p.reference_slot] = self._record(p, times, payload)
             self.computed += 1
         finally:
             event.set()
@@ -299,7 +332,7 @@ class References:
 
 def _reference_program(p: Problem, record: bool = True) -> str:
     assert p.plus is not None
-    args = f"{p.plus.source!r}, {p.entry_point!r}, {not record!r}, {_INLINE_BYTES!r}, {_DIGEST!r}"
+    args = f"{p.plus.source!r}, {p.plus.entry or p.entry_point!r}, {not record!r}, {_INLINE_BYTES!r}, {_DIGEST!r}"
     reference = f"_phi1_reference_data = _phi1_reference({args})\n"
     return CHECKER + _inputs_source(p.plus) + reference + ("_phi1_record(_phi1_reference_data)\n" if record else "")
 

@@ -46,11 +46,13 @@ def execute(
     order = {tid: i for i, tid in enumerate(benchmark.problems)}
     samples = sorted(samples, key=lambda s: (order[s.task_id], s.completion_id))
     refs = References(benchmark, sandbox, references)
-    per_task = Counter(s.task_id for s in samples)
+    # Samples that share reference outputs (a problem's, and its perturbed variants' on HumanEval+).
+    per_slot = Counter(benchmark.problems[s.task_id].reference_slot for s in samples)
 
     def judge(i: int) -> tuple[int, Verdict]:
         tid = samples[i].task_id
-        program, own = refs.program(tid, samples[i].completion, shared=per_task[tid] > 1)
+        shared = per_slot[benchmark.problems[tid].reference_slot] > 1
+        program, own = refs.program(tid, samples[i].completion, shared=shared)
         verdict = None
         try:
             verdict = sandbox.run(program, replace(own, timeout_s=limits.timeout_s) if limits else own)
@@ -68,7 +70,7 @@ def execute(
     ):
         # Every problem's first sample before any second one: a later sample waits for the references its
         # first computes, and it should not hold a worker while other problems have work to do.
-        first = [i == 0 or samples[i - 1].task_id != samples[i].task_id for i in range(len(samples))]
+        first = _firsts([benchmark.problems[s.task_id].reference_slot for s in samples])
         futures = [pool.submit(judge, i) for i in sorted(range(len(samples)), key=lambda i: not first[i])]
         try:
             for future in as_completed(futures):
@@ -79,6 +81,16 @@ def execute(
         finally:
             refs.save()
     return [r for r in results if r is not None]
+
+
+def _firsts(slots: list[str]) -> list[bool]:
+    """Whether each sample is the first of its reference slot."""
+    seen: set[str] = set()
+    out = []
+    for slot in slots:
+        out.append(slot not in seen)
+        seen.add(slot)
+    return out
 
 
 def _result(s: Sample, problem: Any, verdict: Verdict) -> Result:

@@ -6,7 +6,7 @@ import json
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from rich.console import Console
@@ -25,6 +25,9 @@ from phi1.evaluate.generate import (
     read_samples,
     reference_samples,
 )
+from phi1.evaluate.perturb import FORMAT as PERTURB_FORMAT
+from phi1.evaluate.perturb import Perturbed, Variant, robustness
+from phi1.evaluate.perturb import perturb as perturb_benchmark
 from phi1.gguf import as_checkpoint
 from phi1.keys import config_changes
 from phi1.precision import resolve
@@ -74,14 +77,21 @@ def run_eval(
     limit: int | None = None,
     task_ids: Sequence[str] | None = None,
     chat: str = "auto",
+    perturb: Sequence[str] = (),
+    variants: int = 5,
+    perturb_seed: int = 0,
 ) -> dict:
     """Score `source` on a benchmark into OUT (results.jsonl, summary.json; generated completions are kept in
     samples.jsonl as they come). HumanEval+'s reference outputs are cached in `references` (default OUT).
-    `chat` (auto/on/off): ask an instruct model in its chat template (`phi1.evaluate.chat`)."""
+    `chat` (auto/on/off): ask an instruct model in its chat template (`phi1.evaluate.chat`).
+    `perturb` (categories of `phi1.evaluate.perturb`): every problem also in `variants` perturbed forms,
+    written to OUT/perturbed/, judged like the rest; summary.json gains `robustness.<category>`."""
     source.check()
     check_mode(chat)
     if source.samples is not None and not source.samples.exists():
         raise Phi1Error(f"{source.samples}: no such file")
+    if perturb and not 1 <= variants <= 50:
+        raise Phi1Error(f"--variants must be 1-50, got {variants}")
     sampling = sampling or Sampling()
     start = time.perf_counter()
     with Sandbox(workers=workers or Sandbox.default_workers(), mode=sandbox_mode) as sb:
@@ -89,16 +99,29 @@ def run_eval(
         total = len(bench.problems)
         chosen = _chosen(bench, limit, task_ids)
         chatted: bool | None = None
-        if source.samples is not None:  # a whole samples file can be scored on a subset
-            samples = [s for s in read_samples(source.samples, bench) if s.task_id in chosen]
+        # A samples file may hold every problem: it is read against all of them, then cut to the subset.
+        if source.samples is None:
             bench.problems = {t: p for t, p in bench.problems.items() if t in chosen}
+        varied = _perturbed(bench, list(perturb), variants, perturb_seed, out)
+        every = bench.problems
+        bench.problems = {t: p for t, p in every.items() if t.split("@")[0] in chosen}  # a variant: <task>@...
+        nominal = {t: p for t, p in bench.problems.items() if t in chosen}
+        if source.samples is not None:
+            every_problem = replace(bench, problems=every)
+            samples = [s for s in read_samples(source.samples, every_problem) if s.task_id in bench.problems]
         else:
-            bench.problems = {t: p for t, p in bench.problems.items() if t in chosen}
-            samples, chatted = _completions(bench, source, sampling, batch_size, out, chat)
+            identity = perturb_identity(list(perturb), variants, perturb_seed)
+            samples, chatted = _completions(bench, source, sampling, batch_size, out, chat, identity)
         limits = Limits(timeout_s=timeout_s) if timeout_s else None
         out.mkdir(parents=True, exist_ok=True)
         results = execute(bench, samples, sb, limits, references or out / REFERENCES)
-    summary = summarize(bench, results, ks, time.perf_counter() - start)
+    judged = replace(bench, problems=nominal)
+    summary = summarize(judged, [r for r in results if r.task_id in nominal], ks, time.perf_counter() - start)
+    if perturb:
+        judged_variants = [v for v in varied.variants if v.task_id in bench.problems]
+        summary["robustness"] = _robustness(judged_variants, results, variants, source.canonical)
+        summary["perturbation"] = {**perturb_identity(list(perturb), variants, perturb_seed),
+                                   "files": sorted(str(p) for p in (out / "perturbed").glob("*.jsonl"))}  # fmt: skip
     summary.update(
         partial=len(bench.problems) < total,
         problems_in_benchmark=total,
@@ -111,8 +134,52 @@ def run_eval(
     )
     write_results(out, bench, results, summary)
     # Piped output (CI logs, files) gets a wide table rather than rich's 80-column default.
-    Console(width=None if sys.stdout.isatty() else 160).print(table(summary))
+    console = Console(width=None if sys.stdout.isatty() else 160)
+    console.print(table(summary))
+    if perturb:
+        console.print(robustness_table(summary))
     return summary
+
+
+def perturb_identity(categories: list[str], variants: int, seed: int) -> dict | None:
+    """What fixes the perturbed prompts (None: no perturbation), for generation.json and the summary."""
+    if not categories:
+        return None
+    return {"categories": categories, "variants": variants, "seed": seed, "format": PERTURB_FORMAT}
+
+
+def _perturbed(bench: benchmarks.Benchmark, categories: list[str], variants: int, seed: int, out: Path) -> Perturbed:
+    """Add the perturbed problems to `bench` and write them (in its own format) to OUT/perturbed/."""
+    if not categories:
+        return Perturbed()
+    varied = perturb_benchmark(bench, categories, variants, seed)
+    bench.problems = {**bench.problems, **varied.problems}
+    varied.write(out / "perturbed")
+    return varied
+
+
+def _robustness(judged: Sequence[Variant], results: Sequence[Result], variants: int, canonical: bool) -> dict:
+    found = robustness(judged, {(r.task_id, r.completion_id): r.passed for r in results}, variants)
+    for metrics in found.values():
+        if canonical:  # the canonical solution of every variant: what proves a transformation kept the meaning
+            metrics["verified"] = metrics["passed"]
+    return found
+
+
+def robustness_table(summary: dict) -> Table:
+    t = Table(title=f"{summary['benchmark']}: robustness over {summary['perturbation']['variants']} variants")
+    for column in ("category", "problems", "nominal pass@1", "robust pass@1", "robust drop@1", "robust relative@1",
+                   "generated", "unchanged", "passed"):  # fmt: skip
+        t.add_column(column, justify="left" if column == "category" else "right")
+    rates = ("nominal_pass@1", "robust_pass@1", "robust_drop@1", "robust_relative@1")
+    for category, m in summary["robustness"].items():
+        counts = (str(m[k]) for k in ("generated", "unchanged", "passed"))
+        t.add_row(category, str(m["problems"]), *(_pct(m[k]) for k in rates), *counts)
+    return t
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.1f}%"
 
 
 def _chosen(bench: benchmarks.Benchmark, limit: int | None, task_ids: Sequence[str] | None) -> set[str]:
@@ -131,14 +198,20 @@ def _chosen(bench: benchmarks.Benchmark, limit: int | None, task_ids: Sequence[s
 
 
 def _completions(
-    bench: benchmarks.Benchmark, source: Source, sampling: Sampling, batch_size: int, out: Path, chat: str
+    bench: benchmarks.Benchmark,
+    source: Source,
+    sampling: Sampling,
+    batch_size: int,
+    out: Path,
+    chat: str,
+    perturbation: dict | None = None,
 ) -> tuple[list[Sample], bool | None]:
     """The samples to judge, and whether they were asked in chat form (None: not generated here)."""
     if source.canonical:
         return reference_samples(bench), None
     # Only `auto` looks at the model's tokenizer (for a chat template).
     chatted = use_chat(chat, _tokenizer(source.model) if source.model is not None and chat == "auto" else None)
-    return _generate_kept(bench, source, sampling, batch_size, out, chatted), chatted
+    return _generate_kept(bench, source, sampling, batch_size, out, chatted, perturbation), chatted
 
 
 def _tokenizer(model: Path) -> object | None:
@@ -151,12 +224,20 @@ def _tokenizer(model: Path) -> object | None:
 
 
 def _generate_kept(
-    bench: benchmarks.Benchmark, source: Source, sampling: Sampling, batch_size: int, out: Path, chat: bool
+    bench: benchmarks.Benchmark,
+    source: Source,
+    sampling: Sampling,
+    batch_size: int,
+    out: Path,
+    chat: bool,
+    perturbation: dict | None = None,
 ) -> list[Sample]:
     """Generate into OUT/samples.jsonl, one flushed line per completion as it is produced: a crash or kill
     loses none, and the same command later generates only the completions that are missing."""
     identity = {"benchmark": bench.name, "problems_file": bench.source, **source.describe(),
                 "sampling": vars(sampling), "chat": chat}  # fmt: skip
+    if perturbation is not None:  # only then: a folder generated before perturbation existed stays valid
+        identity["perturbation"] = perturbation
     done = {(s.task_id, s.completion_id): s for s in _kept_samples(out, identity, bench)}
     todo = [row for row in all_rows(bench, sampling.n) if row not in done]
     if not todo:
