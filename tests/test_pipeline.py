@@ -20,7 +20,7 @@ MICRO = [
     "num_attention_heads: 4}", "pretrain.max_steps=40", "pretrain.batch_size=8", "pretrain.micro_batch_size=8",
     "pretrain.checkpoint_every=10", "pretrain.eval_every=20", "pretrain.lr=3e-3", "finetune.max_steps=10",
     "finetune.batch_size=8", "finetune.micro_batch_size=8", "evaluate.max_new_tokens=24", "evaluate.batch_size=32",
-    "ablate.epochs_passes=[1,4]", "ablate.epochs_steps=16",
+    "ablate.epochs_passes=[1,4]", "ablate.epochs_steps=16", "evaluate.perturb=[func_name]", "evaluate.variants=1",
 ]  # fmt: skip
 
 
@@ -68,6 +68,10 @@ def test_run_end_to_end_rerun_and_resume(tmp_path: Path, cli_env: dict) -> None:
         assert png.exists() and png.stat().st_size > 5000, figure
         assert f"figures/{figure}.png" in report
     assert "pretrain/manifest.json" in report and "| base | humaneval |" in report
+    # Robustness (evaluate.perturb): a table per model, benchmark and category, and its figure.
+    assert "## Robustness to prompt style" in report and "| finetuned | humaneval | func_name | 164 |" in report
+    assert (run_dir / "figures" / "robustness.png").stat().st_size > 5000
+    assert (run_dir / "eval" / "finetuned" / "humaneval" / "perturbed" / "func_name.jsonl").exists()
     assert "## Precision" in report and "| [pretrain](pretrain/manifest.json) | cpu | fp32 |" in report
     assert "| base | humaneval | tau >= 0.95 |" in report and "| execution twin |" in report  # Table 3
     # Tables, not raw dicts; a figure that does not apply on a CPU says so.

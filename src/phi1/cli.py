@@ -238,6 +238,7 @@ app.command("eval")(cli_tools.eval_cmd)
 teacher_app.command("check")(cli_tools.teacher_check)
 app.command("decontam")(cli_tools.decontam_cmd)
 app.command("ablate")(cli_tools.ablate_cmd)
+app.command("export")(cli_tools.export_cmd)
 app.command("doctor")(cli_tools.doctor_cmd)
 
 

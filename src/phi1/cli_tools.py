@@ -1,6 +1,6 @@
 """The `phi1` commands beside the recipe's stages: `eval` (any model or samples file), `decontam` (any
-dataset), `teacher check`, `ablate` (the paper's studies on a run) and `doctor` (this machine). `phi1.cli`
-registers them."""
+dataset), `teacher check`, `ablate` (the paper's studies on a run), `export` (a checkpoint as GGUF) and `doctor`
+(this machine). `phi1.cli` registers them."""
 
 from __future__ import annotations
 
@@ -182,3 +182,21 @@ def doctor_cmd(
     typer.echo(render(checks))
     if any(c.status == "fail" for c in checks):
         raise typer.Exit(1)
+
+
+def export_cmd(
+    checkpoint: Annotated[Path, typer.Option(help="a PhiForCausalLM checkpoint folder (e.g. RUN/finetune/final)")],
+    out: Annotated[Path, typer.Option(help="the .gguf file to write; its Modelfile is written beside it")],
+    format_: Annotated[str, typer.Option("--format", help="gguf (llama.cpp, Ollama, LM Studio)")] = "gguf",
+    dtype: Annotated[str, typer.Option(help="f16, or q8_0 (8-bit, about half the size)")] = "f16",
+) -> None:
+    """Export a checkpoint to run locally: a GGUF file for llama.cpp's phi2 architecture, and an Ollama Modelfile."""
+    from phi1.export import export_gguf
+
+    if format_ != "gguf":
+        raise Phi1Error(f"--format: only gguf is supported, got {format_!r}")
+    if out.suffix != ".gguf":
+        raise Phi1Error(f"--out: {out} should end in .gguf")
+    done = export_gguf(checkpoint, out, dtype)
+    typer.echo(f"wrote {done.path} ({done.bytes / 1e6:.1f} MB, {done.tensors} tensors, {done.dtype})")
+    typer.echo(f"Ollama: ollama create {out.stem} -f {done.modelfile}  |  llama.cpp: llama-cli -m {done.path}")

@@ -287,6 +287,10 @@ class EvaluateConfig(Section):
     workers: int | None = Field(None, ge=1)
     timeout_s: float | None = Field(None, gt=0)
     sandbox: Literal["bwrap", "none"] = "bwrap"
+    # Robustness to prompt style (ReCode): each benchmark also in `variants` perturbed forms per category.
+    perturb: list[Literal["all", "docstring", "func_name", "format", "syntax"]] = []
+    variants: int = Field(5, ge=1, le=50)
+    perturb_seed: int = Field(0, ge=0)
 
 
 class ExecutorConfig(Section):

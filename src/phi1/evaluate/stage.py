@@ -10,6 +10,7 @@ from typing import Any
 from phi1.config import Config
 from phi1.errors import Phi1Error
 from phi1.evaluate.generate import Sampling
+from phi1.evaluate.perturb import parse_categories
 from phi1.evaluate.run import Source, run_eval
 from phi1.precision import resolve
 from phi1.rundir import open_step
@@ -70,6 +71,7 @@ def evaluate_run(run_dir: Path, config: Config, force: bool = False) -> dict[str
         return stage.manifest() or {}
     stage.begin(cfg, {}, force=force)
     chosen = benchmark_paths(config)
+    perturb = parse_categories(cfg.perturb) if cfg.perturb else []
     sampling = Sampling(n=cfg.n, temperature=cfg.temperature, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens)
     results: dict[str, dict[str, Any]] = {}
     for label, phase in MODELS:
@@ -93,12 +95,16 @@ def evaluate_run(run_dir: Path, config: Config, force: bool = False) -> dict[str
                         timeout_s=cfg.timeout_s,
                         batch_size=cfg.batch_size,
                         references=stage.path / f"{name.replace('+', '_plus')}_references.json",  # base + finetuned
+                        perturb=perturb,
+                        variants=cfg.variants,
+                        perturb_seed=cfg.perturb_seed,
                     )
             split = similarity_split(run_dir, out / "results.jsonl")
             results.setdefault(label, {})[name] = {
                 "pass_at_k": summary["pass_at_k"],
                 "status_counts": summary["status_counts"],
                 "similarity_split": split,
+                **({"robustness": summary["robustness"]} if "robustness" in summary else {}),
                 "summary": str(summary_path.relative_to(run_dir)),
             }
     return stage.finish(results=results, precision=resolve("auto").as_dict())

@@ -1,7 +1,7 @@
 """`phi1 report`: report.md and PNG figures from a run directory's manifests. Every number in the report
 links to the manifest it came from.
 
-Public API: `write_report`, `FIGURES`.
+Public API: `write_report`, `FIGURES` (those every report has; `robustness.png` too where the run measured it).
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ from phi1.errors import Phi1Error
 from phi1.report.common import manifest
 from phi1.report.data import curation_section, data_section, synthetic_section
 from phi1.report.evaluation import evaluation_section
+from phi1.report.robustness import FIGURE as ROBUSTNESS_FIGURE
+from phi1.report.robustness import robustness_section
 from phi1.report.training import precision_lines, teacher_and_time_section, training_section
 from phi1.rundir import save_text
 from phi1.stages import STAGES
@@ -33,7 +35,10 @@ def write_report(run_dir: Path) -> dict[str, Any]:
     lines += synthetic_section(m, fig_dir)
     lines += training_section(m, fig_dir, run_dir)
     lines += evaluation_section(m, fig_dir, run_dir)
+    robustness = robustness_section(m, fig_dir)  # only where the run measured it (evaluate.perturb)
+    lines += robustness
     lines += teacher_and_time_section(m, fig_dir)
     lines += precision_lines(m)
     save_text(run_dir / "report.md", "\n".join(lines))
-    return {"report": str(run_dir / "report.md"), "figures": [str(fig_dir / f"{f}.png") for f in FIGURES]}
+    figures = [*FIGURES, ROBUSTNESS_FIGURE] if robustness else list(FIGURES)
+    return {"report": str(run_dir / "report.md"), "figures": [str(fig_dir / f"{f}.png") for f in figures]}

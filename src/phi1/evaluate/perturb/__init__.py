@@ -64,7 +64,7 @@ class Perturbed:
 def parse_categories(text: str | list[str]) -> list[str]:
     """`all`, or a comma-separated list of categories, in CATEGORIES' order; an unknown one is an error."""
     items = text if isinstance(text, list) else [t.strip() for t in text.split(",") if t.strip()]
-    if items == ["all"]:
+    if "all" in items:
         return list(CATEGORIES)
     unknown = [c for c in items if c not in CATEGORIES]
     if unknown or not items:
