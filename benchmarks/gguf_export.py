@@ -7,7 +7,7 @@ minutes the first time), and compared with transformers on the same checkpoint, 
   teacher-forced along transformers' greedy continuation, agrees at >= 95% of positions;
 - tokenization: llama.cpp's own tokenization of each prompt text equals the checkpoint's tokenizer's;
 - speed: generated tokens per second (prompt and greedy decoding, batch 1, this CPU's threads), llama.cpp
-  against transformers (fp32, its own generate()); target >= 1x.
+  against transformers (fp32, the same greedy loop with its KV cache); target >= 1x.
 
     .venv/bin/python benchmarks/gguf_export.py [--checkpoint runs/tiny/finetune/final] [--prompts 10]
         [--tokens 32] [--llama-python .venv-llama/bin/python]
@@ -53,19 +53,24 @@ def _jobs(checkpoint: Path, prompts: int) -> list[dict]:
 
 
 def _transformers(checkpoint: Path, jobs: list[dict], n: int) -> tuple[list[list[int]], float]:
-    """Greedy tokens and the seconds they took (after one warm-up), fp32, batch 1, EOS not a stop."""
+    """Greedy tokens and the seconds they took (after one warm-up), fp32, batch 1, with the KV cache: the same
+    argmax loop as llama.cpp's side. (Not generate(): it stops at EOS whatever eos_token_id it is given, and
+    min_new_tokens masks EOS out of the argmax, which llama.cpp's plain argmax would then pick.)"""
     import torch
-    from transformers import AutoModelForCausalLM, GenerationConfig
+    from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(checkpoint, dtype=torch.float32).eval()
-    config = GenerationConfig(max_new_tokens=n, min_new_tokens=n, do_sample=False, eos_token_id=None,
-                              pad_token_id=model.config.eos_token_id)  # fmt: skip
 
     def run(ids: list[int]) -> list[int]:
+        tokens, kept, x = [], {}, torch.tensor([ids])
         with torch.inference_mode():
-            out = model.generate(torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
-                                 generation_config=config)  # fmt: skip
-        return out[0, len(ids) :].tolist()
+            for _ in range(n):
+                out = model(input_ids=x, use_cache=True, **kept)
+                key = "cache" if "cache" in out else "past_key_values"  # transformers 5 renamed it
+                kept, token = {key: out[key]}, int(out.logits[0, -1].argmax())
+                tokens.append(token)
+                x = torch.tensor([[token]])
+        return tokens
 
     run(jobs[0]["ids"])
     start = time.perf_counter()

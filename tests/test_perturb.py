@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import functools
 import json
 import random
 import subprocess
@@ -13,11 +14,17 @@ import pytest
 from conftest import phi1_cmd
 from phi1.errors import Phi1Error
 from phi1.evaluate import benchmarks
-from phi1.evaluate.perturb import CATEGORIES, Variant, parse_categories, perturb, robustness
+from phi1.evaluate.perturb import CATEGORIES, Perturbed, Variant, parse_categories, perturb, robustness
 from phi1.evaluate.perturb.case import RESERVED
 from phi1.evaluate.perturb.rows import case_of
 from phi1.evaluate.run import Source, run_eval
 from phi1.records import read_jsonl
+
+
+@functools.cache
+def _every_variant(name: str) -> Perturbed:
+    """The whole benchmark, every category, two variants: parsed below, and it picks the problems to run."""
+    return perturb(benchmarks.load(name), list(CATEGORIES), 2, seed=0)
 
 
 def _rows(name: str) -> dict[str, dict]:
@@ -32,7 +39,7 @@ def _rows(name: str) -> dict[str, dict]:
 def test_every_variant_of_every_problem_is_python_and_keeps_what_it_must(name: str) -> None:
     """All problems, all categories: what execution proves on a subset below, the parser checks on all."""
     bench = benchmarks.load(name)
-    varied = perturb(bench, list(CATEGORIES), 2, seed=0)
+    varied = _every_variant(name)
     assert len(varied.variants) >= 2 * 3 * len(bench.problems)
     for v in varied.variants:
         problem = varied.problems[v.task_id]
@@ -123,11 +130,11 @@ def test_perturbed_files_load_as_the_benchmark_they_came_from(tmp_path: Path) ->
             assert set(varied.rows[path.stem][0]) >= fields  # the benchmark's own fields, and phi1's tags
 
 
-def _covering(name: str, variants: int) -> list[str]:
+def _covering(name: str) -> list[str]:
     """A few problems among whose variants every transformation that applies anywhere in the benchmark does."""
     bench = benchmarks.load(name)
     chosen: dict[str, str] = {}
-    for v in perturb(bench, list(CATEGORIES), variants).variants:
+    for v in _every_variant(name).variants:
         chosen.setdefault(v.perturbation, v.task_id.split("@")[0])
     return sorted(set(chosen.values()) | set(list(bench.problems)[:4]), key=list(bench.problems).index)
 
@@ -137,8 +144,8 @@ def test_canonical_solutions_pass_every_perturbed_problem(tmp_path: Path, name: 
     """Each canonical solution (renamed with its function) passes every variant's tests: no transformation that
     applies anywhere in the benchmark changes a problem's meaning (all problems: `phi1 eval --canonical
     --perturb all`, figures in docs/robustness.md)."""
-    variants = 2
-    task_ids = _covering(name, variants) if name != "humaneval+" else None
+    variants = 2  # as _every_variant's
+    task_ids = _covering(name) if name != "humaneval+" else None
     summary = run_eval(name, Source(canonical=True), tmp_path, ks=[1], workers=2, task_ids=task_ids,
                        limit=None if task_ids else 5, perturb=list(CATEGORIES), variants=variants)  # fmt: skip
     count = summary["problems"]
@@ -151,8 +158,7 @@ def test_canonical_solutions_pass_every_perturbed_problem(tmp_path: Path, name: 
         assert m["problems"] == count or category == "syntax"
         seen |= set(m["transformations"]) - {"unchanged"}
     if task_ids:
-        every = perturb(benchmarks.load(name), list(CATEGORIES), variants).variants
-        assert seen == {v.perturbation for v in every} - {"unchanged"}
+        assert seen == {v.perturbation for v in _every_variant(name).variants} - {"unchanged"}
     files = sorted(Path(p).name for p in summary["perturbation"]["files"])
     assert files == sorted(f"{c}.jsonl" for c in [*CATEGORIES, "partial"])
     rows = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
@@ -217,3 +223,18 @@ def test_samples_of_perturbed_prompts_are_scored(tmp_path: Path) -> None:
     assert first["robustness"]["func_name"]["robust_pass@1"] == 1.0
     assert m["nominal_pass@1"] == 1.0 and m["robust_pass@1"] == pytest.approx(2 / 3, abs=1e-4)
     assert m["passed"] == 5 and "verified" not in m
+
+
+def test_for_to_while_keeps_a_loop_body_indented_unlike_the_function() -> None:
+    """MBPP/353's `for` sits 3 spaces in and its body 4: the `try` that feeds the loop must be at the body's
+    own depth (found by `phi1 eval --benchmark mbpp --canonical --perturb all --variants 5`)."""
+    from phi1.evaluate.perturb import syntax
+
+    case = case_of("mbpp", _rows("mbpp")["MBPP/353"])
+    part = syntax.partial(case)
+    assert part is not None and "for i in list1" in part.prompt
+    changed = syntax.for_to_while(part, random.Random(0))
+    assert changed is not None and "while True:" in changed.prompt
+    namespace: dict = {}
+    exec(compile(changed.prompt + changed.reference, "mbpp-353", "exec"), namespace)
+    assert namespace["remove_column"]([[1, 2, 3], [2, 4, 5], [1, 1, 1]], 0) == [[2, 3], [4, 5], [1, 1]]

@@ -31,7 +31,7 @@ CATEGORIES: dict[str, dict[str, Transform]] = {
     "syntax": syntax.TRANSFORMS,
 }
 PARTIAL = "partial"
-FORMAT = 1  # of the transformations: part of what identifies a run's perturbed prompts
+FORMAT = 2  # of the transformations: part of what identifies a run's perturbed prompts
 
 __all__ = ["CATEGORIES", "FORMAT", "Perturbed", "Variant", "parse_categories", "perturb", "robustness"]
 

@@ -168,9 +168,11 @@ def for_to_while(case: Case, rng: random.Random) -> Case | None:
     taken = names_in(full, *case.tests)
     it = next(f"_iter_{k}" for k in range(100) if fresh_name(f"_iter_{k}", taken))
     ind, unit = indent_of(lines[loop.lineno - 1]), _unit(full, fn)
+    # The try/except sits at the body's own depth, which need not be the loop's plus the function's unit.
+    body = indent_of(lines[loop.body[0].lineno - 1])
     target, source = ast.get_source_segment(full, loop.target), ast.get_source_segment(full, loop.iter)
-    header = (f"{ind}{it} = iter({source})\n{ind}while True:\n{ind}{unit}try:\n{ind}{unit * 2}{target} = next({it})\n"
-              f"{ind}{unit}except StopIteration:\n{ind}{unit * 2}break\n")  # fmt: skip
+    header = (f"{ind}{it} = iter({source})\n{ind}while True:\n{body}try:\n{body}{unit}{target} = next({it})\n"
+              f"{body}except StopIteration:\n{body}{unit}break\n")  # fmt: skip
     end = loop.iter.end_lineno or loop.lineno
     lines[loop.lineno - 1 : end] = [header]
     return _split(case, "".join(lines))
