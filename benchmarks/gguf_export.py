@@ -82,8 +82,8 @@ def _llama(python: Path, model: Path, jobs: list[dict], n: int, tmp: Path) -> di
     spec, out = tmp / f"{model.stem}-jobs.json", tmp / f"{model.stem}-out.json"
     spec.write_text(json.dumps({"jobs": jobs, "tokens": n}))
     threads = str(len(os.sched_getaffinity(0)))
-    subprocess.run([str(python), str(ROOT / "benchmarks" / "llama_generate.py"), str(model), str(spec), str(out),
-                    "--threads", threads], check=True)  # fmt: skip
+    helper = ROOT / "benchmarks" / "helpers" / "llama_generate.py"
+    subprocess.run([str(python), str(helper), str(model), str(spec), str(out), "--threads", threads], check=True)
     return json.loads(out.read_text())
 
 

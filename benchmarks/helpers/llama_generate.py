@@ -2,7 +2,7 @@
 phi1's): for each prompt, llama.cpp's own tokenization of the text, its greedy tokens from the given prompt ids,
 the top-1 token at each position of a given continuation (teacher-forced), and the time of the greedy part.
 
-    python llama_generate.py MODEL.gguf JOBS.json OUT.json --threads 2
+    python benchmarks/helpers/llama_generate.py MODEL.gguf JOBS.json OUT.json --threads 2
 JOBS.json: [{"text": str, "ids": [int], "reference": [int]}, ...], "tokens": int
 """
 
