@@ -11,6 +11,8 @@ from __future__ import annotations
 import ast
 import random
 import tokenize
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from phi1.evaluate.perturb.case import (
     Case,
@@ -152,51 +154,64 @@ def _copyable(s: ast.stmt) -> bool:
     return not any(isinstance(n, (ast.Yield, ast.YieldFrom, ast.Await, ast.NamedExpr)) for n in ast.walk(s))
 
 
-def for_to_while(case: Case, rng: random.Random) -> Case | None:
-    """`for x in xs:` -> `_it = iter(xs)` / `while True:` / `try: x = next(_it)` / `except StopIteration:
-    break` (the body unchanged: `continue` and `break` mean what they meant). Not for loops with `else`."""
+@dataclass(frozen=True)
+class _Loop:
+    """A chosen loop, its source, and what its replacement header needs."""
+
+    node: ast.For | ast.While
+    full: str
+    name: str  # a fresh name for the rewrite's helper variable
+    ind: str  # the loop statement's indentation
+    body: str  # its body's (which need not be the loop's plus the function's unit)
+    unit: str
+
+
+def _rewrite_loop(
+    case: Case, rng: random.Random, kind: type, head: str, prefix: str, header: Callable[[_Loop], str]
+) -> Case | None:
+    """Replace the header of one `kind` loop (no `else`, its body on later lines than `head`, the iter or
+    test) of the partial code with `header(...)`, the body kept as it is."""
     region = _region(case)
     if region is None:
         return None
     full, _, fn, first, last = region
-    loops = [s for s in _statements(fn, first, last) if isinstance(s, ast.For) and not s.orelse and
-             _starts_line(full, s) and s.body[0].lineno > (s.iter.end_lineno or s.lineno)]  # fmt: skip
+    loops = [s for s in _statements(fn, first, last) if isinstance(s, kind) and not s.orelse and
+             _starts_line(full, s) and s.body[0].lineno > (getattr(s, head).end_lineno or s.lineno)]  # fmt: skip
     if not loops:
         return None
-    loop = rng.choice(loops)
+    node = rng.choice(loops)
     lines = split_lines(full)
     taken = names_in(full, *case.tests)
-    it = next(f"_iter_{k}" for k in range(100) if fresh_name(f"_iter_{k}", taken))
-    ind, unit = indent_of(lines[loop.lineno - 1]), _unit(full, fn)
-    # The try/except sits at the body's own depth, which need not be the loop's plus the function's unit.
-    body = indent_of(lines[loop.body[0].lineno - 1])
-    target, source = ast.get_source_segment(full, loop.target), ast.get_source_segment(full, loop.iter)
-    header = (f"{ind}{it} = iter({source})\n{ind}while True:\n{body}try:\n{body}{unit}{target} = next({it})\n"
-              f"{body}except StopIteration:\n{body}{unit}break\n")  # fmt: skip
-    end = loop.iter.end_lineno or loop.lineno
-    lines[loop.lineno - 1 : end] = [header]
+    name = next(f"{prefix}{k}" for k in range(100) if fresh_name(f"{prefix}{k}", taken))
+    loop = _Loop(node, full, name, indent_of(lines[node.lineno - 1]), indent_of(lines[node.body[0].lineno - 1]),
+                 _unit(full, fn))  # fmt: skip
+    lines[node.lineno - 1 : getattr(node, head).end_lineno or node.lineno] = [header(loop)]
     return _split(case, "".join(lines))
+
+
+def for_to_while(case: Case, rng: random.Random) -> Case | None:
+    """`for x in xs:` -> `_it = iter(xs)` / `while True:` / `try: x = next(_it)` / `except StopIteration:
+    break` (the body unchanged: `continue` and `break` mean what they meant). Not for loops with `else`."""
+
+    def header(lp: _Loop) -> str:
+        target = ast.get_source_segment(lp.full, lp.node.target)  # type: ignore[union-attr]
+        source = ast.get_source_segment(lp.full, lp.node.iter)  # type: ignore[union-attr]
+        # The try/except sits at the body's own depth, which need not be the loop's plus the function's unit.
+        return (f"{lp.ind}{lp.name} = iter({source})\n{lp.ind}while True:\n{lp.body}try:\n"
+                f"{lp.body}{lp.unit}{target} = next({lp.name})\n{lp.body}except StopIteration:\n"
+                f"{lp.body}{lp.unit}break\n")  # fmt: skip
+
+    return _rewrite_loop(case, rng, ast.For, "iter", "_iter_", header)
 
 
 def while_to_for(case: Case, rng: random.Random) -> Case | None:
     """`while cond:` -> `for _ in iter(int, 1):` / `if not (cond): break` (an endless iterator: int() is 0)."""
-    region = _region(case)
-    if region is None:
-        return None
-    full, _, fn, first, last = region
-    loops = [s for s in _statements(fn, first, last) if isinstance(s, ast.While) and not s.orelse and
-             _starts_line(full, s) and s.body[0].lineno > (s.test.end_lineno or s.lineno)]  # fmt: skip
-    if not loops:
-        return None
-    loop = rng.choice(loops)
-    lines = split_lines(full)
-    taken = names_in(full, *case.tests)
-    name = next(f"_loop_{k}" for k in range(100) if fresh_name(f"_loop_{k}", taken))
-    ind, body = indent_of(lines[loop.lineno - 1]), indent_of(lines[loop.body[0].lineno - 1])
-    cond = ast.get_source_segment(full, loop.test)
-    header = f"{ind}for {name} in iter(int, 1):\n{body}if not ({cond}):\n{body}{_unit(full, fn)}break\n"
-    lines[loop.lineno - 1 : loop.test.end_lineno or loop.lineno] = [header]
-    return _split(case, "".join(lines))
+
+    def header(lp: _Loop) -> str:
+        cond = ast.get_source_segment(lp.full, lp.node.test)  # type: ignore[union-attr]
+        return f"{lp.ind}for {lp.name} in iter(int, 1):\n{lp.body}if not ({cond}):\n{lp.body}{lp.unit}break\n"
+
+    return _rewrite_loop(case, rng, ast.While, "test", "_loop_", header)
 
 
 def _simple(node: ast.expr) -> bool:
