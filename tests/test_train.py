@@ -107,6 +107,10 @@ SETTINGS = [
     "model.overrides={num_hidden_layers: 2, hidden_size: 64, intermediate_size: 256, num_attention_heads: 4}",
     "pretrain.humaneval_loss=false",
     "finetune.humaneval_loss=false",
+    # Training tests need clean, tokenized data, not the decontamination (tests/test_decontam.py): no sweep
+    # of every exercise through the benchmarks' tests, no MiniLM.
+    "clean.execution=false",
+    "clean.encoder=hashing",
 ]
 
 
