@@ -72,6 +72,11 @@ def test_run_end_to_end_rerun_and_resume(tmp_path: Path, cli_env: dict) -> None:
     assert "## Robustness to prompt style" in report and "| finetuned | humaneval | func_name | 164 |" in report
     assert (run_dir / "figures" / "robustness.png").stat().st_size > 5000
     assert (run_dir / "eval" / "finetuned" / "humaneval" / "perturbed" / "func_name.jsonl").exists()
+    # How strong the exercises' tests are: the histogram, and what the gate and the repair round did.
+    ex = json.loads((run_dir / "exercises" / "manifest.json").read_text())
+    assert "## Exercise tests" in report and (run_dir / "figures" / "mutation_scores.png").stat().st_size > 5000
+    assert f"- {ex['counts']['repaired']:,} kept after a repair round" in report and ex["counts"]["repaired"] >= 1
+    assert ex["mutation"]["scored"] == ex["counts"]["verified"] and ex["mutation"]["mean_approx"] >= 0.7
     assert "## Precision" in report and "| [pretrain](pretrain/manifest.json) | cpu | fp32 |" in report
     assert "| base | humaneval | tau >= 0.95 |" in report and "| execution twin |" in report  # Table 3
     # Tables, not raw dicts; a figure that does not apply on a CPU says so.

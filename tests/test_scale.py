@@ -400,9 +400,10 @@ def test_the_hf_teacher_on_ray_is_the_local_one_spread_over_replicas_and_a_kille
 @pytest.mark.slow
 def test_exercises_are_verified_on_ray_with_the_local_verdicts(tmp_path: Path) -> None:
     """On Ray, exercises are run in sandboxes of the tasks' own nodes, a chunk of programs a task; the verdicts
-    come back in order and are the local sandbox's."""
+    and mutation scores come back in order and are the local sandbox's."""
     from phi1.config import ExecutorConfig
     from phi1.executor import ray_module
+    from phi1.mutation.score import Settings
     from phi1.sandbox import Limits, Sandbox
     from phi1.synth import exercises
 
@@ -410,13 +411,14 @@ def test_exercises_are_verified_on_ray_with_the_local_verdicts(tmp_path: Path) -
     kinds = [list(bodies)[i % 3] for i in range(2 * exercises.VERIFY_CHUNK + 5)]  # three chunks, one short
     for i in (7, exercises.VERIFY_CHUNK + 1, len(kinds) - 1):
         kinds[i] = "timeout"
-    programs = [(f"def f(x):\n    {bodies[kind]}\n", "assert f(1) == 2\n") for kind in kinds]
+    items = [(f"def f(x):\n    {bodies[kind]}\n", "assert f(1) == 2\n", 2) for kind in kinds]
     limits = Limits(timeout_s=0.5)
-    job = exercises.VerifyJob((), limits, "bwrap", ExecutorConfig(kind="ray", workers=2))
+    job = exercises.VerifyJob((), limits, "bwrap", ExecutorConfig(kind="ray", workers=2), Settings())
     with Sandbox(2, "bwrap") as sandbox:
-        local = exercises.verdicts(sandbox, programs, job)
-    assert local == kinds
+        local = exercises.checks(sandbox, items, job)
+    assert [c.status for c in local] == kinds
+    assert {c.score.mutation_score for c in local if c.status == "passed"} == {1.0}
     try:
-        assert exercises.verdicts(None, programs, job) == local
+        assert exercises.checks(None, items, job) == local
     finally:
         ray_module().shutdown()

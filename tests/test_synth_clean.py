@@ -48,7 +48,10 @@ def synth_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, dic
 def test_textbook_and_exercises_have_the_configured_counts_and_code_parses(synth_run) -> None:
     run_dir, textbook, exercises = synth_run
     assert textbook["counts"] == {"requested": 60, "kept": 60, "dropped": {}}
-    assert exercises["counts"]["requested"] == 80 and exercises["counts"]["verified"] == 80
+    c = exercises["counts"]
+    # The offline teacher's weak-by-design tests are repaired; what stays weak is rejected, nothing else.
+    assert c["requested"] == 80 and c["verified"] + sum(c["rejected"].values()) == 80
+    assert set(c["rejected"]) <= {"weak_tests"} and c["verified"] >= 70 and c["repaired"] >= 1
     book = read_table(run_dir / "textbook").to_pylist()
     assert len(book) == 60
     for row in book:
@@ -56,7 +59,11 @@ def test_textbook_and_exercises_have_the_configured_counts_and_code_parses(synth
         for block in code_blocks(row["text"]):
             ast.parse(block)
     ex = read_table(run_dir / "exercises").to_pylist()
-    assert len(ex) == 80 and all(r["verified"] for r in ex)
+    assert len(ex) == c["verified"] and all(r["verified"] for r in ex)
+    assert all(r["mutation_score"] >= 0.7 and r["mutants"] >= 3 for r in ex)
+    assert sum(r["repairs"] for r in ex) == c["repaired"]
+    kept = exercises["mutation"]["histogram"]["kept"]
+    assert sum(kept.values()) == len(ex) and sum(kept[b] for b in ("0.7", "0.8", "0.9", "1.0")) == len(ex)
     for r in ex:
         assert r["text"] == r["prompt"] + r["solution"]
         assert '"""' in r["prompt"] and "assert" in r["tests"]
@@ -71,10 +78,12 @@ def test_synth_writes_a_shard_every_shard_size_rows_with_the_same_rows(synth_run
     cfg = load_config(None, ["synth.textbook_samples=60", "synth.exercise_samples=80", "synth.shard_size=25"])
     teacher = make_teacher(cfg.teacher, run_dir / "cache.sqlite")
     book, ex = synth_textbook(tmp_path, cfg, teacher), synth_exercises(tmp_path, cfg, teacher)
-    sizes = {"textbook": [25, 25, 10], "exercises": [25, 25, 25, 5]}
+    seeds = {"textbook": [25, 25, 10], "exercises": [25, 25, 25, 5]}  # a shard per 25 seeds: rows of those kept
     for name, m, whole in (("textbook", book, textbook), ("exercises", ex, exercises)):
         shards = sorted((tmp_path / name).glob("data-*.parquet"))
-        assert [pq.read_metadata(s).num_rows for s in shards] == sizes[name]
+        rows = [pq.read_metadata(s).num_rows for s in shards]
+        assert len(rows) == len(seeds[name]) and all(r <= n for r, n in zip(rows, seeds[name], strict=True))
+        assert sum(rows) == len(read_table(run_dir / name))
         assert read_table(tmp_path / name).equals(read_table(run_dir / name))
         assert m["counts"] == whole["counts"] and m["diversity"] == whole["diversity"]
         card = (tmp_path / name / "README.md").read_text()
@@ -149,7 +158,8 @@ def test_planted_broken_exercises_are_rejected_with_the_right_reason(tmp_path: P
 
     respond.queue = list(answers)  # type: ignore[attr-defined]
     with FakeOpenAI(respond=respond) as server:
-        cfg = load_config(None, ["synth.exercise_samples=7", "synth.verify_timeout_s=2", "teacher.concurrency=1"])
+        cfg = load_config(None, ["synth.exercise_samples=7", "synth.verify_timeout_s=2", "teacher.concurrency=1",
+                                 "synth.repair_attempts=0"])  # fmt: skip
         teacher = make_teacher(
             TeacherConfig(backend="openai", model="fake", base_url=server.url, concurrency=1), tmp_path / "c.sqlite"
         )
@@ -162,6 +172,87 @@ def test_planted_broken_exercises_are_rejected_with_the_right_reason(tmp_path: P
         "no_docstring": 1,
         "no_code": 1,
     }
+
+
+def test_the_weak_tests_gate_and_the_repair_round_account_for_every_exercise(synth_run, tmp_path: Path) -> None:
+    """Without repairs the offline teacher's weak-by-design tests are rejected as weak_tests: as many as the
+    default run repaired or still rejected. Without scoring nothing is weak and nothing is scored."""
+    _, _, exercises = synth_run
+    c = exercises["counts"]
+    cache = tmp_path / "c.sqlite"
+    for overrides, expect_weak, expect_verified in (
+        (["synth.repair_attempts=0"], c["repaired"] + c["rejected"].get("weak_tests", 0), 80 - c["repaired"]
+         - c["rejected"].get("weak_tests", 0)),
+        (["synth.max_mutants=0"], 0, 80),
+    ):  # fmt: skip
+        cfg = load_config(None, ["synth.exercise_samples=80", *overrides])
+        run_dir = tmp_path / overrides[0]
+        m = synth_exercises(run_dir, cfg, make_teacher(cfg.teacher, cache))
+        assert m["counts"]["rejected"].get("weak_tests", 0) == expect_weak
+        assert m["counts"]["verified"] == expect_verified and m["counts"]["repaired"] == 0
+        rows = read_table(run_dir / "exercises").to_pylist()
+        if "synth.max_mutants=0" in overrides:
+            assert all(r["mutation_score"] is None for r in rows) and m["mutation"]["scored"] == 0
+        else:
+            assert min(r["mutation_score"] for r in rows) >= 0.7
+
+
+FILTER = '''```python
+def {name}(values: list[int], limit: int) -> list[int]:
+    """Return the values that are at most `limit`, in their order.
+
+    >>> {name}([1, 5, 2], 2)
+    [1, 2]
+    """
+    kept = []
+    for v in values:
+        if v <= limit:
+            kept.append(v)
+    return kept
+```
+
+```python
+{tests}
+```
+'''
+WEAK_TESTS = "assert {name}([], 3) == []"
+STRONG_TESTS = "assert {name}([1, 5, 2], 2) == [1, 2]\nassert {name}([3, 3], 3) == [3, 3]\nassert {name}([4], 3) == []"
+
+
+def test_failing_and_weak_exercises_go_back_to_an_openai_teacher_once(tmp_path: Path) -> None:
+    """A loopback OpenAI-compatible server writes one exercise that fails, one with weak tests and one that
+    fails again when repaired; the repair requests carry the failing assert and a surviving mutant's diff."""
+    first = {0: GOOD.replace("assert {name}([]) == 0", "assert {name}([]) == 1"),
+             1: FILTER.replace("{tests}", WEAK_TESTS), 2: FAILING}  # fmt: skip
+    repaired = {0: GOOD, 1: FILTER.replace("{tests}", STRONG_TESTS), 2: FAILING}
+    asked: dict[int, list[str]] = {0: [], 1: [], 2: []}
+
+    def respond(body: dict) -> str:
+        prompt = body["messages"][-1]["content"]
+        name = prompt.split("Function name: ")[1].split("\n")[0]
+        index = names.index(name)
+        asked[index].append(prompt)
+        return (repaired if "did not pass review" in prompt else first)[index].format(name=name, tests="")
+
+    cfg = load_config(None, ["synth.exercise_samples=3", "synth.verify_timeout_s=2", "teacher.concurrency=1"])
+    names = [s.function_name for s in make_seeds(cfg.synth, 3, cfg.seed, "exercise")]
+    with FakeOpenAI(respond=respond) as server:
+        teacher = make_teacher(
+            TeacherConfig(backend="openai", model="fake", base_url=server.url, concurrency=1), tmp_path / "c.sqlite"
+        )
+        m = synth_exercises(tmp_path, cfg, teacher)
+        calls = len(server.requests)
+        again = synth_exercises(tmp_path / "again", cfg, teacher)
+        assert len(server.requests) == calls == 6  # three first answers, three repairs; the rerun is cached
+    assert m["counts"]["repaired"] == 2 and m["counts"]["verified"] == 2
+    assert m["counts"]["rejected"] == {"failed_tests": 1} and again["counts"] == m["counts"]
+    failing_repair, weak_repair = asked[0][1], asked[1][1]
+    assert "does not pass its own tests" in failing_repair and f"assert {names[0]}([]) == 1" in failing_repair
+    assert "tests are weak" in weak_repair and "```diff" in weak_repair and "limit" in weak_repair
+    assert asked[1][0] in weak_repair  # the task it was written for travels with it
+    rows = {r["entry_point"]: r for r in read_table(tmp_path / "exercises").to_pylist()}
+    assert rows[names[1]]["repairs"] == 1 and rows[names[1]]["mutation_score"] >= 0.7
+    assert rows[names[1]]["tests"].count("assert") == 3
 
 
 def test_parse_exercise_splits_prompt_and_solution() -> None:

@@ -55,9 +55,12 @@ def test_exercises_parse_and_pass_their_own_tests_in_the_sandbox(sandbox: Sandbo
         func = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == name)
         assert ast.get_docstring(func) and ">>>" in ast.get_docstring(func)
         asserts = [line for line in tests.splitlines() if line.startswith("assert ")]
-        assert 3 <= len(asserts) <= 8 and all(name in a for a in asserts)
+        # Weak by design (one assert, for the mutation-score gate to catch), or the full set.
+        assert (len(asserts) == 1 or 3 <= len(asserts) <= 8) and all(name in a for a in asserts)
         programs.append([code, tests])
         names.append(name)
+    weak = sum(p[1].count("assert ") == 1 for p in programs)
+    assert 0 < weak < len(programs) / 2
     verdicts = dict(sandbox.map(programs))
     failed = [names[i] for i, v in verdicts.items() if not v.passed]
     assert not failed, failed
@@ -147,3 +150,27 @@ def test_heuristic_rates_textbook_code_above_a_generated_table() -> None:
     assert good >= 4 and bad <= 1 and good > bad
     assert any("generated" in r for r in reasons)
     assert edu_score("def broken(:\n")[0] == 0
+
+
+def test_a_repair_request_gets_the_same_exercise_with_every_test_case() -> None:
+    from phi1.mutation.score import Score
+    from phi1.synth.repair import repair_request
+    from phi1.synth.verify import Check
+
+    teacher = _offline()
+    tasks = [
+        Request.chat(prompts.render("exercise", topic="Lists", subtopic="filtering", audience="a beginner",
+                                    function_name=f"weak_{k}", constraint="use a loop"), sample=k)
+        for k in range(24)
+    ]  # fmt: skip
+    first = {r.request.sample: code_blocks(r.text) for r in teacher.generate(tasks)}
+    weak = [k for k, (_, tests) in first.items() if tests.count("assert ") == 1]
+    assert weak
+    survivor = Score("x", "passed", mutants=3, killed=1, survived=2, survivors=[{"kind": "comparison", "line": 9,
+                     "diff": "-    if v < 0:\n+    if (v <= 0):"}])  # fmt: skip
+    repairs = [repair_request(tasks[k], *first[k], Check("passed", "", survivor), 0.7) for k in weak]
+    assert prompts.identify(repairs[0].messages[-1][1]) == "repair"
+    for response in teacher.generate(repairs):
+        code, tests = code_blocks(response.text)
+        old_code, old_tests = first[response.request.sample]
+        assert code == old_code and old_tests.strip() in tests and 3 <= tests.count("assert ") <= 8

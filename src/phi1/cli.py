@@ -239,6 +239,7 @@ teacher_app.command("check")(cli_tools.teacher_check)
 app.command("decontam")(cli_tools.decontam_cmd)
 app.command("ablate")(cli_tools.ablate_cmd)
 app.command("export")(cli_tools.export_cmd)
+app.command("testscore")(cli_tools.testscore_cmd)
 app.command("doctor")(cli_tools.doctor_cmd)
 
 

@@ -200,3 +200,30 @@ def export_cmd(
     done = export_gguf(checkpoint, out, dtype)
     typer.echo(f"wrote {done.path} ({done.bytes / 1e6:.1f} MB, {done.tensors} tensors, {done.dtype})")
     typer.echo(f"Ollama: ollama create {out.stem} -f {done.modelfile}  |  llama.cpp: llama-cli -m {done.path}")
+
+
+def testscore_cmd(
+    out: Annotated[Path, typer.Option(help="folder for scores.jsonl, summary.json and histogram.png")],
+    benchmark: Annotated[str | None, typer.Option(help="humaneval, humaneval+ or mbpp: its own tests")] = None,
+    data: Annotated[Path | None, typer.Option(help="JSONL or Parquet of (code | prompt + solution, tests)")] = None,
+    max_mutants: Annotated[int, typer.Option(help="mutants per solution, spread over the kinds of change")] = 30,
+    seed: Annotated[int, typer.Option(help="which mutants are chosen")] = 0,
+    limit: Annotated[int | None, typer.Option(help="only the first N problems")] = None,
+    workers: Annotated[int | None, typer.Option(help="parallel sandboxes (default: CPU cores)")] = None,
+    sandbox: Annotated[str, typer.Option(help="bwrap, or none (unsafe)")] = "bwrap",
+) -> None:
+    """How strong tests are: the share of a solution's mutants they kill, per problem and on average."""
+    from phi1.mutation.score import Settings
+    from phi1.testscore import benchmark_dataset, file_dataset, open_sandbox, run_testscore, summary_line
+
+    if (benchmark is None) == (data is None):
+        raise Phi1Error("give one of --benchmark or --data")
+    if max_mutants < 1:
+        raise Phi1Error(f"--max-mutants must be at least 1, got {max_mutants}")
+    with open_sandbox(sandbox, workers) as sb:  # type: ignore[arg-type]
+        ds = benchmark_dataset(benchmark, sb, out, limit) if benchmark else file_dataset(data)  # type: ignore[arg-type]
+        if limit is not None:
+            ds = type(ds)(ds.name, ds.targets[:limit], ds.limits, ds.stages)
+        summary = run_testscore(ds, sb, out, Settings(max_mutants=max_mutants, seed=seed))
+    typer.echo(summary_line(summary))
+    typer.echo(f"written to: {out / 'scores.jsonl'}, {out / 'summary.json'}, {out / 'histogram.png'}")

@@ -162,6 +162,10 @@ class SynthConfig(Section):
     temperature: float = Field(0.8, ge=0)
     max_tokens: int = Field(1500, ge=64)
     verify_timeout_s: float = Field(10.0, gt=0)
+    # Mutation score of each exercise's tests (docs/testscore.md): mutants of its solution, 0 turns it off
+    max_mutants: int = Field(30, ge=0, le=200)
+    min_mutation_score: float = Field(0.7, ge=0, le=1)  # below: weak_tests (why 0.7: docs/testscore.md)
+    repair_attempts: int = Field(1, ge=0, le=5)  # a failing or weak exercise goes back to the teacher this often
     workers: int | None = Field(None, ge=1)  # sandboxes in parallel (default: CPU cores)
     shard_size: int = Field(5_000, ge=1)  # seeds per output shard: memory holds one shard's rows
 

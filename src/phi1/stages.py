@@ -69,11 +69,16 @@ STEPS: dict[str, Step] = {
                 "synth.exercise_samples",
                 *_fields("synth", SYNTH_SEEDS),
                 "synth.verify_timeout_s",
+                "synth.max_mutants",
+                "synth.min_mutation_score",
+                "synth.repair_attempts",
                 "evaluate.sandbox",
                 "seed",
                 "teacher",
             ),
-            templates=("exercise",),
+            templates=("exercise", "repair"),
+            # 3: tests' mutation score, weak_tests, repair (bump with phi1.mutation's FORMATs too)
+            format=3,
         ),
         Step(
             "clean",

@@ -286,6 +286,20 @@ class References:
         setup = _reference_program(p, record=shared) + self._check(p, data)
         return [setup, p.prompt + completion, *p.tests], Limits(timeout_s=2 * MAX_PROGRAM_S, output_bytes=16 << 20)
 
+    def setup_stage(self, tid: str) -> str:
+        """The trusted first stage that leaves `_phi1_check` for any code of problem `tid` (its references
+        computed on their own first, if not known yet): for callers that run other code than completions."""
+        p = self.bench.problems[tid]
+        if p.plus is None:
+            return p.setup
+        slot = p.reference_slot
+        with self._locks[slot]:
+            ref = self.known.get(slot)
+            if ref is None or ref.get("key") != p.plus.key():
+                self.known[slot] = self._compute(tid, p)
+                self.computed += 1
+        return self.program(tid, "", shared=False)[0][0]
+
     def found(self, tid: str, verdict: Verdict | None) -> None:
         """Keep the reference outputs that the first sample's program of `tid` printed, if it was one
         (`verdict` None: the run itself broke; the next sample of the problem tries again)."""

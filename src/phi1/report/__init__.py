@@ -13,6 +13,8 @@ from phi1.errors import Phi1Error
 from phi1.report.common import manifest
 from phi1.report.data import curation_section, data_section, synthetic_section
 from phi1.report.evaluation import evaluation_section
+from phi1.report.exercise_tests import FIGURE as TESTS_FIGURE
+from phi1.report.exercise_tests import exercise_tests_section
 from phi1.report.robustness import FIGURE as ROBUSTNESS_FIGURE
 from phi1.report.robustness import robustness_section
 from phi1.report.training import precision_lines, teacher_and_time_section, training_section
@@ -33,6 +35,8 @@ def write_report(run_dir: Path) -> dict[str, Any]:
     lines += data_section(m, fig_dir)
     lines += curation_section(m, fig_dir)
     lines += synthetic_section(m, fig_dir)
+    tests = exercise_tests_section(m, fig_dir)  # only where exercises were scored (synth.max_mutants > 0)
+    lines += tests
     lines += training_section(m, fig_dir, run_dir)
     lines += evaluation_section(m, fig_dir, run_dir)
     robustness = robustness_section(m, fig_dir)  # only where the run measured it (evaluate.perturb)
@@ -40,5 +44,5 @@ def write_report(run_dir: Path) -> dict[str, Any]:
     lines += teacher_and_time_section(m, fig_dir)
     lines += precision_lines(m)
     save_text(run_dir / "report.md", "\n".join(lines))
-    figures = [*FIGURES, ROBUSTNESS_FIGURE] if robustness else list(FIGURES)
+    figures = [*FIGURES, *([TESTS_FIGURE] if tests else []), *([ROBUSTNESS_FIGURE] if robustness else [])]
     return {"report": str(run_dir / "report.md"), "figures": [str(fig_dir / f"{f}.png") for f in figures]}

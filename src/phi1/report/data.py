@@ -53,7 +53,7 @@ def data_section(m: dict[str, Any], fig_dir: Path) -> list[str]:
                 "exercises",
                 [
                     ("requested", c["requested"]),
-                    ("verified in sandbox", c["verified"]),
+                    (f"verified, strong tests ({c.get('repaired', 0)} repaired)", c["verified"]),
                     ("after dedup + decontamination", funnel.get("exercise", {}).get("kept", 0)),
                 ],
             )

@@ -1,11 +1,15 @@
 """`phi1 synth exercises`: function-completion exercises in HumanEval's shape (signature + docstring ->
 solution), each with the teacher's own tests. Every exercise is executed in the sandbox against its
-tests; only those that pass are kept. The training text is signature + docstring + solution."""
+tests, and its tests against mutants of its solution (`synth.verify`); an exercise that fails, or whose
+tests kill too few mutants (`weak_tests`), goes back to the teacher with what went wrong
+(`synth.repair`), `synth.repair_attempts` times. Only those that pass with strong tests are kept. The
+training text is signature + docstring + solution."""
 
 from __future__ import annotations
 
 import ast
 import contextlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -17,12 +21,15 @@ from phi1.cards import CardStats, write_card
 from phi1.config import Config, ExecutorConfig, SynthConfig
 from phi1.executor import map_shards
 from phi1.markdown import code_blocks
+from phi1.mutation.score import Settings
 from phi1.records import content_id
 from phi1.rundir import open_step
 from phi1.sandbox import Limits, Mode, Sandbox
+from phi1.synth.repair import REPAIRABLE, repair_request
 from phi1.synth.seeds import Seed, make_seeds
 from phi1.synth.shards import ShardResult, write_shards
 from phi1.synth.textbook import SEED_COLUMNS
+from phi1.synth.verify import Check, check_exercise
 from phi1.teacher import Params, Request, Teacher, Usage
 
 SCHEMA = pa.schema(
@@ -36,6 +43,9 @@ SCHEMA = pa.schema(
         ("tests", pa.string()),
         ("entry_point", pa.string()),
         ("verified", pa.bool_()),
+        ("mutation_score", pa.float64()),  # killed / mutants run (null: not scored)
+        ("mutants", pa.int64()),  # mutants run
+        ("repairs", pa.int64()),  # repair rounds before it passed (0: the first answer)
         ("topic", pa.string()),
         ("subtopic", pa.string()),
         ("audience", pa.string()),
@@ -53,6 +63,11 @@ class Exercise:
     solution: str  # the body after the docstring
     tests: str
     entry_point: str
+
+    @property
+    def first_line(self) -> int:
+        """The solution's first line: only it mutates, never the prompt."""
+        return self.prompt.count("\n") + 1
 
 
 def exercise_request(seed: Seed, temperature: float, max_tokens: int) -> Request:
@@ -110,36 +125,37 @@ def synth_exercises(run_dir: Path, config: Config, teacher: Teacher, force: bool
     if stage.is_complete() and not force:
         return stage.manifest() or {}
     stage.begin(cfg, {}, force=force)
-    limits = Limits(timeout_s=cfg.verify_timeout_s)
+    job = VerifyJob((), Limits(timeout_s=cfg.verify_timeout_s), sandbox_mode, config.executor, scoring(cfg))
 
     def shard(indices: range) -> ShardResult:
         seeds = make_seeds(cfg, indices.stop, config.seed, "exercise", start=indices.start)
-        result = ShardResult([], {"requested": len(seeds), "parsed": 0, "verified": 0, "rejected": {}})
-        rejected = result.counts["rejected"]
+        result = ShardResult([], empty_counts(len(seeds)))
         with stage.timed("teacher_s"):
-            parsed = _ask(teacher, seeds, cfg, result.usage, rejected)
-        with stage.timed("verify_s"):
-            programs = [(ex.code, ex.tests) for _, ex in parsed]
-            for (seed, ex), status in zip(parsed, verdicts(sandbox, programs, job), strict=True):
-                if status == "passed":
-                    result.rows.append(exercise_row(seed, ex))
-                else:
-                    reason = VERDICT_REASONS[status]
-                    rejected[reason] = rejected.get(reason, 0) + 1
+            pending = _ask(teacher, seeds, cfg, result.usage, result.counts["rejected"])
+        result.counts["parsed"] = len(pending)
+        for attempt in range(cfg.repair_attempts + 1):
+            with stage.timed("verify_s"):
+                results = checks(sandbox, [(ex.code, ex.tests, ex.first_line) for _, ex, _ in pending], job)
+            retry = _judge(pending, results, cfg, attempt, result)
+            if not retry:
+                break
+            with stage.timed("teacher_s"):
+                pending = _ask_repairs(teacher, retry, cfg, result.usage, result.counts["rejected"])
         result.rows.sort(key=lambda r: r["seed_index"])
-        result.counts.update(parsed=len(parsed), verified=len(result.rows))
+        result.counts["verified"] = len(result.rows)
         return result
 
     card = CardStats((*SEED_COLUMNS[:3], "constraint"))
     on_ray = config.executor.kind == "ray"
-    job = VerifyJob((), limits, sandbox_mode, config.executor)
     # On Ray each node's tasks run sandboxes of their own: this machine needs none.
     here = contextlib.nullcontext() if on_ray else Sandbox(cfg.workers or Sandbox.default_workers(), sandbox_mode)
     with here as sandbox:
         totals = write_shards(stage, cfg.exercise_samples, cfg.shard_size, shard, SCHEMA, card)
+    counts = totals.counts or empty_counts(0)
     manifest = stage.finish(
-        counts=totals.counts or {"requested": 0, "parsed": 0, "verified": 0, "rejected": {}},
+        counts=counts,
         diversity=totals.diversity.result(),
+        mutation=mutation_summary(counts, cfg),
         teacher={**teacher.describe(), **totals.usage.as_dict()},
         sandbox=sandbox_mode,
         executor=config.executor.kind,
@@ -148,12 +164,81 @@ def synth_exercises(run_dir: Path, config: Config, teacher: Teacher, force: bool
         stage.path,
         "Synthetic exercises",
         f"Function-completion exercises written by the teacher `{teacher.backend}:{teacher.model}` from "
-        "`phi1/prompts/exercise.md`. Each was executed against the teacher's own tests in the sandbox; only "
-        "those that passed are here. `text` = signature + docstring + solution; `tests` holds the asserts.",
+        "`phi1/prompts/exercise.md`. Each was executed against the teacher's own tests in the sandbox, and "
+        "the tests against mutants of the solution (`mutation_score`); only those that passed with tests "
+        f"killing at least {cfg.min_mutation_score:g} of the mutants are here, some after a repair round "
+        "(`repairs`, `phi1/prompts/repair.md`). `text` = signature + docstring + solution; `tests` holds "
+        "the asserts.",
         card,
         manifest,
     )
     return manifest
+
+
+def scoring(cfg: SynthConfig) -> Settings | None:
+    """How exercises' tests are scored (None: not at all)."""
+    return Settings(max_mutants=cfg.max_mutants) if cfg.max_mutants else None
+
+
+def empty_counts(requested: int) -> dict[str, Any]:
+    bins = {label: 0 for label in SCORE_BINS}
+    return {"requested": requested, "parsed": 0, "verified": 0, "repaired": 0, "rejected": {},
+            "mutation_scores": {"kept": dict(bins), "weak": dict(bins)}, "unscored": 0}  # fmt: skip
+
+
+# Histogram bins of mutation scores: tenths, and 1.0 (every mutant killed) apart.
+SCORE_BINS = tuple(f"{i / 10:.1f}" for i in range(11))
+
+
+def score_bin(score: float) -> str:
+    return SCORE_BINS[min(10, int(score * 10 + 1e-9))] if score < 1 else SCORE_BINS[10]
+
+
+def mutation_summary(counts: dict[str, Any], cfg: SynthConfig) -> dict[str, Any]:
+    """The kept exercises' mutation scores, as the report shows them."""
+    kept = counts["mutation_scores"]["kept"]
+    scored = sum(kept.values())
+    approx = sum((float(b) + (0.05 if b != "1.0" else 0)) * n for b, n in kept.items())
+    return {
+        "enabled": cfg.max_mutants > 0,
+        "min_mutation_score": cfg.min_mutation_score,
+        "settings": scoring(cfg).identity() if cfg.max_mutants else None,
+        "scored": scored,
+        "mean_approx": round(approx / scored, 3) if scored else None,  # from the histogram's bin centres
+        "histogram": counts["mutation_scores"],
+    }
+
+
+def _judge(
+    pending: list[tuple[Seed, Exercise, int]], results: list[Check], cfg: SynthConfig, attempt: int,
+    result: ShardResult,
+) -> list[tuple[Seed, Exercise, Check, int]]:  # fmt: skip
+    """Keep what passed with strong tests; count the rest, or return it for a repair round."""
+    counts, retry = result.counts, []
+    for (seed, ex, repairs), check in zip(pending, results, strict=True):
+        reason = _reason(check, cfg)
+        score = check.score.mutation_score if check.score is not None else None
+        if score is not None:
+            counts["mutation_scores"]["weak" if reason == "weak_tests" else "kept"][score_bin(score)] += 1
+        elif reason is None:
+            counts["unscored"] += 1
+        if reason is None:
+            result.rows.append(exercise_row(seed, ex, check, repairs))
+            counts["repaired"] += repairs > 0
+        elif reason in REPAIRABLE and repairs < cfg.repair_attempts:
+            if score is not None:
+                counts["mutation_scores"]["weak"][score_bin(score)] -= 1  # counted by its final answer
+            retry.append((seed, ex, check, repairs))
+        else:
+            counts["rejected"][reason] = counts["rejected"].get(reason, 0) + 1
+    return retry
+
+
+def _reason(check: Check, cfg: SynthConfig) -> str | None:
+    if check.status != "passed":
+        return VERDICT_REASONS[check.status]
+    score = check.score.mutation_score if check.score is not None else None
+    return "weak_tests" if score is not None and score < cfg.min_mutation_score else None
 
 
 VERDICT_REASONS = {"failed": "failed_tests", "error": "error", "timeout": "timeout", "killed": "killed"}
@@ -162,52 +247,69 @@ VERIFY_CHUNK = 64  # exercises a Ray task runs (a few seconds of sandboxing)
 
 @dataclass(frozen=True)
 class VerifyJob:
-    programs: tuple[tuple[str, str], ...]  # (code, tests)
+    items: tuple[tuple[str, str, int], ...]  # (code, tests, first line of the solution)
     limits: Limits
     mode: Mode
     executor: ExecutorConfig
+    settings: Settings | None = None  # mutation scoring (None: off)
 
 
-def verdicts(sandbox: Sandbox | None, programs: list[tuple[str, str]], job: VerifyJob) -> list[str]:
-    """Each program's verdict status, in order: on this machine's `sandbox` pool, or without one (on Ray) one
-    task per `VERIFY_CHUNK` programs, each running them in a sandbox of its own on whichever node it lands.
-    `job` holds the limits, sandbox mode and executor (its programs are filled in per chunk)."""
+def checks(sandbox: Sandbox | None, items: list[tuple[str, str, int]], job: VerifyJob) -> list[Check]:
+    """Each exercise's check, in order: on this machine's `sandbox` pool, or without one (on Ray) one task
+    per `VERIFY_CHUNK` exercises, each running them in a sandbox of its own on whichever node it lands.
+    `job` holds the limits, sandbox mode, executor and scoring (its items are filled in per chunk)."""
     if sandbox is None:
-        chunks = [
-            replace(job, programs=tuple(programs[i : i + VERIFY_CHUNK])) for i in range(0, len(programs), VERIFY_CHUNK)
-        ]
-        return [s for part in map_shards(verify_chunk, chunks, job.executor, "verifying", unit="chunks") for s in part]
-    statuses = [""] * len(programs)
-    for i, verdict in sandbox.map([list(p) for p in programs], job.limits):
-        statuses[i] = verdict.status
-    return statuses
+        chunks = [replace(job, items=tuple(items[i : i + VERIFY_CHUNK])) for i in range(0, len(items), VERIFY_CHUNK)]
+        return [c for part in map_shards(verify_chunk, chunks, job.executor, "verifying", unit="chunks") for c in part]
+    with ThreadPoolExecutor(max_workers=sandbox.workers) as pool:
+        return list(pool.map(lambda item: check_exercise(sandbox, *item, job.settings, job.limits), items))
 
 
-def verify_chunk(job: VerifyJob) -> list[str]:
+def verify_chunk(job: VerifyJob) -> list[Check]:
     with Sandbox(workers=1, mode=job.mode) as sandbox:
-        return [sandbox.run(list(program), job.limits).status for program in job.programs]
+        return [check_exercise(sandbox, *item, job.settings, job.limits) for item in job.items]
 
 
 def _ask(
     teacher: Teacher, seeds: list[Seed], cfg: SynthConfig, usage: Usage, rejected: dict[str, int]
-) -> list[tuple[Seed, Exercise]]:
-    """The seeds' exercises that parse, in seed order; the reasons the others were rejected."""
-    by_index = {s.index: s for s in seeds}
-    parsed: list[tuple[Seed, Exercise]] = []
+) -> list[tuple[Seed, Exercise, int]]:
+    """The seeds' exercises that parse, in seed order (with 0 repairs); the reasons the others were rejected."""
     requests = [exercise_request(s, cfg.temperature, cfg.max_tokens) for s in seeds]
-    for response in teacher.generate(requests, usage, progress="writing exercises"):
-        seed = by_index[response.request.sample]
+    return _answers(teacher, requests, {s.index: (s, 0) for s in seeds}, usage, rejected, "writing exercises")
+
+
+def _ask_repairs(
+    teacher: Teacher, retry: list[tuple[Seed, Exercise, Check, int]], cfg: SynthConfig, usage: Usage,
+    rejected: dict[str, int],
+) -> list[tuple[Seed, Exercise, int]]:  # fmt: skip
+    """The repaired exercises that parse; a repair answer that does not is rejected by why it does not."""
+    requests, by_index = [], {}
+    for seed, ex, check, repairs in retry:
+        task = exercise_request(seed, cfg.temperature, cfg.max_tokens)
+        requests.append(repair_request(task, ex.code, ex.tests, check, cfg.min_mutation_score))
+        by_index[seed.index] = (seed, repairs + 1)
+    return _answers(teacher, requests, by_index, usage, rejected, "repairing exercises")
+
+
+def _answers(
+    teacher: Teacher, requests: list[Request], by_index: dict[int, tuple[Seed, int]], usage: Usage,
+    rejected: dict[str, int], progress: str,
+) -> list[tuple[Seed, Exercise, int]]:  # fmt: skip
+    parsed: list[tuple[Seed, Exercise, int]] = []
+    for response in teacher.generate(requests, usage, progress=progress):
+        seed, repairs = by_index[response.request.sample]
         result = parse_exercise(response.text, seed.function_name) if response.ok else "teacher_error"
         if isinstance(result, str):
             rejected[result] = rejected.get(result, 0) + 1
         else:
-            parsed.append((seed, result))
+            parsed.append((seed, result, repairs))
     parsed.sort(key=lambda p: p[0].index)
     return parsed
 
 
-def exercise_row(seed: Seed, ex: Exercise) -> dict[str, Any]:
+def exercise_row(seed: Seed, ex: Exercise, check: Check | None = None, repairs: int = 0) -> dict[str, Any]:
     text = ex.prompt + ex.solution
+    score = check.score if check is not None else None
     return {
         "id": content_id(text),
         "text": text,
@@ -218,6 +320,9 @@ def exercise_row(seed: Seed, ex: Exercise) -> dict[str, Any]:
         "tests": ex.tests,
         "entry_point": ex.entry_point,
         "verified": True,
+        "mutation_score": score.mutation_score if score is not None else None,
+        "mutants": score.run if score is not None else None,
+        "repairs": repairs,
         "topic": seed.topic,
         "subtopic": seed.subtopic,
         "audience": seed.audience,

@@ -8,7 +8,9 @@ reproducible. It answers each of phi1's prompt templates from the prompt text al
 - textbook: a section assembled from real material that ships with Python (the language reference
   topics in `pydoc_data.topics`) around a worked example from a hand-written catalogue of exercises;
 - exercise: a function from that catalogue, renamed and parameterised by the prompt, with tests produced
-  by running its (hand-written, correct) solution.
+  by running its (hand-written, correct) solution; a quarter of them come with only one test, weak by
+  design, so that the mutation-score gate and the repair round have work to do;
+- repair: the same exercise as the task's first answer, with every test case.
 
 Answers are a pure function of (prompt, sample index, seed). Data made with it shows the pipeline
 working, not what a real teacher would teach.
@@ -37,20 +39,26 @@ class OfflineTeacher(Teacher):
         if request.messages:
             text = request.messages[-1][1]  # the user turn holds the template
         kind = prompts.identify(text)
-        seed = int(hashlib.sha256(f"{text}\0{request.sample}\0{request.params.seed}".encode()).hexdigest()[:16], 16)
-        rng = random.Random(seed)
+        rng = random.Random(_seed(text, request))
         if kind == "annotate":
             answer = annotate(prompts.extract("annotate", text)["code"])
         elif kind == "textbook":
             answer = textbook_section(prompts.extract("textbook", text), rng)
         elif kind == "exercise":
             answer = exercise(prompts.extract("exercise", text), rng)
+        elif kind == "repair" and prompts.identify(task := prompts.extract("repair", text)["task"]) == "exercise":
+            # The same exercise as the first answer (its task's seed), now with every test case.
+            answer = exercise(prompts.extract("exercise", task), random.Random(_seed(task, request)), weak_share=0)
         else:
             answer = _generic(text)
         prompt_tokens = _count_tokens(request.text)
         completion_tokens = _count_tokens(answer)
         latency = time.perf_counter() - start
         return Response(request, answer, "stop", prompt_tokens, completion_tokens, latency, model=self.model)
+
+
+def _seed(text: str, request: Request) -> int:
+    return int(hashlib.sha256(f"{text}\0{request.sample}\0{request.params.seed}".encode()).hexdigest()[:16], 16)
 
 
 def _count_tokens(text: str) -> int:
@@ -282,8 +290,15 @@ def textbook_section(fields: dict[str, str], rng: random.Random) -> str:
 # -- exercises -----------------------------------------------------------------------------------------
 
 
-def exercise(fields: dict[str, str], rng: random.Random) -> str:
+# Exercises whose tests are weak by design, as a real teacher's sometimes are: only the first WEAK_TESTS
+# asserts. Asked to repair one (its surviving mutants shown), the teacher answers with every test case.
+WEAK_SHARE = 0.25
+WEAK_TESTS = 1
+
+
+def exercise(fields: dict[str, str], rng: random.Random, weak_share: float = WEAK_SHARE) -> str:
     name = fields["function_name"].strip() or "solve"
     family = choose_family(f"{fields['topic']} {fields['subtopic']} {fields['constraint']}", rng)
     ex = build(family, name, rng)
-    return f"```python\n{ex.code.rstrip()}\n```\n\n```python\n" + "\n".join(ex.tests) + "\n```\n"
+    tests = ex.tests[:WEAK_TESTS] if rng.random() < weak_share else ex.tests
+    return f"```python\n{ex.code.rstrip()}\n```\n\n```python\n" + "\n".join(tests) + "\n```\n"
