@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, phi1_cmd
-from phi1.mutation.mutants import KINDS, mutants
-from phi1.mutation.score import Settings, Target, score_all, score_target
+from phi1.mutation.mutants import KINDS, Mutant, mutants
+from phi1.mutation.score import Settings, Target, finish_score, score_all, score_target
 from phi1.sandbox import Limits, Sandbox
 
 CODE = '''import math
@@ -90,6 +90,13 @@ def test_hangs_crashes_and_a_failing_reference_are_counted_apart(sandbox: Sandbo
     assert score.timeout >= 1 and score.killed >= 3 and score.run + score.timeout == score.mutants
     failing = score_target(sandbox, Target("wrong", code, ("assert spin(5) == 1\n",)), settings, Limits())
     assert failing.reference == "failed" and failing.mutation_score is None and failing.run == 0
+    # A mutant that does not parse is compiled in the sandbox and counted apart, between two that run.
+    chosen = mutants(code, limit=2)
+    broken = Mutant("constant", 4, code.replace("n -= 1", "n -= (1"))
+    assert not broken.valid and all(m.valid for m in chosen)
+    score = finish_score(sandbox, Target("spin", code, tests), [chosen[0], broken, chosen[1]], settings, Limits(),
+                         None)  # fmt: skip
+    assert score.invalid == 1 and score.run + score.timeout == 2 and score.mutants == 3
 
 
 @pytest.mark.slow

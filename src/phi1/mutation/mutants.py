@@ -54,7 +54,11 @@ class Mutant:
     kind: str  # one of KINDS
     line: int  # where the change starts, 1-based in the mutated code
     source: str  # the whole program with this one change
-    valid: bool  # it parses (an invalid mutant is counted, never run)
+
+    @property
+    def valid(self) -> bool:
+        """It parses (the sandbox compiles it before running it, and counts one that does not apart)."""
+        return _parses(self.source)
 
     def diff(self, original: str) -> str:
         """The change as unified-diff lines, without file headers."""
@@ -71,24 +75,30 @@ def mutants(code: str, first_line: int = 1, limit: int | None = 30, seed: int = 
         return []
     raw = code.encode("utf-8")
     starts = _line_starts(raw)
-    seen, found = {code}, []
+    seen: set[tuple[int, int, bytes]] = set()
+    sites: list[tuple[str, int, int, int, bytes]] = []  # kind, line, byte span, replacement
     for kind, node, text in _sites(tree, first_line):
         start = starts[node.lineno - 1] + node.col_offset
         end = starts[node.end_lineno - 1] + node.end_col_offset  # type: ignore[operator]
-        source = (raw[:start] + text.encode("utf-8") + raw[end:]).decode("utf-8")
-        if source not in seen:
-            seen.add(source)
-            found.append(Mutant(kind, node.lineno, source, _parses(source)))
-    return _choose(found, limit, seed)
+        key = (start, end, text.encode("utf-8"))
+        if key not in seen and raw[start:end] != key[2]:
+            seen.add(key)
+            sites.append((kind, node.lineno, *key))
+    # Only the chosen are spliced and compiled: a long solution has hundreds of sites.
+    out = []
+    for kind, line, start, end, text in _choose(sites, limit, seed):
+        source = (raw[:start] + text + raw[end:]).decode("utf-8")
+        out.append(Mutant(kind, line, source))
+    return out
 
 
-def _choose(found: list[Mutant], limit: int | None, seed: int) -> list[Mutant]:
+def _choose(found: list[tuple[str, int, int, int, bytes]], limit: int | None, seed: int) -> list:
     if limit is None or len(found) <= limit:
         return found
     rng = random.Random(seed)
     by_kind: dict[str, list[int]] = {}
-    for i, m in enumerate(found):
-        by_kind.setdefault(m.kind, []).append(i)
+    for i, site in enumerate(found):
+        by_kind.setdefault(site[0], []).append(i)
     queues = [rng.sample(ids, len(ids)) for _, ids in sorted(by_kind.items())]
     chosen: list[int] = []
     while len(chosen) < limit:

@@ -24,16 +24,20 @@ def _phi1_mutant_alarm(*args: object) -> None:
     raise _Phi1MutantSlow()
 
 
-def _phi1_run_one(source: str, tests: list[str], base: dict, cpu_s: float, wall_s: float) -> str:
+def _phi1_run_one(source: str, tests: list, base: dict, cpu_s: float, wall_s: float) -> str:
     """'survived', 'killed <stage>' or 'timeout' for one program against the tests."""
+    try:
+        program = compile(source, "<mutant>", "exec")
+    except (SyntaxError, ValueError):
+        return "invalid"
     ns = dict(base)
     stage = -1
     _phi1_msignal.setitimer(_phi1_msignal.ITIMER_PROF, cpu_s)
     _phi1_msignal.setitimer(_phi1_msignal.ITIMER_REAL, wall_s)
     try:
-        exec(compile(source, "<mutant>", "exec"), ns)
-        for stage, test in enumerate(tests):
-            exec(compile(test, f"<test{stage}>", "exec"), ns)
+        exec(program, ns)
+        for stage, test in enumerate(tests):  # noqa: B007 - the failing stage is reported below
+            exec(test, ns)
         return "survived"
     except _Phi1MutantSlow:
         return "timeout"
@@ -68,6 +72,11 @@ def _phi1_mutation_run(
     for signum in (_phi1_msignal.SIGALRM, _phi1_msignal.SIGPROF):
         _phi1_msignal.signal(signum, _phi1_mutant_alarm)
     base = dict(globals())
+    try:  # compiled once: every mutant runs the same tests
+        tests = [compile(test, f"<test{stage}>", "exec") for stage, test in enumerate(tests)]
+    except BaseException:
+        print("PHI1-REF killed:0 0", flush=True)
+        return
     start = _phi1_mtime.process_time()
     status = _phi1_run_one(reference, tests, base, cap_s, 2 * cap_s)
     took = _phi1_mtime.process_time() - start

@@ -31,7 +31,7 @@ class Settings:
     max_mutants: int = 30  # per solution, chosen by `seed` over the kinds of change
     seed: int = 0
     factor: float = 10.0  # a mutant's alarm, on CPU time: this times the reference's ...
-    floor_s: float = 0.02  # ... at least this ...
+    floor_s: float = 0.005  # ... at least this ...
     cap_s: float = 5.0  # ... at most this
     max_survivors: int = 5  # survivors whose diffs are kept
 
@@ -82,8 +82,13 @@ class Score:
 def runner_stage(reference: str, sources: list[str], first: int, tests: Iterable[str], settings: Settings) -> str:
     """The sandbox stage that runs `tests` against `reference` and then each of `sources` (mutants numbered
     from `first`)."""
+    return RUNNER + runner_call(reference, sources, first, tests, settings)
+
+
+def runner_call(reference: str, sources: list[str], first: int, tests: Iterable[str], settings: Settings) -> str:
+    """`runner_stage` for a program whose earlier stage (`guard_stage`) already defined the runner."""
     args = [reference, sources, first, list(tests), settings.factor, settings.floor_s, settings.cap_s]
-    return RUNNER + f"\n_phi1_mutation_run(*{args!r})\n"
+    return f"_phi1_mutation_run(*{args!r})\n"
 
 
 GUARD_TIMEOUT = "_Phi1VerifySlow"  # what the harness reports when a guard stage's alarm stops the program
@@ -120,8 +125,9 @@ def finish_score(
 ) -> Score:
     """Score `target` on `chosen`, starting from `first_run` (the verdict of a program that already ran the
     runner stage after the tests, as `phi1 synth exercises` does) or from nothing."""
-    valid = [m for m in chosen if m.valid]
-    score = Score(target.id, "passed", mutants=len(chosen), invalid=len(chosen) - len(valid))
+    # Mutants are compiled in the sandbox, which reports one that does not parse as invalid.
+    valid = chosen
+    score = Score(target.id, "passed", mutants=len(chosen))
     score.killed_at = [0] * len(target.tests)
     statuses: dict[int, str] = {}
     verdict = first_run
@@ -178,6 +184,8 @@ def _count(score: Score, m: Mutant, status: str, target: Target, settings: Setti
             score.survivors.append({"kind": m.kind, "line": m.line, "diff": m.diff(target.code)})
     elif status == "timeout":
         score.timeout += 1
+    elif status == "invalid":
+        score.invalid += 1
     else:
         score.killed += 1
         stage = int(status.split()[1]) if len(status.split()) > 1 else -1

@@ -46,7 +46,7 @@ def exercise_tests_section(m: dict[str, Any], fig_dir: Path) -> list[str]:
         "",
         f"![mutation scores](figures/{FIGURE}.png)",
         "",
-        f"- {mutation['scored']:,} kept exercises scored, mean mutation score ~{mutation['mean_approx'] or '-'} "
+        f"- {mutation['scored']:,} kept exercises scored, mean mutation score {mutation['mean'] or '-'} "
         f"(the share of up to {mutation['settings']['max_mutants']} mutants of its solution that its tests "
         "reject; `phi1 testscore` measures the same on any dataset, docs/testscore.md)",
         f"- {c['repaired']:,} kept after a repair round (a failing or weak first answer sent back to the "

@@ -133,10 +133,10 @@ def synth_exercises(run_dir: Path, config: Config, teacher: Teacher, force: bool
         with stage.timed("teacher_s"):
             pending = _ask(teacher, seeds, cfg, result.usage, result.counts["rejected"])
         result.counts["parsed"] = len(pending)
-        for attempt in range(cfg.repair_attempts + 1):
+        for _ in range(cfg.repair_attempts + 1):
             with stage.timed("verify_s"):
                 results = checks(sandbox, [(ex.code, ex.tests, ex.first_line) for _, ex, _ in pending], job)
-            retry = _judge(pending, results, cfg, attempt, result)
+            retry = _judge(pending, results, cfg, result)
             if not retry:
                 break
             with stage.timed("teacher_s"):
@@ -183,7 +183,8 @@ def scoring(cfg: SynthConfig) -> Settings | None:
 def empty_counts(requested: int) -> dict[str, Any]:
     bins = {label: 0 for label in SCORE_BINS}
     return {"requested": requested, "parsed": 0, "verified": 0, "repaired": 0, "rejected": {},
-            "mutation_scores": {"kept": dict(bins), "weak": dict(bins)}, "unscored": 0}  # fmt: skip
+            "mutation_scores": {"kept": dict(bins), "weak": dict(bins)}, "unscored": 0,
+            "mutation_score_sum": 0.0}  # fmt: skip
 
 
 # Histogram bins of mutation scores: tenths, and 1.0 (every mutant killed) apart.
@@ -196,41 +197,39 @@ def score_bin(score: float) -> str:
 
 def mutation_summary(counts: dict[str, Any], cfg: SynthConfig) -> dict[str, Any]:
     """The kept exercises' mutation scores, as the report shows them."""
-    kept = counts["mutation_scores"]["kept"]
-    scored = sum(kept.values())
-    approx = sum((float(b) + (0.05 if b != "1.0" else 0)) * n for b, n in kept.items())
+    scored = sum(counts["mutation_scores"]["kept"].values())
     return {
         "enabled": cfg.max_mutants > 0,
         "min_mutation_score": cfg.min_mutation_score,
         "settings": scoring(cfg).identity() if cfg.max_mutants else None,
         "scored": scored,
-        "mean_approx": round(approx / scored, 3) if scored else None,  # from the histogram's bin centres
+        "mean": round(counts["mutation_score_sum"] / scored, 4) if scored else None,
         "histogram": counts["mutation_scores"],
     }
 
 
 def _judge(
-    pending: list[tuple[Seed, Exercise, int]], results: list[Check], cfg: SynthConfig, attempt: int,
-    result: ShardResult,
-) -> list[tuple[Seed, Exercise, Check, int]]:  # fmt: skip
-    """Keep what passed with strong tests; count the rest, or return it for a repair round."""
+    pending: list[tuple[Seed, Exercise, int]], results: list[Check], cfg: SynthConfig, result: ShardResult
+) -> list[tuple[Seed, Exercise, Check, int]]:
+    """Keep what passed with strong tests; count the rest by its final reason, or return it for a repair."""
     counts, retry = result.counts, []
     for (seed, ex, repairs), check in zip(pending, results, strict=True):
         reason = _reason(check, cfg)
-        score = check.score.mutation_score if check.score is not None else None
-        if score is not None:
-            counts["mutation_scores"]["weak" if reason == "weak_tests" else "kept"][score_bin(score)] += 1
-        elif reason is None:
-            counts["unscored"] += 1
-        if reason is None:
-            result.rows.append(exercise_row(seed, ex, check, repairs))
-            counts["repaired"] += repairs > 0
-        elif reason in REPAIRABLE and repairs < cfg.repair_attempts:
-            if score is not None:
-                counts["mutation_scores"]["weak"][score_bin(score)] -= 1  # counted by its final answer
+        if reason in REPAIRABLE and repairs < cfg.repair_attempts:
             retry.append((seed, ex, check, repairs))
-        else:
+            continue
+        score = check.score.mutation_score if check.score is not None else None
+        if score is not None:  # kept, or rejected as weak_tests
+            counts["mutation_scores"]["kept" if reason is None else "weak"][score_bin(score)] += 1
+        if reason is not None:
             counts["rejected"][reason] = counts["rejected"].get(reason, 0) + 1
+            continue
+        result.rows.append(exercise_row(seed, ex, check, repairs))
+        counts["repaired"] += repairs > 0
+        if score is None:
+            counts["unscored"] += 1
+        else:
+            counts["mutation_score_sum"] += score
     return retry
 
 
@@ -307,9 +306,9 @@ def _answers(
     return parsed
 
 
-def exercise_row(seed: Seed, ex: Exercise, check: Check | None = None, repairs: int = 0) -> dict[str, Any]:
+def exercise_row(seed: Seed, ex: Exercise, check: Check, repairs: int) -> dict[str, Any]:
     text = ex.prompt + ex.solution
-    score = check.score if check is not None else None
+    score = check.score
     return {
         "id": content_id(text),
         "text": text,

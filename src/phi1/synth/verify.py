@@ -18,7 +18,7 @@ from phi1.mutation.score import (
     finish_score,
     guard_stage,
     program_limits,
-    runner_stage,
+    runner_call,
     seed_of,
 )
 from phi1.sandbox import Limits, Sandbox, Status, Verdict
@@ -38,18 +38,19 @@ def check_exercise(
     statements = test_statements(tests)
     target = Target("exercise", code, (tests,), (), first_line)
     chosen = mutants(code, first_line, settings.max_mutants, seed_of(target, settings)) if settings else []
-    valid = [m.source for m in chosen if m.valid]
-    stages = [guard_stage(limits.timeout_s), code, *statements]
-    run_limits = limits
-    if settings is not None and valid:
-        stages.append(runner_stage(code, valid, 0, target.tests, settings))
-        run_limits = program_limits(len(valid), settings, limits)
-    verdict = sandbox.run(stages, run_limits)
+    if settings is None or not chosen:
+        # Verification alone: the program as it always was, the sandbox's own limit its timeout.
+        verdict = sandbox.run([code, *statements], limits)
+        if verdict.stages_passed < len(statements):
+            return Check(_status(verdict), describe_failure(verdict, statements, limits.timeout_s, 0), None)
+        return Check("passed", "", finish_score(sandbox, target, [], settings, limits, None) if settings else None)
+    sources = [m.source for m in chosen]  # one that does not parse is counted apart in the sandbox
+    # The guard stops the exercise's own run at its timeout; the mutants then run under their alarms.
+    stages = [guard_stage(limits.timeout_s), code, *statements, runner_call(code, sources, 0, target.tests, settings)]
+    verdict = sandbox.run(stages, program_limits(len(sources), settings, limits))
     if verdict.stages_passed < 1 + len(statements):
-        return Check(_status(verdict), describe_failure(verdict, statements, limits.timeout_s), None)
-    if settings is None:
-        return Check("passed", "", None)
-    return Check("passed", "", finish_score(sandbox, target, chosen, settings, limits, verdict if valid else None))
+        return Check(_status(verdict), describe_failure(verdict, statements, limits.timeout_s, 1), None)
+    return Check("passed", "", finish_score(sandbox, target, chosen, settings, limits, verdict))
 
 
 def test_statements(tests: str) -> list[str]:
@@ -70,15 +71,15 @@ def _status(verdict: Verdict) -> Status:
     return "timeout" if verdict.detail.startswith(GUARD_TIMEOUT) else verdict.status
 
 
-def describe_failure(verdict: Verdict, statements: list[str], timeout_s: float) -> str:
-    """The failing statement and its error, as a repair request shows them."""
+def describe_failure(verdict: Verdict, statements: list[str], timeout_s: float, first: int) -> str:
+    """The failing statement and its error, as a repair request shows them (`first`: the solution's stage)."""
     stage = verdict.failed_stage
     where = ""
-    if stage is not None and stage >= 2 and stage - 2 < len(statements):
-        where = f"\n```python\n{statements[stage - 2].rstrip()}\n```"
+    if stage is not None and first < stage <= first + len(statements):
+        where = f"\n```python\n{statements[stage - first - 1].rstrip()}\n```"
     if _status(verdict) == "timeout":
         return f"it ran for more than {timeout_s:g} s (a loop that does not end, or far too slow){where}"
-    if stage == 1:
+    if stage == first:
         return f"the solution raised {verdict.detail} as soon as it was defined"
     if verdict.status == "failed":
         message = verdict.detail.removeprefix("AssertionError:").strip()
