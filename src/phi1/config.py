@@ -70,6 +70,12 @@ class TeacherConfig(Section):
             "batch_size",
             "device",
             "replicas",
+            "mode",
+            "batch_discount",
+            "batch_max_requests",
+            "batch_max_mb",
+            "batch_poll_s",
+            "batch_window",
         }
     )
 
@@ -90,6 +96,13 @@ class TeacherConfig(Section):
     batch_size: int = Field(8, ge=1)  # hf: prompts per generate() call
     device: str | None = None  # hf: cuda / cpu; default: cuda when present
     replicas: int | None = Field(None, ge=1)  # hf on Ray: copies of the model (default: one per GPU, else 1)
+    # openai: `batch` sends requests through the provider's Batch API (docs/cli.md): about half the price
+    mode: Literal["online", "batch"] = "online"
+    batch_discount: float = Field(0.5, gt=0, le=1)  # batch price / online price, for the cost figures
+    batch_max_requests: int = Field(50_000, ge=1)  # lines per batch (OpenAI's limit)
+    batch_max_mb: float = Field(190.0, gt=0)  # input file size per batch (OpenAI's limit is 200 MB)
+    batch_poll_s: float = Field(30.0, gt=0)
+    batch_window: str = "24h"
 
 
 class CorpusConfig(Section):

@@ -166,6 +166,10 @@ class Teacher(abc.ABC):
         """What a manifest records of the teacher."""
         return {"backend": self.backend, "model": self.model}
 
+    def progress_note(self) -> str:
+        """More for the progress bar, beside the token rate (a batch teacher's batches)."""
+        return ""
+
     async def aclose(self) -> None:  # noqa: B027 - only backends with connections need it
         """Release connections (called on the loop that made them)."""
 
@@ -201,7 +205,8 @@ class Teacher(abc.ABC):
 
         def tokens_text() -> str:
             tokens = stage_usage.prompt_tokens + stage_usage.completion_tokens
-            return f"{tokens / max(time.monotonic() - started, 1e-9):,.0f} tok/s"
+            note = self.progress_note()
+            return f"{tokens / max(time.monotonic() - started, 1e-9):,.0f} tok/s" + (f", {note}" if note else "")
 
         def account(r: Response) -> Response:
             for u in {id(self.usage): self.usage, id(stage_usage): stage_usage}.values():

@@ -35,6 +35,16 @@ CREATE TABLE IF NOT EXISTS responses (
 """
 
 
+# Provider batches (teacher.mode: batch): what was submitted, so a killed run polls the same batches again
+# and never submits a request twice.
+_BATCH_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS batches (id TEXT PRIMARY KEY, state TEXT NOT NULL, endpoint TEXT NOT NULL, "
+    "created REAL NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS batch_requests (batch_id TEXT NOT NULL, key TEXT NOT NULL, request TEXT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS batch_requests_key ON batch_requests (key)",
+)
+
+
 class Cache:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -45,6 +55,8 @@ class Cache:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable against process kill
             self._db.execute(_SCHEMA)
+            for statement in _BATCH_SCHEMA:
+                self._db.execute(statement)
         except sqlite3.DatabaseError as exc:
             raise Phi1Error(f"{self.path}: not a usable teacher cache ({exc})") from None
 
@@ -91,6 +103,36 @@ class Cache:
                     time.time(),
                 ),
             )
+
+    def record_batch(self, batch_id: str, endpoint: str, requests: list[tuple[str, str]]) -> None:
+        """A submitted batch and its (key, request JSON) lines, in one transaction."""
+        with self._lock:
+            self._db.execute("BEGIN")
+            self._db.execute("INSERT INTO batches VALUES (?, ?, ?, ?)", (batch_id, "submitted", endpoint, time.time()))
+            self._db.executemany("INSERT INTO batch_requests VALUES (?, ?, ?)", [(batch_id, k, r) for k, r in requests])
+            self._db.execute("COMMIT")
+
+    def open_batches(self, keys: Iterable[str]) -> dict[str, list[tuple[str, str]]]:
+        """Batches still open that hold any of `keys`: batch id -> all its (key, request JSON) lines."""
+        keys = list(keys)
+        ids: set[str] = set()
+        with self._lock:
+            for start in range(0, len(keys), 500):
+                chunk = keys[start : start + 500]
+                rows = self._db.execute(
+                    "SELECT DISTINCT r.batch_id FROM batch_requests r JOIN batches b ON b.id = r.batch_id "
+                    f"WHERE b.state = 'submitted' AND r.key IN ({','.join('?' * len(chunk))})",
+                    chunk,
+                ).fetchall()
+                ids.update(row[0] for row in rows)
+            return {
+                bid: self._db.execute("SELECT key, request FROM batch_requests WHERE batch_id = ?", (bid,)).fetchall()
+                for bid in sorted(ids)
+            }
+
+    def close_batch(self, batch_id: str, state: str) -> None:
+        with self._lock:
+            self._db.execute("UPDATE batches SET state = ? WHERE id = ?", (state, batch_id))
 
     def __len__(self) -> int:
         with self._lock:

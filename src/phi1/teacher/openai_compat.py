@@ -21,7 +21,7 @@ from phi1.teacher.cache import Cache
 _RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524, 529}
 
 
-class _Retryable(Exception):
+class Retryable(Exception):
     def __init__(self, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
@@ -101,7 +101,7 @@ class OpenAITeacher(Teacher):
                 text, finish, pt, ct, model = await self._call(client, request)
                 answered = (time.perf_counter() - start, ct or len(text) // 4)
                 return Response(request, text, finish, pt, ct, answered[0], model=model)
-            except _Retryable as exc:
+            except Retryable as exc:
                 last, retry_after = str(exc), exc.retry_after
             except openai.APIStatusError as exc:  # 400, 401, 403, 404, 422: retrying will not help
                 return error_response(request, f"HTTP {exc.status_code}: {_message(exc)}", self.model)
@@ -122,7 +122,8 @@ class OpenAITeacher(Teacher):
         # Exponential backoff with full jitter.
         return random.uniform(0, min(self.backoff_max_s, self.backoff_base_s * 2**attempt))
 
-    async def _call(self, client: openai.AsyncOpenAI, request: Request) -> tuple[str, str, int, int, str]:
+    def _body(self, request: Request) -> tuple[str, dict[str, Any]]:
+        """The endpoint path and JSON body of a request."""
         p = request.params
         kwargs: dict[str, Any] = {
             "model": self.model,
@@ -134,35 +135,41 @@ class OpenAITeacher(Teacher):
             kwargs["stop"] = list(p.stop)
         if p.seed is not None:
             kwargs["seed"] = p.seed + request.sample
+        if request.prompt is not None:
+            return "/completions", {"prompt": request.prompt, **kwargs}
+        messages = [{"role": role, "content": content} for role, content in request.messages]
+        return "/chat/completions", {"messages": messages, **kwargs}
+
+    async def _call(self, client: openai.AsyncOpenAI, request: Request) -> tuple[str, str, int, int, str]:
+        path, body = self._body(request)
         # The client's low-level post() keeps its auth, headers, errors and connection pool but skips the
         # typed request transform and response models: at 64 requests in flight those cost ~1 ms each.
-        if request.prompt is not None:
-            path, body = "/completions", {"prompt": request.prompt, **kwargs}
-        else:
-            messages = [{"role": role, "content": content} for role, content in request.messages]
-            path, body = "/chat/completions", {"messages": messages, **kwargs}
         try:
             resp = await client.post(path, cast_to=object, body=body)
         except openai.RateLimitError as exc:
-            raise _Retryable(f"HTTP 429: {_message(exc)}", _retry_after(exc.response)) from None
+            raise Retryable(f"HTTP 429: {_message(exc)}", _retry_after(exc.response)) from None
         except openai.APIStatusError as exc:
             if exc.status_code in _RETRYABLE_STATUS:
-                raise _Retryable(f"HTTP {exc.status_code}: {_message(exc)}", _retry_after(exc.response)) from None
+                raise Retryable(f"HTTP {exc.status_code}: {_message(exc)}", _retry_after(exc.response)) from None
             raise
         except openai.APITimeoutError as exc:
             cause = str(exc.__cause__ or "")
             if "connect" in cause.lower():  # the aiohttp transport reports a refused connection as a timeout
-                raise _Retryable(f"connection failed: {cause}") from None
-            raise _Retryable(f"no answer within {self.timeout_s:g}s") from None
+                raise Retryable(f"connection failed: {cause}") from None
+            raise Retryable(f"no answer within {self.timeout_s:g}s") from None
         except openai.APIConnectionError as exc:
-            raise _Retryable(f"connection failed: {exc.__cause__ or exc}") from None
+            raise Retryable(f"connection failed: {exc.__cause__ or exc}") from None
         except (ValueError, openai.APIResponseValidationError) as exc:  # a 200 with a body that is not JSON
-            raise _Retryable(f"malformed response body: {exc}") from None
+            raise Retryable(f"malformed response body: {exc}") from None
+        return self._parse(request, resp)
+
+    def _parse(self, request: Request, resp: object) -> tuple[str, str, int, int, str]:
+        """(text, finish reason, prompt tokens, completion tokens, model) of a response body."""
         if not isinstance(resp, dict):
-            raise _Retryable(f"malformed response body: {type(resp).__name__}")
+            raise Retryable(f"malformed response body: {type(resp).__name__}")
         choices = resp.get("choices")
         if not choices or not isinstance(choices, list) or not isinstance(choices[0], dict):
-            raise _Retryable("response without choices")
+            raise Retryable("response without choices")
         choice = choices[0]
         if request.prompt is not None:
             text = choice.get("text")
@@ -170,7 +177,7 @@ class OpenAITeacher(Teacher):
             message = choice.get("message")
             text = message.get("content") if isinstance(message, dict) else None
         if not isinstance(text, str):
-            raise _Retryable("response without text")
+            raise Retryable("response without text")
         usage = resp.get("usage") if isinstance(resp.get("usage"), dict) else {}
         pt = int(usage.get("prompt_tokens") or 0)
         ct = int(usage.get("completion_tokens") or 0)
