@@ -108,7 +108,8 @@ def test_execution_flags_renamed_twins_with_the_right_task_and_nothing_else(tmp_
         assert (tid, tid) in twins, (tid, sorted(twins))
     assert not any(f["id"].startswith("ordinary") for f in flags), flags
     assert summary["per_detector"]["execution"] >= len(TWINS) and summary["samples"] == len(rows)
-    assert set(summary["per_detector"]) == {"ngram", "embedding", "ast", "execution"}
+    assert set(summary["per_detector"]) == {"ngram", "embedding", "ast", "execution", "llm"}
+    assert summary["llm_judge"]["status"].startswith("off")  # asked for with --llm-judge only
 
 
 def test_decontam_cli_reads_parquet_and_a_text_field(tmp_path: Path, cli_env: dict) -> None:
@@ -136,7 +137,7 @@ def test_offline_catalogue_holds_no_benchmark_twin() -> None:
     problems = load_benchmark_problems(True, True)
     assert {p.benchmark for p in problems} == {"humaneval", "mbpp"} and len(problems) == 164 + 974
     with Sandbox(workers=2) as sb:
-        found = detect_texts(texts, ["exercise"] * len(texts), tuple(problems), Thresholds(ast=0.8), sb)
+        found, _ = detect_texts(texts, ["exercise"] * len(texts), tuple(problems), Thresholds(ast=0.8), sb)
     fired = [(texts[i].split("(")[0], problems[j].task_id, m.detectors) for (i, j), m in found.items() if m.detectors]
     assert fired == [], fired
 

@@ -97,6 +97,18 @@ def eval_cmd(
         typer.echo(f"perturbed problems: {out / 'perturbed'}")
 
 
+def _judge(config: Path | None, overrides: list[str] | None, out: Path, k: int) -> object:
+    """The configured teacher as contamination judge, its answers cached in OUT."""
+    from phi1.clean.detectors.llm_judge import Judge
+    from phi1.config import load_config
+    from phi1.rundir import TEACHER_CACHE
+    from phi1.teacher import make_teacher
+
+    if k < 1:
+        raise Phi1Error(f"--llm-k must be at least 1, got {k}")
+    return Judge(make_teacher(load_config(config, overrides).teacher, out / TEACHER_CACHE), k)
+
+
 def _grader(config: Path | None, overrides: list[str] | None, out: Path) -> object:
     """The configured teacher as grader, its answers cached in OUT (unless teacher.cache_path says elsewhere)."""
     from phi1.config import load_config
@@ -144,17 +156,32 @@ def decontam_cmd(
     embed_threshold: Annotated[float, typer.Option(help="cosine similarity that flags")] = 0.95,
     workers: Annotated[int | None, typer.Option(help="parallel sandboxes (default: CPU cores)")] = None,
     kind: Annotated[str, typer.Option(help=KIND_HELP)] = "exercise",
+    llm_judge: Annotated[
+        bool, typer.Option(help="the teacher (--config / --set teacher.*) judges each sample's nearest problems")
+    ] = False,
+    llm_k: Annotated[int, typer.Option(help="nearest problems by embedding the judge sees per sample")] = 2,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
 ) -> None:
-    """Check a dataset against HumanEval(+) and MBPP: 13-grams, embeddings, AST similarity, execution twins."""
+    """Check a dataset against HumanEval(+) and MBPP: 13-grams, embeddings, AST similarity, execution twins,
+    and with --llm-judge the teacher's verdict on each sample's nearest problems."""
     from phi1.clean.decontam import run_decontam
     from phi1.clean.detectors import Thresholds
 
     th = Thresholds(embedding=embed_threshold, ast=ast_threshold)
     if kind not in ("exercise", "code", "textbook"):
         raise Phi1Error(f"--kind must be exercise, code or textbook, got {kind!r}")
-    s = run_decontam(data, out, text_field, id_field, extra, None if encoder == "none" else encoder, th, workers, kind)
+    judge = _judge(config, set_, out, llm_k) if llm_judge else None
+    s = run_decontam(data, out, text_field, id_field, extra, None if encoder == "none" else encoder, th, workers, kind,
+                     judge)  # fmt: skip
     typer.echo(f"samples:     {s['samples']}, {s['flagged_samples']} flagged ({s['flags']} sample-problem pairs)")
     typer.echo(f"detectors:   {', '.join(f'{k} {v}' for k, v in s['per_detector'].items())}")
+    j = s["llm_judge"]
+    if "candidates" in j:
+        typer.echo(f"llm judge:   {j['candidates']} pairs asked ({j['candidates_per_sample']} per sample): "
+                   f"{j['same']} same, {j['different']} different, {j['invalid']} invalid")  # fmt: skip
+    elif llm_judge:
+        typer.echo(f"llm judge:   {j['status']}")
     typer.echo(f"benchmarks:  {s['per_benchmark'] or 'none'}")
     typer.echo(f"written to:  {out / 'flags.jsonl'}, {out / 'summary.json'}")
 

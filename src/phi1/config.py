@@ -202,6 +202,10 @@ class CleanConfig(Section):
     # more JSONL files with prompt/text and canonical_solution/code fields
     extra_benchmarks: Annotated[list[str], Names()] = []
     encoder: Annotated[str | None, Names("fingerprint", prefixes=("hf:", "causal:"))] = None  # default: curate's
+    # corpus code: each function embedded on its own and run against its k nearest problems (0: off)
+    function_k: int = Field(3, ge=0, le=50)
+    llm_judge: bool = False  # the teacher judges each sample's nearest problems (an LLM teacher only)
+    llm_judge_k: int = Field(2, ge=1, le=50)  # nearest problems by embedding per sample
     workers: int | None = Field(None, ge=1)
 
 

@@ -51,7 +51,7 @@ def open_step(run_dir: Path, folder: str, config: Config) -> Stage:
     for name in step.optional:
         m = read_manifest(run_dir, name)
         inputs[name] = m["cache_key"] if m else None
-    parts = key_parts(config, step.reads, step.templates, inputs, step.format)
+    parts = key_parts(config, *step.declared(config), inputs, step.format)
     return Stage(run_dir, folder, parts.key(folder), parts)
 
 

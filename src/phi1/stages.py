@@ -32,6 +32,18 @@ class Step:
     optional: tuple[str, ...] = ()  # folders it reads where they exist (clean takes whichever sources ran)
     templates: tuple[str, ...] = ()  # prompt templates it renders (phi1/prompts/*.md)
     format: int = 2  # 2: keys derived from this declaration (every step, phi1 0.2)
+    # (a switch field, what the step also reads and renders while it is on): clean's LLM judge
+    when: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = ()
+
+    def declared(self, config: Config) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """(reads, templates) under `config`: a switch that is off adds nothing, so the teacher is in clean's
+        key only while the judge is on."""
+        reads, templates = self.reads, self.templates
+        for switch, more, more_templates in self.when:
+            section, _, name = switch.partition(".")
+            if getattr(getattr(config, section), name):
+                reads, templates = reads + more, templates + more_templates
+        return reads, templates
 
 
 CURATE_ANNOTATE = ("annotate_samples", "annotate_max_chars", "annotate_temperature", "annotate_max_tokens")
@@ -84,6 +96,7 @@ STEPS: dict[str, Step] = {
             "clean",
             ("clean", "curate.encoder", "curate.max_tokens", "curate.bf16", "evaluate.sandbox"),
             optional=("exercises", "textbook", "filtered", "embeddings"),
+            when=(("clean.llm_judge", ("teacher",), ("judge",)),),
         ),
         Step(
             "tokenizer",
@@ -135,7 +148,7 @@ def derived_keys(config: Config) -> dict[str, str]:
         if folder not in keys:
             s = STEPS[folder]
             inputs = {i: key(i) for i in s.inputs + s.optional}
-            keys[folder] = key_parts(config, s.reads, s.templates, inputs, s.format).key(folder)
+            keys[folder] = key_parts(config, *s.declared(config), inputs, s.format).key(folder)
         return keys[folder]
 
     for folder in STEPS:
@@ -208,7 +221,8 @@ def _synth(ctx: RunContext, force: bool) -> Any:
 def _clean(ctx: RunContext, force: bool) -> Any:
     from phi1.clean import run_clean
 
-    return run_clean(ctx.run_dir, ctx.config, force)
+    # The judge's teacher is built only when the judge is on: without it clean needs no teacher.
+    return run_clean(ctx.run_dir, ctx.config, force, ctx.teacher if ctx.config.clean.llm_judge else None)
 
 
 def _tokenize(ctx: RunContext, force: bool) -> Any:

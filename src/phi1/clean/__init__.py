@@ -21,6 +21,7 @@ from phi1.cards import CardStats, write_card
 from phi1.clean.dedup import duplicate_of, first_copies
 from phi1.clean.detectors import Thresholds, names
 from phi1.clean.detectors.embedding import Vectors
+from phi1.clean.detectors.llm_judge import Judge
 from phi1.clean.driver import Found, Shard, detect_shards
 from phi1.clean.shards import Benchmarks, SignJob, problems_of, sign_shard
 from phi1.config import Config
@@ -81,7 +82,7 @@ REASONS = ("", "exact_duplicate", "near_duplicate", *(f"benchmark_{d}" for d in 
 REMOVED_SCHEMA = pa.schema([("id", pa.string()), ("source", pa.string()), ("reason", pa.string()), ("of", pa.string())])
 
 
-def run_clean(run_dir: Path, config: Config, force: bool = False) -> dict[str, Any]:
+def run_clean(run_dir: Path, config: Config, force: bool = False, teacher: Any = None) -> dict[str, Any]:
     """Shard by shard, in bounded memory: hashes -> buckets -> matches -> filter (see `phi1.clean.dedup`)."""
     cfg = config.clean
     stage = open_step(run_dir, "clean", config)  # its sources: whichever of them are complete
@@ -105,7 +106,8 @@ def run_clean(run_dir: Path, config: Config, force: bool = False) -> dict[str, A
         reason, dup_of = _deduplicate(shards, work, cfg, config.executor)
     problems = list(problems_of(_benchmarks(cfg)))
     with stage.timed("decontaminate_s"):
-        found = _decontaminate(run_dir, config, encoder_spec, shards, reason, problems)
+        judge = Judge(teacher, cfg.llm_judge_k) if cfg.llm_judge and teacher is not None else None
+        found = _decontaminate(run_dir, config, encoder_spec, shards, reason, problems, judge)
     for doc, (d, _) in found.cause.items():  # removed for the first detector that fired
         if reason[doc] == 0:
             reason[doc] = REASONS.index(f"benchmark_{names()[d]}")
@@ -138,6 +140,7 @@ def run_clean(run_dir: Path, config: Config, force: bool = False) -> dict[str, A
         benchmarks=similar,
         precision=resolve(config.curate.bf16, config.curate.device).as_dict(),
         executor=config.executor.kind,
+        llm_judge=found.notes.get("llm"),
         thresholds={
             "minhash_bands_rows": [cfg.minhash_bands, cfg.minhash_rows],
             "ngram_n": cfg.ngram_n,
@@ -163,7 +166,8 @@ def _benchmarks(cfg: Any) -> Benchmarks:
 
 
 def _thresholds(cfg: Any) -> Thresholds:
-    return Thresholds(cfg.ngram_n, cfg.embed_threshold, cfg.ast_threshold, cfg.ast_min_nodes)
+    return Thresholds(cfg.ngram_n, cfg.embed_threshold, cfg.ast_threshold, cfg.ast_min_nodes,
+                      function_k=cfg.function_k)  # fmt: skip
 
 
 # -- 1. hashes -> buckets -> clusters ---------------------------------------------------------------------
@@ -196,8 +200,9 @@ def _deduplicate(shards: list[Shard], work: Path, cfg: Any, executor: Any) -> tu
 
 
 def _decontaminate(
-    run_dir: Path, config: Config, spec: str, shards: list[Shard], reason: np.ndarray, problems: list
-) -> Found:
+    run_dir: Path, config: Config, spec: str, shards: list[Shard], reason: np.ndarray, problems: list,
+    judge: Judge | None = None,
+) -> Found:  # fmt: skip
     """Every detector over the documents deduplication kept; curated corpus files reuse curation's vectors
     when clean embeds with curation's encoder."""
     cur = config.curate
@@ -207,7 +212,7 @@ def _decontaminate(
     with _sandbox(config) as sandbox:
         return detect_shards(
             shards, rows, _benchmarks(config.clean), _thresholds(config.clean), vectors, sandbox, config.executor,
-            ast_floor=min(TABLE3_TAUS),
+            ast_floor=min(TABLE3_TAUS), judge=judge,
         )  # fmt: skip
 
 

@@ -11,6 +11,7 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from phi1.clean.detectors import Thresholds, names
+from phi1.clean.detectors.llm_judge import Judge
 from phi1.clean.driver import detect_texts
 from phi1.clean.problems import load_benchmark_problems
 from phi1.errors import Phi1Error
@@ -56,6 +57,7 @@ def run_decontam(
     thresholds: Thresholds | None = None,
     workers: int | None = None,
     kind: str = "exercise",
+    judge: Judge | None = None,
 ) -> dict[str, Any]:
     start = time.perf_counter()
     thresholds = thresholds or Thresholds()
@@ -64,7 +66,8 @@ def run_decontam(
     texts = [s["text"] for s in samples]
     with Sandbox(workers=workers or Sandbox.default_workers()) as sandbox:
         # The driver `phi1 clean` runs, on the dataset as it is (clean first removes duplicates).
-        found = detect_texts(texts, [s["kind"] for s in samples], tuple(problems), thresholds, sandbox, encoder)
+        found, notes = detect_texts(texts, [s["kind"] for s in samples], tuple(problems), thresholds, sandbox,
+                                    encoder, judge)  # fmt: skip
     rows = []
     for (i, j), m in sorted(found.items()):
         if not m.detectors:
@@ -83,6 +86,8 @@ def run_decontam(
         "problems_checked": dict(Counter(p.benchmark for p in problems)),
         "thresholds": vars(thresholds),
         "encoder": encoder,
+        "llm_judge": {**notes.get("llm", {}), "k": judge.k if judge else None},
+        "execution": notes.get("execution", {}),
         "wall_s": round(time.perf_counter() - start, 2),
     }
     out.mkdir(parents=True, exist_ok=True)

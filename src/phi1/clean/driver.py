@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 
 from phi1.clean.detectors import Detector, ShardText, Thresholds, detector_type, names
 from phi1.clean.detectors.embedding import Vectors
+from phi1.clean.detectors.llm_judge import Judge, off_reason
 from phi1.clean.shards import ProblemSource, problems_of, read_texts, runnable
 from phi1.executor import map_shards
 
@@ -54,15 +55,17 @@ class Found:
     max_cos: np.ndarray | None = None
     max_cos_doc: np.ndarray | None = None
     pairs: dict[tuple[int, int], Match] = field(default_factory=dict)
+    notes: dict[str, Any] = field(default_factory=dict)  # what a detector reports of its run (the judge's counts)
 
     def add(self, doc: int, problem: int, detector: str, score: float, fires: bool) -> None:
         if detector == "ast" and score > self.best_ast.get(problem, (0.0, -1))[0]:
             self.best_ast[problem] = (score, doc)
+        m = self.pairs.setdefault((doc, problem), Match(doc, problem))
+        first = detector not in m.scores  # a pair two candidate paths found (execution) counts once
         if detector == "ngram":
             self.ngram[problem] = self.ngram.get(problem, 0) + 1
-        if detector == "execution":
+        if detector == "execution" and first:
             self.twins[problem] = self.twins.get(problem, 0) + 1
-        m = self.pairs.setdefault((doc, problem), Match(doc, problem))
         m.scores[detector] = max(score, m.scores.get(detector, 0.0))
         if fires:
             order = names()
@@ -99,6 +102,10 @@ class Run:
     arities: list[int | None]
     sandbox: Any
     cosine: np.ndarray | None = None  # the shard being folded: its samples x problems (embedding)
+    problems: tuple = ()  # the benchmark problems (the judge shows them)
+    # the shard being folded, corpus code: its functions (sample = document) x problems cosines (embedding)
+    functions: list = field(default_factory=list)
+    function_cosine: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -110,20 +117,21 @@ class MatchJob:
     thresholds: Thresholds
     ast_floor: float
     execution: bool
+    embedding: bool = False
 
 
 def match_shard(job: MatchJob) -> dict[str, Any]:
     """A worker's part: every scanning detector over one shard's texts."""
     rows = np.asarray(job.rows, dtype=np.int64)
     shard = ShardText(rows, read_texts(job.path, rows), job.kind, job.thresholds, job.ast_floor, job.execution,
-                      job.source, problems_of(job.source))  # fmt: skip
-    scanners = (detector_type(name).make() for name in names())
+                      job.embedding, job.source, problems_of(job.source))  # fmt: skip
+    scanners = (detector_type(name).scanner() for name in names())
     return {d.name: d.scan(shard) for d in scanners if d is not None}
 
 
-def make_detectors(vectors: Vectors | None) -> list[Detector]:
+def make_detectors(vectors: Vectors | None, judge: Judge | None = None) -> list[Detector]:
     """A fresh detector of each registered kind, in order of precedence; those that can run here."""
-    made = (detector_type(name).make(vectors) for name in names())
+    made = (detector_type(name).make(vectors, judge=judge) for name in names())
     return [d for d in made if d is not None]
 
 
@@ -136,20 +144,27 @@ def detect_shards(
     sandbox: Any,
     executor: Any = None,
     ast_floor: float | None = None,
+    judge: Judge | None = None,
 ) -> Found:
     """Every detector over `rows` of each shard (documents numbered from each shard's offset). Without a
-    sandbox, execution is skipped; without vectors, embedding. AST scores down to `ast_floor` are kept."""
+    sandbox, execution is skipped; without vectors, embedding; without an LLM `judge`, llm. AST scores down
+    to `ast_floor` are kept."""
     problems = problems_of(source)
-    run = Run(shards, thresholds, [(p.entry_point, p.test) for p in problems], runnable(source)[1], sandbox)
-    detectors = make_detectors(vectors)
+    run = Run(shards, thresholds, [(p.entry_point, p.test) for p in problems], runnable(source)[1], sandbox,
+              problems=problems)  # fmt: skip
+    detectors = make_detectors(vectors, judge)
     floor = thresholds.ast if ast_floor is None else ast_floor
     jobs = [
-        MatchJob(str(s.path), s.kind, tuple(r.tolist()), source, thresholds, floor, sandbox is not None)
+        MatchJob(
+            str(s.path), s.kind, tuple(r.tolist()), source, thresholds, floor, sandbox is not None, vectors is not None
+        )
         for s, r in zip(shards, rows, strict=True)
     ]
     found = Found(len(problems))
+    if off_reason(judge) is not None:
+        found.notes["llm"] = {"status": off_reason(judge)}
     for k, scanned in enumerate(map_shards(match_shard, jobs, executor, "decontaminating")):
-        run.cosine = None
+        run.cosine, run.functions, run.function_cosine = None, [], None
         for detector in detectors:
             detector.fold(run, k, rows[k], scanned.get(detector.name), found)
     for detector in detectors:
@@ -164,9 +179,10 @@ def detect_texts(
     thresholds: Thresholds,
     sandbox: Any,
     encoder: str | None = None,
-) -> dict[tuple[int, int], Match]:
+    judge: Judge | None = None,
+) -> tuple[dict[tuple[int, int], Match], dict[str, Any]]:
     """The driver over texts in memory (`phi1 decontam`, tests): one shard per kind; every (text, problem)
-    pair with a hit, texts numbered as given."""
+    pair with a hit, texts numbered as given, and the detectors' notes."""
     with tempfile.TemporaryDirectory(prefix="phi1-decontam-") as tmp:
         shards, rows, order = [], [], []
         for kind in dict.fromkeys(kinds):
@@ -177,5 +193,6 @@ def detect_texts(
             rows.append(np.arange(len(members), dtype=np.int64))
             order += members
         vectors = Vectors(encoder, list(problems_of(source))) if encoder else None
-        found = detect_shards(shards, rows, source, thresholds, vectors, sandbox)
-    return {(order[d], j): Match(order[d], j, m.detectors, m.scores) for (d, j), m in found.pairs.items()}
+        found = detect_shards(shards, rows, source, thresholds, vectors, sandbox, judge=judge)
+    matches = {(order[d], j): Match(order[d], j, m.detectors, m.scores) for (d, j), m in found.pairs.items()}
+    return matches, found.notes

@@ -174,15 +174,20 @@ def sweep_twins(
     arities: Sequence[int | None],
     sandbox: Sandbox,
     per_test_s: float = 0.5,
+    choices: Sequence[list[int]] | None = None,
 ) -> list[Twin]:
     """Every function against every problem of its arity, one sandbox program per function: renamed twins
     too, which no name or embedding signal would have proposed. For the teacher's own output (exercises and
-    textbook code, a few functions each); a corpus of files goes through `candidates` instead."""
+    textbook code, a few functions each); corpus functions try only their `choices` (their nearest
+    problems by embedding), and a corpus's problems their best candidates (`candidates`)."""
     by_arity: dict[int, list[int]] = {}
     for j, n in enumerate(arities):
         if n is not None:
             by_arity.setdefault(n, []).append(j)
-    jobs = [(i, by_arity[f.arity]) for i, f in enumerate(functions) if by_arity.get(f.arity)]
+    if choices is None:
+        jobs = [(i, by_arity[f.arity]) for i, f in enumerate(functions) if by_arity.get(f.arity)]
+    else:
+        jobs = [(i, js) for i, js in enumerate(choices) if js]
     programs = []
     for i, js in jobs:
         cases = [(j, problems[j][0], problems[j][1]) for j in js]

@@ -15,7 +15,7 @@ from importlib import resources
 
 from phi1.errors import Phi1Error
 
-NAMES = ("annotate", "textbook", "exercise", "repair", "grade")
+NAMES = ("annotate", "textbook", "exercise", "repair", "grade", "judge")
 
 
 @cache

@@ -18,6 +18,7 @@ TYPES: dict[str, type[Detector] | str] = {
     "embedding": "phi1.clean.detectors.embedding:EmbeddingDetector",
     "ast": "phi1.clean.detectors.ast_match:AstDetector",
     "execution": "phi1.clean.detectors.execution:ExecutionDetector",
+    "llm": "phi1.clean.detectors.llm_judge:LLMJudgeDetector",  # the teacher as judge: only when asked for
 }
 
 

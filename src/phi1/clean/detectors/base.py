@@ -29,6 +29,8 @@ class Thresholds:
     ast: float = 0.9
     ast_min_nodes: int = 12
     execution_k: int = 3  # candidate functions (by name) run per benchmark problem, + 1 by embedding
+    # corpus code: each function's nearest problems by its own embedding, run (and judged) as candidates
+    function_k: int = 3
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,7 @@ class ShardText:
     thresholds: Thresholds
     ast_floor: float
     execution: bool
+    embedding: bool = False  # the driver embeds (an encoder is set)
     source: Any = field(repr=False, default=None)  # where the problems come from (`shards.problems_of`)
     problems: tuple = field(repr=False, default=())  # the benchmark problems, in the driver's order
 
@@ -51,9 +54,15 @@ class Detector:
     name = "detector"
 
     @classmethod
-    def make(cls, vectors: Any = None) -> Detector | None:
-        """This run's detector (None: it cannot run here, e.g. embedding without an encoder)."""
+    def make(cls, vectors: Any = None, judge: Any = None) -> Detector | None:
+        """This run's detector (None: it cannot run here, e.g. embedding without an encoder, the LLM judge
+        without an LLM teacher)."""
         return cls()
+
+    @classmethod
+    def scanner(cls) -> Detector | None:
+        """The detector a worker scans with (it holds no driver state)."""
+        return cls.make()
 
     def scan(self, shard: ShardText) -> Any:
         """Worker side: a picklable result for this shard (None: nothing to do in workers)."""

@@ -8,17 +8,20 @@ import contextlib
 import hashlib
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow.parquet as pq
 
-from phi1.clean.detectors.base import Detector
-from phi1.clean.shards import read_texts
+from phi1.clean.detectors.base import Detector, ShardText
+from phi1.clean.shards import read_texts, runnable
+from phi1.clean.twins import Function, functions_of
 from phi1.precision import resolve
 from phi1.user_cache import user_cache
 
+SWEPT_KINDS = {"exercise", "textbook"}  # a sample is a few functions: the sample's own embedding serves
 _VECTORS_FORMAT = 1  # of the cached problem vectors: bumped when what they hold changes
 
 
@@ -73,6 +76,9 @@ class Vectors:
         tmp.replace(path)  # whole or absent: a reader never sees half a file
         return vectors
 
+    def encode(self, texts: list[str]) -> np.ndarray:
+        return self._encode(texts)
+
     def _encode(self, texts: list[str]) -> np.ndarray:
         from phi1.curate.embed import encode, load_encoder
 
@@ -108,10 +114,23 @@ class EmbeddingDetector(Detector):
         self.vectors = vectors
 
     @classmethod
-    def make(cls, vectors: Any = None) -> EmbeddingDetector | None:
+    def make(cls, vectors: Any = None, judge: Any = None) -> EmbeddingDetector | None:
         return cls(vectors) if vectors is not None else None
 
-    def fold(self, run: Any, k: int, rows: np.ndarray, scanned: Any, found: Any) -> None:
+    @classmethod
+    def scanner(cls) -> EmbeddingDetector:
+        return cls(None)  # type: ignore[arg-type]  # scanning needs no vectors
+
+    def scan(self, shard: ShardText) -> list[Function] | None:
+        """Corpus code: its functions of a runnable problem's arity (a file's embedding is its whole text,
+        where a rephrased benchmark function among others is lost: each is embedded on its own)."""
+        if shard.kind in SWEPT_KINDS or not shard.thresholds.function_k or not shard.embedding:
+            return None
+        arities = set(runnable(shard.source)[1])
+        return [f for row, text in zip(shard.rows.tolist(), shard.texts, strict=True)
+                for f in functions_of(text, shard.kind, row) if f.arity in arities]  # fmt: skip
+
+    def fold(self, run: Any, k: int, rows: np.ndarray, scanned: list[Function] | None, found: Any) -> None:
         shard = run.shards[k]
         docs = shard.offset + rows
         cos = self.vectors.cosine(shard.path, shard.folder, rows)
@@ -119,3 +138,6 @@ class EmbeddingDetector(Detector):
         found.add_cosine(docs, cos)
         for i, j in zip(*np.nonzero(cos >= run.thresholds.embedding), strict=True):
             found.add(int(docs[i]), int(j), self.name, round(float(cos[i, j]), 4), True)
+        if scanned:  # what execution and the judge take as each function's nearest problems
+            run.functions = [replace(f, sample=shard.offset + f.sample) for f in scanned]
+            run.function_cosine = unit(self.vectors.encode([f.source for f in scanned])) @ self.vectors.bench.T

@@ -22,6 +22,7 @@ from phi1.clean.twins import Function, find_twins, functions_of, sweep_twins
 SWEPT_KINDS = {"exercise", "textbook"}
 MIN_NAME = 0.5  # name similarity for a candidate by name
 MIN_COSINE = 0.75  # cosine for a problem's nearest file to be run
+MIN_FUNCTION_COSINE = 0.5  # a corpus function's nearest problem below this is not run (measured: docs/cli.md)
 
 
 @dataclass
@@ -39,6 +40,8 @@ class ExecutionDetector(Detector):
     def __init__(self) -> None:
         self.by_name: dict[int, list[tuple[float, int, int, Any]]] = {}  # problem -> [(score, shard, order, f)]
         self.by_cosine: dict[int, tuple[float, int, int, int]] = {}  # problem -> (cos, shard, order, doc)
+        self.functions = 0  # corpus functions embedded on their own ...
+        self.function_programs = 0  # ... and those run against their nearest problems (a program each)
 
     def scan(self, shard: ShardText) -> Candidates | None:
         if not shard.execution:
@@ -78,6 +81,12 @@ class ExecutionDetector(Detector):
             del merged[run.thresholds.execution_k :]
         if run.cosine is not None:
             self._nearest_by_arity(scanned.last_of_arity, rows, run.cosine, run.arities, k, offset)
+        if run.function_cosine is not None:
+            choices = nearest_of_arity(run.function_cosine, run.functions, run.arities, run.thresholds.function_k)
+            self.functions += len(choices)
+            self.function_programs += sum(bool(c) for c in choices)
+            for twin in sweep_twins(run.functions, run.tests, run.arities, run.sandbox, choices=choices):
+                found.add(twin.sample, twin.problem, self.name, 1.0, True)
 
     def _nearest_by_arity(
         self,
@@ -110,6 +119,10 @@ class ExecutionDetector(Detector):
 
     def finish(self, run: Any, found: Any) -> None:
         """Run each problem's candidate corpus functions (best names, nearest file) against its tests."""
+        found.notes[self.name] = {
+            "corpus_functions": self.functions,
+            "corpus_function_programs": self.function_programs,
+        }
         if run.sandbox is None:
             return
         functions: list[Any] = []
@@ -132,6 +145,20 @@ class ExecutionDetector(Detector):
                     functions.append(last[-1])
         for twin in find_twins(functions, run.tests, pairs, run.sandbox):
             found.add(twin.sample, twin.problem, self.name, 1.0, True)
+
+
+def nearest_of_arity(cos: np.ndarray, functions: list[Function], arities: list[int | None], k: int) -> list[list[int]]:
+    """Each function's `k` nearest problems of its own arity, at a cosine of at least MIN_FUNCTION_COSINE."""
+    by_arity: dict[int, np.ndarray] = {}
+    for a in {f.arity for f in functions}:
+        by_arity[a] = np.array([j for j, n in enumerate(arities) if n == a], dtype=np.int64)
+    out = []
+    for i, f in enumerate(functions):
+        same = by_arity[f.arity]
+        row = cos[i, same]
+        best = np.argsort(-row)[:k] if len(same) else []
+        out.append([int(same[b]) for b in best if row[b] >= MIN_FUNCTION_COSINE])
+    return out
 
 
 def _keep_top(heap: list[tuple[float, int, Function]], item: tuple[float, int, Function], k: int) -> None:

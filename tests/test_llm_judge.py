@@ -1,0 +1,99 @@
+"""The `llm` contamination detector: the teacher judges each sample's nearest benchmark problems (a loopback
+OpenAI-compatible judge server that knows which sample rephrases which problem, and answers some pairs
+without the verdict line), on phi1's own rephrased HumanEval twins as exercises and as corpus code."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, phi1_cmd
+from fake_server import FakeOpenAI
+from phi1.clean.decontam import run_decontam
+from phi1.clean.detectors.llm_judge import Judge, parse_verdict
+from phi1.config import TeacherConfig
+from phi1.data import benchmark_file
+from phi1.records import read_jsonl
+from phi1.teacher import make_teacher
+from rephrased_twins import AS_CODE, TWINS
+from test_decontam import ORDINARY
+
+HE = {r["task_id"]: r for _, r in read_jsonl(benchmark_file("humaneval"))}
+# A twin's function name -> the entry point of the problem it rephrases.
+TRUTH = {next(n.name for n in ast.parse(code).body if isinstance(n, ast.FunctionDef)): HE[tid]["entry_point"]
+         for tid, (_, code) in TWINS.items()}  # fmt: skip
+
+
+def oracle(body: dict) -> str:
+    """Same when the sample holds a twin and the problem shown is the one it rephrases."""
+    prompt = body["messages"][-1]["content"]
+    sample, problem = prompt.split("The benchmark problem:")
+    if "celsius_table" in sample:
+        return "I am not sure what to say."  # never a verdict line: recorded as invalid
+    if "distinct_sorted" in sample and not oracle.asked.get(prompt):  # type: ignore[attr-defined]
+        oracle.asked[prompt] = True  # type: ignore[attr-defined]
+        return "Probably the same problem, reversed."  # no verdict line the first time: asked again
+    same = any(name in sample and f"def {entry}(" in problem for name, entry in TRUTH.items())
+    return f"Reason: compared the two.\nVerdict: {'same' if same else 'different'}"
+
+
+def judged(tmp_path: Path, name: str, rows: list[dict], kind: str, server: FakeOpenAI, k: int = 2) -> tuple:
+    data = tmp_path / f"{name}.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = TeacherConfig(backend="openai", model="judge", base_url=server.url, concurrency=4)
+    judge = Judge(make_teacher(cfg, tmp_path / "judge.sqlite"), k)
+    summary = run_decontam(data, tmp_path / name, kind=kind, workers=2, judge=judge)
+    flags = [json.loads(line) for line in (tmp_path / name / "flags.jsonl").read_text().splitlines()]
+    return summary, flags
+
+
+@pytest.mark.slow
+def test_the_judge_names_rephrased_twins_as_exercises_and_as_corpus_code(tmp_path: Path) -> None:
+    oracle.asked = {}  # type: ignore[attr-defined]
+    exercises = [{"id": tid, "text": code} for tid, (_, code) in TWINS.items()]
+    exercises += [{"id": f"ordinary-{i}", "text": code} for i, code in enumerate(ORDINARY)]
+    with FakeOpenAI(respond=oracle) as server:
+        server.faults.append("500")  # retried like every teacher call
+        summary, flags = judged(tmp_path, "exercises", exercises, "exercise", server)
+        named = {f["id"] for f in flags if f["task_id"] == f["id"]}
+        assert named == set(TWINS)  # every twin, by some detector, with the right problem
+        by_llm = {f["id"] for f in flags if "llm" in f["detectors"]}
+        # The twins whose task detail changed fail the problem's tests: only the judge names them.
+        assert {"HumanEval/16", "HumanEval/34"} <= by_llm
+        assert all(f["task_id"] == f["id"] for f in flags if "llm" in f["detectors"])
+        assert not any(f["id"].startswith("ordinary") and "llm" in f["detectors"] for f in flags)
+        j = summary["llm_judge"]
+        assert j["samples"] == len(exercises) and j["candidates"] >= 2 * len(exercises)
+        assert j["invalid"] == 2 and j["same"] == len(by_llm) and j["k"] == 2  # celsius_table's two nearest
+        reasked = len(oracle.asked)  # type: ignore[attr-defined]  # distinct_sorted's pairs, asked again once
+        assert reasked >= 1 and j["teacher"]["calls"] == j["candidates"] + 2 + reasked  # and the two invalid
+        asked = len(server.requests)
+        again, _ = judged(tmp_path, "again", exercises, "exercise", server)
+        assert len(server.requests) == asked and again["llm_judge"]["same"] == j["same"]  # all from the cache
+
+        code = [{"id": tid, "text": text} for tid, text in AS_CODE.items()]
+        summary, flags = judged(tmp_path, "code", code, "code", server, k=3)
+    named = {f["id"] for f in flags if f["task_id"] == f["id"]}
+    # Each function of a file is judged against its own nearest problems; HumanEval/43's rephrasing is 31st
+    # nearest to its problem (docs/cli.md): beyond the judge's k = 3, and execution's.
+    assert named == set(TWINS) - {"HumanEval/43"}
+    assert summary["llm_judge"]["candidates_per_sample"] > 2  # the file's nearest, and each function's
+
+
+def test_decontam_says_when_the_judge_cannot_run_and_reads_only_a_final_verdict(tmp_path: Path, cli_env: dict) -> None:
+    data = tmp_path / "d.jsonl"
+    data.write_text(json.dumps({"id": "a", "text": ORDINARY[0]}) + "\n")
+    done = subprocess.run(phi1_cmd("decontam", "--data", str(data), "--out", str(tmp_path / "o"), "--llm-judge",
+                                   "--encoder", "none"), env=cli_env, cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "llm judge:   not run: the offline teacher is not an LLM" in done.stdout
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert summary["per_detector"]["llm"] == 0 and "not run" in summary["llm_judge"]["status"]
+    assert parse_verdict("Looks alike.\nVerdict: same") == "same"
+    assert parse_verdict("Verdict: DIFFERENT.") == "different"
+    assert parse_verdict("Verdict: same\nbut I am not sure") is None and parse_verdict("") is None
