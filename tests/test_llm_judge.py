@@ -97,3 +97,29 @@ def test_decontam_says_when_the_judge_cannot_run_and_reads_only_a_final_verdict(
     assert parse_verdict("Looks alike.\nVerdict: same") == "same"
     assert parse_verdict("Verdict: DIFFERENT.") == "different"
     assert parse_verdict("Verdict: same\nbut I am not sure") is None and parse_verdict("") is None
+
+
+def test_phi1_clean_removes_what_the_judge_names_and_keys_the_teacher_only_while_it_judges(tmp_path: Path) -> None:
+    from phi1.clean import run_clean
+    from phi1.config import load_config
+    from phi1.rundir import read_table
+    from phi1.stages import STEPS
+    from test_synth_clean import _write_stage
+
+    # A twin whose task detail changed (it fails the problem's tests) among ordinary corpus code.
+    rows = [{"text": AS_CODE["HumanEval/34"]}, *({"text": code} for code in ORDINARY)]
+    _write_stage(tmp_path, "filtered", rows)
+    oracle.asked = {}  # type: ignore[attr-defined]
+    with FakeOpenAI(respond=oracle) as server:
+        teacher = [f"teacher.base_url={server.url}", "teacher.backend=openai", "teacher.model=judge"]
+        cfg = load_config(None, ["clean.llm_judge=true", *teacher])
+        m = run_clean(tmp_path, cfg, teacher=make_teacher(cfg.teacher, tmp_path / "c.sqlite"))
+    assert m["funnel"]["code"]["benchmark_llm"] == 1 and m["funnel"]["code"]["kept"] == len(ORDINARY)
+    kept = {r["text"] for r in read_table(tmp_path / "clean").to_pylist()}
+    assert AS_CODE["HumanEval/34"] not in kept and all(code in kept for code in ORDINARY)
+    # celsius_table's pairs never get a verdict line: invalid, so kept (never judged different)
+    assert m["llm_judge"]["same"] >= 1 and m["llm_judge"]["invalid"] >= 2 and m["llm_judge"]["candidates"] >= len(rows)
+    step = STEPS["clean"]
+    off = load_config(None, teacher)
+    assert "teacher" in step.declared(cfg)[0] and "judge" in step.declared(cfg)[1]
+    assert "teacher" not in step.declared(off)[0]  # with the judge off, the teacher changes no clean key
