@@ -6,7 +6,6 @@ first time (in the error file, HTTP 500); `expire` batches expire with only thei
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
 import threading
@@ -16,9 +15,11 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from fake_server import Loopback
+
 
 @dataclass
-class FakeBatchAPI:
+class FakeBatchAPI(Loopback):
     respond: Callable[[dict], str] = lambda body: "ok"
     polls: int = 1  # retrieves a batch stays in progress
     fail_once: set[str] = field(default_factory=set)  # prompt markers whose first line fails
@@ -34,38 +35,13 @@ class FakeBatchAPI:
     _ids: itertools.count = field(default_factory=itertools.count)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
+    max_body = 1 << 30  # an input file of many requests
 
-    def __enter__(self) -> FakeBatchAPI:
-        ready = threading.Event()
-        self._loop = asyncio.new_event_loop()
-
-        def serve() -> None:
-            asyncio.set_event_loop(self._loop)
-            app = web.Application(client_max_size=1 << 30)
-            app.router.add_post("/v1/files", self._upload)
-            app.router.add_get("/v1/files/{id}/content", self._content)
-            app.router.add_post("/v1/batches", self._create)
-            app.router.add_get("/v1/batches/{id}", self._retrieve)
-            self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-            self._loop.run_until_complete(self._runner.setup())
-            site = web.TCPSite(self._runner, "127.0.0.1", self.port)
-            self._loop.run_until_complete(site.start())
-            self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-            ready.set()
-            self._loop.run_forever()
-
-        self._thread = threading.Thread(target=serve, daemon=True)
-        self._thread.start()
-        ready.wait(10)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
+    def routes(self, app: web.Application) -> None:
+        app.router.add_post("/v1/files", self._upload)
+        app.router.add_get("/v1/files/{id}/content", self._content)
+        app.router.add_post("/v1/batches", self._create)
+        app.router.add_get("/v1/batches/{id}", self._retrieve)
 
     def _new_id(self, prefix: str) -> str:
         return f"{prefix}-{next(self._ids)}"

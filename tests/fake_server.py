@@ -13,42 +13,36 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Self
 
 from aiohttp import web
 
 Responder = Callable[[dict], str]
 
 
-@dataclass
-class FakeOpenAI:
-    respond: Responder = lambda body: "ok"
-    latency_s: float = 0.0
-    faults: deque[str] = field(default_factory=deque)
-    requests: list[dict] = field(default_factory=list)
-    times: list[float] = field(default_factory=list)  # arrival time of each request
-    authorization: set[str] = field(default_factory=set)
-    max_inflight: int = 0
-    slots: int | None = None  # answers at most this many at once, the rest wait (llama.cpp's --parallel)
-    port: int = 0
-    _inflight: int = 0
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+class Loopback:
+    """An aiohttp app on 127.0.0.1, served from a thread of its own while the `with` block runs. A server
+    adds its handlers in `routes` (on the server's loop: what must live there is made in it) and has a
+    `port` field (0: any free port)."""
+
+    port: int
+    max_body = 1 << 20  # bytes of a request body
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
 
-    def __enter__(self) -> FakeOpenAI:
+    def routes(self, app: web.Application) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
         ready = threading.Event()
         self._loop = asyncio.new_event_loop()
 
         def serve() -> None:
             asyncio.set_event_loop(self._loop)
-            self._slots = asyncio.Semaphore(self.slots or 1)
-            app = web.Application()
-            app.router.add_post("/v1/completions", self._completions)
-            app.router.add_post("/v1/chat/completions", self._chat)
-            app.router.add_get("/v1/models", self._models)
-            app.router.add_get("/stats", self._stats)
+            app = web.Application(client_max_size=self.max_body)
+            self.routes(app)
             self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
             self._loop.run_until_complete(self._runner.setup())
             site = web.TCPSite(self._runner, "127.0.0.1", self.port, backlog=4096)
@@ -69,6 +63,28 @@ class FakeOpenAI:
         asyncio.run_coroutine_threadsafe(stop(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
+
+
+@dataclass
+class FakeOpenAI(Loopback):
+    respond: Responder = lambda body: "ok"
+    latency_s: float = 0.0
+    faults: deque[str] = field(default_factory=deque)
+    requests: list[dict] = field(default_factory=list)
+    times: list[float] = field(default_factory=list)  # arrival time of each request
+    authorization: set[str] = field(default_factory=set)
+    max_inflight: int = 0
+    slots: int | None = None  # answers at most this many at once, the rest wait (llama.cpp's --parallel)
+    port: int = 0
+    _inflight: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def routes(self, app: web.Application) -> None:
+        self._slots = asyncio.Semaphore(self.slots or 1)
+        app.router.add_post("/v1/completions", self._completions)
+        app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_get("/v1/models", self._models)
+        app.router.add_get("/stats", self._stats)
 
     # -- handlers ------------------------------------------------------------------------------------
 
