@@ -7,9 +7,14 @@ settings with phi1's word 5-grams and 14 bands x 8 rows) and through phi1's clea
 number of workers, each in a fresh process whose whole tree's peak memory is polled. Targets: phi1's wall
 time <= 1.0x datatrove's; recall and precision of the planted duplicates at least datatrove's.
 
-datatrove is installed into a virtual environment of its own (`--venv`, from the package registry), never
-into phi1's; where it cannot be installed, that is printed as not measured, never as beaten.
-(EvalPlus beside `phi1 eval`: not built yet, issue 26.)
+Evaluation vs EvalPlus: HumanEval+'s 164 canonical solutions, two mutants of each (`phi1.mutation`: a
+wrong constant, comparison, operator...) and a broken completion (`return None`), through EvalPlus's
+`evaluate` (HUMANEVAL_OVERRIDE_PATH: the HumanEval+ v0.1.10 phi1 ships, no isolation) and `phi1 eval
+--benchmark humaneval+` (bubblewrap on), the same parallelism, both computing the reference outputs.
+Targets: phi1's wall time <= 1.0x EvalPlus's; every verdict disagreement explained (docs/benchmarks.md).
+
+The peers are installed into a virtual environment of their own (`--venv`, from the package registry),
+never into phi1's; a peer that cannot be installed is printed as not measured, never as beaten.
 
     .venv/bin/python benchmarks/peers.py [--files 50000] [--workers 2] [--venv /tmp/phi1-peers]
 """
@@ -33,7 +38,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from scale import _tree_rss, generate  # noqa: E402  (a sibling script: the same corpus, the same RSS poll)
 
-PEERS = ("datatrove[processing]>=0.4", "orjson", "spacy")  # its JSONL reader and English word tokenizer
+PEERS = ("datatrove[processing]>=0.4", "orjson", "spacy", "evalplus")  # orjson, spacy: datatrove's reader, tokenizer
 
 
 def peer_python(venv: Path) -> tuple[Path | None, str]:
@@ -132,6 +137,61 @@ def main() -> None:
     print(result("dedup_recall_vs_datatrove", r_ours, r_theirs, 1.0, higher_is_better=True))
     print(result("dedup_precision_vs_datatrove", p_ours, p_theirs, 1.0, higher_is_better=True))
     print(result("dedup_peak_rss_vs_datatrove", ours[1] / 2**20, theirs[1] / 2**20, 1.0))
+    compare_evalplus(python, args.workdir / "eval", args.workers, env)
+
+
+def eval_samples(path: Path) -> list[dict]:
+    """Each HumanEval+ problem's canonical completion, two of its mutants and `return None`."""
+    from phi1.evaluate import benchmarks
+    from phi1.mutation.mutants import mutants
+
+    rows = []
+    for tid, p in benchmarks.load("humaneval+").problems.items():
+        code = p.prompt + p.reference
+        wrong = [m.source[len(p.prompt) :] for m in mutants(code, p.prompt.count("\n") + 1, limit=2, seed=1)]
+        rows += [{"task_id": tid, "completion": c} for c in (p.reference, *wrong, "    return None\n")]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return rows
+
+
+def compare_evalplus(python: Path, work: Path, workers: int, env: dict[str, str]) -> None:
+    import gzip
+
+    from phi1.data import benchmark_file
+
+    samples = work / "samples.jsonl"
+    rows = eval_samples(samples)
+    plus = work / "HumanEvalPlus.jsonl"
+    plus.write_bytes(gzip.decompress(benchmark_file("humaneval+").read_bytes()))
+    start = time.perf_counter()
+    cmd = [str(python), "-m", "evalplus.evaluate", "--dataset", "humaneval", "--samples", str(samples),
+           "--parallel", str(workers), "--i-just-wanna-run"]  # fmt: skip
+    theirs = subprocess.run(cmd, env={**env, "HUMANEVAL_OVERRIDE_PATH": str(plus)}, capture_output=True, text=True)
+    their_s = time.perf_counter() - start
+    if theirs.returncode != 0:
+        print(f"evalplus: not measured: {theirs.stderr.strip()[-300:]}")
+        return
+    start = time.perf_counter()
+    ours = subprocess.run([sys.executable, "-m", "phi1.cli", "eval", "--benchmark", "humaneval+", "--samples",
+                           str(samples), "--out", str(work / "phi1"), "--k", "1", "--workers", str(workers)],
+                          capture_output=True, text=True)  # fmt: skip
+    our_s = time.perf_counter() - start
+    if ours.returncode != 0:
+        raise SystemExit(f"phi1 eval failed:\n{ours.stderr[-3000:]}")
+    verdicts = json.loads((work / "samples_eval_results.json").read_text())["eval"]
+    disagree = []
+    for r in map(json.loads, (work / "phi1" / "results.jsonl").read_text().splitlines()):
+        e = verdicts[r["task_id"]][r["completion_id"]]
+        if (e["base_status"] == "pass", e["plus_status"] == "pass") != (r["passed_base"], r["passed"]):
+            disagree.append((r["task_id"], r["completion_id"], r["passed_base"], r["passed"]))
+    print(f"evaluation: {len(rows)} samples; EvalPlus {their_s:.1f} s, phi1 {our_s:.1f} s (bubblewrap on)")
+    for tid, cid, base, plus_ok in disagree:
+        print(f"  disagreement: {tid} sample {cid}: phi1 base {base} plus {plus_ok}, EvalPlus the opposite")
+    print(result("eval_wall_s_vs_evalplus", our_s, their_s, 1.0))
+    agree = 1 - len(disagree) / len(rows)
+    print(f"RESULT eval_verdict_agreement value={agree:.4f} baseline=1.0 ratio={agree:.4f} target=1.0 "
+          f"status={'met' if not disagree else 'missed'}")  # fmt: skip
 
 
 if __name__ == "__main__":
