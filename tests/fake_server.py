@@ -6,6 +6,7 @@ It needs aiohttp (the `dev` extra)."""
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import threading
@@ -20,7 +21,7 @@ from aiohttp import web
 Responder = Callable[[dict], str]
 
 
-class Loopback:
+class Loopback(abc.ABC):
     """An aiohttp app on 127.0.0.1, served from a thread of its own while the `with` block runs. A server
     adds its handlers in `routes` (on the server's loop: what must live there is made in it) and has a
     `port` field (0: any free port)."""
@@ -32,8 +33,9 @@ class Loopback:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
 
+    @abc.abstractmethod
     def routes(self, app: web.Application) -> None:
-        raise NotImplementedError
+        """Add the server's handlers to `app`."""
 
     def __enter__(self) -> Self:
         ready = threading.Event()

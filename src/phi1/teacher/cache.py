@@ -60,27 +60,22 @@ class Cache:
         except sqlite3.DatabaseError as exc:
             raise Phi1Error(f"{self.path}: not a usable teacher cache ({exc})") from None
 
+    def _where_in(self, query: str, keys: list[str]) -> list[tuple]:
+        """The rows of `query` (its `{}` the placeholders of an IN list) over `keys`, 500 at a time: SQLite
+        caps a statement's parameters. The caller holds the lock."""
+        rows: list[tuple] = []
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            rows += self._db.execute(query.format(",".join("?" * len(chunk))), chunk).fetchall()
+        return rows
+
     def get_many(self, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
-        keys = list(keys)
-        found: dict[str, dict[str, Any]] = {}
+        query = ("SELECT key, text, finish_reason, prompt_tokens, completion_tokens, latency_s, model "
+                 "FROM responses WHERE key IN ({})")  # fmt: skip
         with self._lock:
-            for start in range(0, len(keys), 500):
-                chunk = keys[start : start + 500]
-                rows = self._db.execute(
-                    "SELECT key, text, finish_reason, prompt_tokens, completion_tokens, latency_s, model "
-                    f"FROM responses WHERE key IN ({','.join('?' * len(chunk))})",
-                    chunk,
-                ).fetchall()
-                for key, text, finish, pt, ct, lat, model in rows:
-                    found[key] = {
-                        "text": text,
-                        "finish_reason": finish,
-                        "prompt_tokens": pt,
-                        "completion_tokens": ct,
-                        "latency_s": lat,
-                        "model": model,
-                    }
-        return found
+            rows = self._where_in(query, list(keys))
+        fields = ("text", "finish_reason", "prompt_tokens", "completion_tokens", "latency_s", "model")
+        return {key: dict(zip(fields, rest, strict=True)) for key, *rest in rows}
 
     def put(self, key: str, backend: str, model: str, response: Response) -> None:
         req = response.request
@@ -114,17 +109,10 @@ class Cache:
 
     def open_batches(self, keys: Iterable[str]) -> dict[str, list[tuple[str, str]]]:
         """Batches still open that hold any of `keys`: batch id -> all its (key, request JSON) lines."""
-        keys = list(keys)
-        ids: set[str] = set()
+        query = ("SELECT DISTINCT r.batch_id FROM batch_requests r JOIN batches b ON b.id = r.batch_id "
+                 "WHERE b.state = 'submitted' AND r.key IN ({})")  # fmt: skip
         with self._lock:
-            for start in range(0, len(keys), 500):
-                chunk = keys[start : start + 500]
-                rows = self._db.execute(
-                    "SELECT DISTINCT r.batch_id FROM batch_requests r JOIN batches b ON b.id = r.batch_id "
-                    f"WHERE b.state = 'submitted' AND r.key IN ({','.join('?' * len(chunk))})",
-                    chunk,
-                ).fetchall()
-                ids.update(row[0] for row in rows)
+            ids = {row[0] for row in self._where_in(query, list(keys))}
             return {
                 bid: self._db.execute("SELECT key, request FROM batch_requests WHERE batch_id = ?", (bid,)).fetchall()
                 for bid in sorted(ids)

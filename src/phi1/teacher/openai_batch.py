@@ -70,12 +70,17 @@ class OpenAIBatchTeacher(OpenAITeacher):
         known = {k: _request_of(j) for lines in opened.values() for k, j in lines}
         known.update(zip(keys, requests, strict=True))
         self.submitted += len(live)
-        pending = [k for k in keys if not any(k in ks for ks in live.values())]
+        in_flight = {k for ks in live.values() for k in ks}
+        pending = [k for k in keys if k not in in_flight]
+        lines: dict[str, tuple[str, bytes]] = {}  # key -> (endpoint, JSONL line), made once: a retry sends it again
         tries = dict.fromkeys(keys, 0)
         started = time.monotonic()
         while pending or live:
-            for chunk in self._chunks(pending, known):
-                live[await self._submit(client, chunk, known)] = chunk
+            for k in pending:
+                if k not in lines:
+                    lines[k] = self._line(k, known[k])
+            for chunk in self._chunks(pending, lines):
+                live[await self._submit(client, chunk, lines, known)] = chunk
             pending = []
             await asyncio.sleep(0 if not live else self.batch.poll_s)
             for bid in list(live):
@@ -99,16 +104,16 @@ class OpenAIBatchTeacher(OpenAITeacher):
                 self.cache.close_batch(bid, batch.status)
                 self.finished += 1
 
-    def _chunks(self, keys: list[str], known: dict[str, Request]) -> list[list[str]]:
+    def _chunks(self, keys: list[str], lines: dict[str, tuple[str, bytes]]) -> list[list[str]]:
         """`keys` split by endpoint, then under the provider's limits on lines and bytes."""
         by_path: dict[str, list[str]] = {}
         for k in keys:
-            by_path.setdefault(self._body(known[k])[0], []).append(k)
+            by_path.setdefault(lines[k][0], []).append(k)
         chunks: list[list[str]] = []
         for group in by_path.values():
             chunk, size = [], 0
             for k in group:
-                n = len(self._line(k, known[k]))
+                n = len(lines[k][1])
                 if chunk and (len(chunk) >= self.batch.max_requests or size + n > self.batch.max_bytes):
                     chunks.append(chunk)
                     chunk, size = [], 0
@@ -117,14 +122,19 @@ class OpenAIBatchTeacher(OpenAITeacher):
             chunks.append(chunk)
         return chunks
 
-    def _line(self, key: str, request: Request) -> bytes:
+    def _line(self, key: str, request: Request) -> tuple[str, bytes]:
+        """(the endpoint, the request as a line of a batch's input file)."""
         path, body = self._body(request)
-        return (json.dumps({"custom_id": key, "method": "POST", "url": "/v1" + path, "body": body}) + "\n").encode()
+        line = json.dumps({"custom_id": key, "method": "POST", "url": "/v1" + path, "body": body}) + "\n"
+        return "/v1" + path, line.encode()
 
-    async def _submit(self, client: openai.AsyncOpenAI, chunk: list[str], known: dict[str, Request]) -> str:
+    async def _submit(
+        self, client: openai.AsyncOpenAI, chunk: list[str], lines: dict[str, tuple[str, bytes]],
+        known: dict[str, Request],
+    ) -> str:  # fmt: skip
         assert self.cache is not None
-        data = b"".join(self._line(k, known[k]) for k in chunk)
-        endpoint = "/v1" + self._body(known[chunk[0]])[0]
+        data = b"".join(lines[k][1] for k in chunk)
+        endpoint = lines[chunk[0]][0]
         upload = await self._retry(lambda: client.files.create(file=("phi1-batch.jsonl", data), purpose="batch"))
         batch = await self._retry(
             lambda: client.batches.create(
