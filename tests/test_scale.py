@@ -16,10 +16,12 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from phi1.clean.dedup import doc_hashes, duplicate_of, exact_duplicates, minhash_duplicates
+from phi1.clean.dedup import band_keys, doc_hashes, duplicate_of, exact_duplicates, minhash_duplicates
 from phi1.clean.problems import load_benchmark_problems
+from phi1.clean.shards import sign_jobs, sign_shard
 from phi1.clean.twins import NameIndex, name_similarity
-from phi1.config import load_config
+from phi1.config import CleanConfig, load_config
+from phi1.minhash import near_duplicates
 from phi1.rundir import Stage, write_shard
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
@@ -64,22 +66,67 @@ def test_sharded_dedup_makes_the_in_memory_decisions(tmp_path: Path, shard_size:
     for _ in range(60):  # exact copies (with whitespace changes) and near copies, of earlier or later texts
         t = rng.choice(base)
         texts.insert(rng.randrange(len(texts) + 1), t + "\n\n" if rng.random() < 0.5 else _near_copy(t, rng))
-    digests, key_files = [], []
+    digests, key_files, sig_files = [], [], []
     for k, start in enumerate(range(0, len(texts), shard_size)):
-        d, keys = doc_hashes(texts[start : start + shard_size], 5, 14, 8)
+        d, keys, sigs = doc_hashes(texts[start : start + shard_size], 5, 14, 8)
         digests.append(d)
         key_files.append(tmp_path / f"bands-{k}.npy")
+        sig_files.append(tmp_path / f"sigs-{k}.npy")
         np.save(key_files[-1], keys)
-    exact, dup = duplicate_of(np.concatenate(digests), key_files, 14)
+        np.save(sig_files[-1], sigs)
+    exact, dup = duplicate_of(np.concatenate(digests), key_files, 14, sig_files, 0.65)
 
     want_exact = exact_duplicates(texts)
     alive = np.flatnonzero(~want_exact)
-    near, of = minhash_duplicates([texts[i] for i in alive], 5, 14, 8, workers=1)
+    near, of = minhash_duplicates([texts[i] for i in alive], 5, 14, 8, workers=1, threshold=0.65)
     want = np.full(len(texts), -1)
     want[alive[near]] = alive[of[near]]
     assert want_exact.sum() >= 20 and near.sum() >= 20  # both kinds were planted and found
     assert np.array_equal(exact, want_exact)
     assert np.array_equal(dup, want)
+
+
+def test_a_shard_signed_in_batches_gets_the_hashes_of_all_its_texts_at_once(tmp_path: Path) -> None:
+    rng = random.Random(2)
+    base = _stdlib_texts(40, max_bytes=3000)
+    texts = [rng.choice(base)[: rng.randrange(50, 3000)] for _ in range(1100)] + [""]  # 3 batches of 512
+    write_shard(tmp_path / "data-00000.parquet", [{"id": str(i), "text": t} for i, t in enumerate(texts)])
+    job = sign_jobs([tmp_path / "data-00000.parquet"], tmp_path, CleanConfig())[0]
+    digests = sign_shard(job)
+    want = doc_hashes(texts, 5, 14, 8)
+    assert np.array_equal(digests, want[0])
+    assert np.array_equal(np.load(job.keys_path), want[1]) and np.array_equal(np.load(job.sigs_path), want[2])
+
+
+def _band_match_signatures() -> np.ndarray:
+    """Four documents' signatures (14 bands x 8 rows): 1 shares band 0 with 0 and nothing else (an LSH false
+    positive, estimated Jaccard 8/112); 2 is 0 with one value in nine changed (a near copy); 3 is 1 with one
+    value of every band but band 0 changed, so the bucket of band 0 holds 0, 1 and 3, and 3 resembles 1."""
+    rng = np.random.default_rng(0)
+    sigs = rng.integers(0, 2**32, size=(4, 112), dtype=np.uint64).astype(np.uint32)
+    sigs[1, :8] = sigs[0, :8]
+    sigs[2] = sigs[0]
+    sigs[2, ::9] += 1
+    sigs[3] = sigs[1]
+    sigs[3, 8::8] += 1
+    return sigs
+
+
+@pytest.mark.parametrize("threshold, want", [(0.0, [-1, 0, 0, 0]), (0.7, [-1, -1, 0, 1])])
+def test_a_band_match_counts_only_at_the_estimated_jaccard_threshold(
+    tmp_path: Path, threshold: float, want: list[int]
+) -> None:
+    sigs = _band_match_signatures()
+    digests = np.arange(4, dtype=np.uint64)
+    for k, rows in enumerate((slice(0, 2), slice(2, 4))):  # two shards: pairs across files are read too
+        np.save(tmp_path / f"bands-{k}.npy", band_keys(sigs[rows], 14, 8))
+        np.save(tmp_path / f"sigs-{k}.npy", sigs[rows])
+    keys = [tmp_path / f"bands-{k}.npy" for k in range(2)]
+    files = [tmp_path / f"sigs-{k}.npy" for k in range(2)]
+    exact, dup = duplicate_of(digests, keys, 14, files, threshold)
+    assert not exact.any()
+    assert dup.tolist() == want
+    assert near_duplicates(sigs, 14, 8, threshold)[1].tolist() == want
 
 
 def _scale_run(run_dir: Path) -> None:

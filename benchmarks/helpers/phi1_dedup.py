@@ -13,8 +13,8 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from phi1.clean.dedup import duplicate_of
-from phi1.clean.shards import SignJob, sign_shard
-from phi1.config import ExecutorConfig
+from phi1.clean.shards import sign_jobs, sign_shard
+from phi1.config import CleanConfig, ExecutorConfig
 from phi1.executor import map_shards
 
 
@@ -24,13 +24,15 @@ def main() -> None:
     parser.add_argument("--work", required=True)
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
+    cfg = CleanConfig()  # phi1's defaults: 5-grams, 14 x 8, the Jaccard check
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     shards = sorted(Path(args.shards).glob("data-*.parquet"))
-    jobs = [SignJob(str(s), str(work / f"bands-{k:05d}.npy"), 5, 14, 8) for k, s in enumerate(shards)]
+    jobs = sign_jobs(shards, work, cfg)
     executor = ExecutorConfig(kind="local", workers=args.workers)
     digests = np.concatenate(list(map_shards(sign_shard, jobs, executor, "deduplicating: hashes")))
-    exact, dup_of = duplicate_of(digests, [j.keys_path for j in jobs], 14)
+    keys, sigs = [j.keys_path for j in jobs], [j.sigs_path for j in jobs]
+    exact, dup_of = duplicate_of(digests, keys, cfg.minhash_bands, sigs, cfg.minhash_threshold)
     ids = [i for s in shards for i in pq.read_table(s, columns=["id"]).column("id").to_pylist()]
     print(json.dumps([ids[k] for k in np.flatnonzero(exact | (dup_of >= 0)).tolist()]))
 

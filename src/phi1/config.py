@@ -191,6 +191,9 @@ class CleanConfig(Section):
     minhash_ngram: int = Field(5, ge=1)  # word 5-grams, as datatrove
     minhash_bands: int = Field(14, ge=1)  # 14 x 8 = 112 permutations: Jaccard threshold ~0.72, as datatrove
     minhash_rows: int = Field(8, ge=1)
+    # a pair sharing a band counts where its estimated Jaccard reaches this (0: every shared band, as datatrove);
+    # 0.65: a standard deviation of a 112-value estimate below 14 x 8's midpoint (0.72), which stays a duplicate
+    minhash_threshold: float = Field(0.65, ge=0, le=1)
     ngram_n: int = Field(13, ge=4)  # decontamination n-grams (the 13-gram rule)
     embed_threshold: float = Field(0.95, gt=0, le=1)  # cosine similarity to a benchmark problem
     ast_threshold: float = Field(0.9, ge=0.5, le=1)  # tau: normalised AST match rate (the paper: 0.95 ... 0.8)

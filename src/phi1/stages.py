@@ -97,6 +97,7 @@ STEPS: dict[str, Step] = {
             ("clean", "curate.encoder", "curate.max_tokens", "curate.bf16", "evaluate.sandbox"),
             optional=("exercises", "textbook", "filtered", "embeddings"),
             when=(("clean.llm_judge", ("teacher",), ("judge",)),),
+            format=3,  # 3: a band match counts at clean.minhash_threshold; signatures saved beside the band keys
         ),
         Step(
             "tokenizer",

@@ -23,7 +23,7 @@ from phi1.clean.detectors import Thresholds, names
 from phi1.clean.detectors.embedding import Vectors
 from phi1.clean.detectors.llm_judge import Judge
 from phi1.clean.driver import Found, Shard, detect_shards
-from phi1.clean.shards import Benchmarks, SignJob, problems_of, sign_shard
+from phi1.clean.shards import Benchmarks, problems_of, sign_jobs, sign_shard
 from phi1.config import Config
 from phi1.errors import Phi1Error
 from phi1.executor import map_shards
@@ -143,6 +143,7 @@ def run_clean(run_dir: Path, config: Config, force: bool = False, teacher: Any =
         llm_judge=found.notes.get("llm"),
         thresholds={
             "minhash_bands_rows": [cfg.minhash_bands, cfg.minhash_rows],
+            "minhash_jaccard": cfg.minhash_threshold,
             "ngram_n": cfg.ngram_n,
             "embed": cfg.embed_threshold,
             "ast": cfg.ast_threshold,
@@ -175,10 +176,7 @@ def _thresholds(cfg: Any) -> Thresholds:
 
 def _deduplicate(shards: list[Shard], work: Path, cfg: Any, executor: Any) -> tuple[np.ndarray, np.ndarray]:
     """Every document's reason code (0: kept so far) and, for duplicates, the kept document it duplicates."""
-    jobs = [
-        SignJob(str(s.path), str(work / f"bands-{k:05d}.npy"), cfg.minhash_ngram, cfg.minhash_bands, cfg.minhash_rows)
-        for k, s in enumerate(shards)
-    ]
+    jobs = sign_jobs([s.path for s in shards], work, cfg)
     digests = []
     offset = 0
     for shard, d in zip(shards, map_shards(sign_shard, jobs, executor, "deduplicating: hashes"), strict=True):
@@ -187,7 +185,8 @@ def _deduplicate(shards: list[Shard], work: Path, cfg: Any, executor: Any) -> tu
         digests.append(d)
     with console.status("deduplicating: buckets"):
         all_digests = np.concatenate(digests) if digests else np.zeros(0, dtype=np.uint64)
-        exact, dup_of = duplicate_of(all_digests, [j.keys_path for j in jobs], cfg.minhash_bands)
+        keys, sigs = [j.keys_path for j in jobs], [j.sigs_path for j in jobs]
+        exact, dup_of = duplicate_of(all_digests, keys, cfg.minhash_bands, sigs, cfg.minhash_threshold)
     reason = np.zeros(len(all_digests), dtype=np.int8)
     reason[dup_of >= 0] = REASONS.index("near_duplicate")
     reason[exact] = REASONS.index("exact_duplicate")

@@ -1,10 +1,13 @@
 """Deduplication across all training sources together: exact (normalised text) and near (MinHash LSH with
-datatrove's defaults: word 5-grams, 14 bands x 8 rows, a Jaccard threshold of about 0.72).
+datatrove's defaults: word 5-grams, 14 bands x 8 rows, a Jaccard threshold of about 0.72), each pair that
+shares a bucket verified by its signatures' estimated Jaccard (`clean.minhash_threshold`), which datatrove
+does not do: banding alone also joins pairs far below its threshold.
 
-At scale it runs the datatrove way, in bounded memory: each shard's documents become an exact digest and one
-64-bit key per LSH band (`doc_hashes`, on any worker), saved beside the shard; then, band by band, the keys
-of all documents are sorted on disk-backed arrays to find the buckets they share (`duplicate_of`): 16 bytes
-per document in memory for one band at a time, never the texts or the signatures.
+At scale it runs the datatrove way, in bounded memory: each shard's documents become an exact digest, one
+64-bit key per LSH band and their signature (`doc_hashes`, on any worker), saved beside the shard; then, band
+by band, the keys of all documents are sorted on disk-backed arrays to find the buckets they share
+(`duplicate_of`): 16 bytes per document in memory for one band at a time, never the texts, and the signatures
+read from disk only for the pairs a band joins.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from phi1.minhash import near_duplicates, signatures
+from phi1.minhash import estimated_jaccard, near_duplicates, signatures
 
 
 def normalise(text: str) -> str:
@@ -35,11 +38,12 @@ def exact_duplicates(texts: Sequence[str]) -> np.ndarray:
 
 
 def minhash_duplicates(
-    texts: Sequence[str], ngram: int = 5, bands: int = 14, rows: int = 8, workers: int | None = None
-) -> tuple[np.ndarray, np.ndarray]:
+    texts: Sequence[str], ngram: int = 5, bands: int = 14, rows: int = 8, workers: int | None = None,
+    threshold: float = 0.0,
+) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """(is a near-duplicate of an earlier text, index of that text or -1), all in memory."""
     sigs = signatures(texts, ngram, bands * rows, workers=workers)
-    return near_duplicates(sigs, bands, rows)
+    return near_duplicates(sigs, bands, rows, threshold)
 
 
 # -- at scale: hashes per shard, buckets by sorting --------------------------------------------------------
@@ -65,11 +69,12 @@ def band_keys(sigs: np.ndarray, bands: int, rows: int) -> np.ndarray:
     return keys
 
 
-def doc_hashes(texts: Sequence[str], ngram: int, bands: int, rows: int) -> tuple[np.ndarray, np.ndarray]:
-    """(exact digests [n] uint64, LSH band keys [n, bands] uint64) of one shard's texts."""
+def doc_hashes(texts: Sequence[str], ngram: int, bands: int, rows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(exact digests [n] uint64, LSH band keys [n, bands] uint64, signatures [n, bands * rows] uint32) of one
+    shard's texts (a signature's values are below 2^32)."""
     digests = np.array([digest(t) for t in texts], dtype=np.uint64)
     sigs = signatures(texts, ngram, bands * rows, workers=1)
-    return digests, band_keys(sigs, bands, rows)
+    return digests, band_keys(sigs, bands, rows), sigs.astype(np.uint32)
 
 
 def _firsts(keys: np.ndarray) -> np.ndarray:
@@ -85,16 +90,22 @@ def first_copies(digests: np.ndarray) -> np.ndarray:
     return first[inverse.ravel()]
 
 
-def duplicate_of(digests: np.ndarray, key_files: Sequence[Path], bands: int) -> tuple[np.ndarray, np.ndarray]:
+def duplicate_of(
+    digests: np.ndarray, key_files: Sequence[Path], bands: int, sig_files: Sequence[Path] = (),
+    threshold: float = 0.0,
+) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """(exact duplicate [N] bool, near duplicate of [N] int64, -1 if none) over documents in the order of
-    preference, given every document's digest and the .npy files of band keys (one per shard, in order).
+    preference, given every document's digest and the .npy files of band keys and of signatures (one each per
+    shard, in order; the signatures only where `threshold` > 0).
 
     Exact duplicates of an earlier document are out first; among the rest, a document sharing a bucket of any
-    band with an earlier one is a near duplicate of the earliest such (the first band that has one), and
-    chains lead to a kept document. The same decisions as `minhash_duplicates` on the texts."""
+    band with an earlier one is a near duplicate of the earliest such (the first band that has one) whose
+    estimated Jaccard reaches `threshold`, checked against the bucket's first document, then the one just
+    before it; chains lead to a kept document. The same decisions as `minhash_duplicates` on the texts."""
     exact = ~_firsts(digests)
     alive = np.flatnonzero(~exact)
     dup = np.full(len(digests), -1, dtype=np.int64)
+    verify = _Signatures(sig_files) if threshold > 0 else None
     for b in range(bands):
         column = np.concatenate([np.load(p, mmap_mode="r")[:, b] for p in key_files])[alive]
         order = np.argsort(column, kind="stable")  # equal keys stay in document order
@@ -102,9 +113,18 @@ def duplicate_of(digests: np.ndarray, key_files: Sequence[Path], bands: int) -> 
         starts = np.ones(len(order), dtype=bool)
         starts[1:] = ordered[1:] != ordered[:-1]
         head = order[np.maximum.accumulate(np.where(starts, np.arange(len(order)), 0))]
-        members, firsts = alive[order[~starts]], alive[head[~starts]]
+        later = np.flatnonzero(~starts)
+        members, firsts, previous = alive[order[later]], alive[head[later]], alive[order[later - 1]]
         unset = dup[members] < 0
-        dup[members[unset]] = firsts[unset]
+        members, firsts, previous = members[unset], firsts[unset], previous[unset]
+        if verify is None:
+            dup[members] = firsts
+        else:
+            ok = verify.jaccard(members, firsts) >= threshold
+            dup[members[ok]] = firsts[ok]
+            rest = ~ok & (previous != firsts)
+            ok = verify.jaccard(members[rest], previous[rest]) >= threshold
+            dup[members[rest][ok]] = previous[rest][ok]
         del column, order, ordered, starts, head
     while True:  # pointer jumping: each document ends up pointing at the root of its chain
         has = dup >= 0
@@ -113,3 +133,25 @@ def duplicate_of(digests: np.ndarray, key_files: Sequence[Path], bands: int) -> 
         if np.array_equal(nxt, dup):
             return exact, dup
         dup = nxt
+
+
+class _Signatures:
+    """Every shard's signatures, memory-mapped: rows are read for the pairs a band joins, not all of them."""
+
+    def __init__(self, files: Sequence[Path]) -> None:
+        self.maps = [np.load(p, mmap_mode="r") for p in files]
+        self.starts = np.cumsum([0] + [len(m) for m in self.maps])
+
+    def rows(self, docs: np.ndarray) -> np.ndarray:
+        if len(docs) and docs.max() >= self.starts[-1]:
+            raise ValueError(f"{len(self.maps)} signature files hold {self.starts[-1]} documents, not {docs.max() + 1}")
+        width = self.maps[0].shape[1] if self.maps else 0
+        out = np.empty((len(docs), width), dtype=np.uint32)
+        shard = np.searchsorted(self.starts, docs, side="right") - 1
+        for k in np.unique(shard):
+            at = shard == k
+            out[at] = self.maps[k][docs[at] - self.starts[k]]
+        return out
+
+    def jaccard(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return estimated_jaccard(self.rows(a), self.rows(b))

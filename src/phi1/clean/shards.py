@@ -8,9 +8,11 @@ the run directory and returns small results (hashes, matches, candidates), never
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -55,19 +57,38 @@ def read_texts(path: str | Path, rows: np.ndarray | None = None) -> list[str]:
     return column.to_pylist()
 
 
+def text_batches(path: str | Path, size: int = 512) -> Iterator[list[str]]:
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=size, columns=["text"]):
+        yield batch.column(0).to_pylist()
+
+
 @dataclass(frozen=True)
 class SignJob:
     path: str
     keys_path: str
+    sigs_path: str
     ngram: int
     bands: int
     rows: int
 
 
+def sign_jobs(paths: Sequence[str | Path], work: Path, cfg: Any) -> list[SignJob]:
+    """One job per input shard, its band keys and signatures written under `work` (a `clean` config)."""
+    return [
+        SignJob(str(p), str(work / f"bands-{k:05d}.npy"), str(work / f"sigs-{k:05d}.npy"), cfg.minhash_ngram,
+                cfg.minhash_bands, cfg.minhash_rows)
+        for k, p in enumerate(paths)
+    ]  # fmt: skip
+
+
 def sign_shard(job: SignJob) -> np.ndarray:
-    """The shard's exact digests; its band keys go to `job.keys_path`."""
-    digests, keys = doc_hashes(read_texts(job.path), job.ngram, job.bands, job.rows)
-    tmp = Path(job.keys_path).with_suffix(".tmp.npy")
-    np.save(tmp, keys, allow_pickle=False)
-    tmp.replace(job.keys_path)
+    """The shard's exact digests; its band keys go to `job.keys_path`, its signatures to `job.sigs_path`.
+    The texts are read a batch at a time: a worker holds the hashes of the shard, not its text."""
+    hashes = [doc_hashes(texts, job.ngram, job.bands, job.rows) for texts in text_batches(job.path)]
+    parts = hashes or [doc_hashes([], job.ngram, job.bands, job.rows)]
+    digests, keys, sigs = (np.concatenate(column) for column in zip(*parts, strict=True))
+    for array, path in ((keys, job.keys_path), (sigs, job.sigs_path)):
+        tmp = Path(path).with_suffix(".tmp.npy")
+        np.save(tmp, array, allow_pickle=False)
+        tmp.replace(path)
     return digests
