@@ -192,6 +192,16 @@ def compare_evalplus(python: Path, work: Path, workers: int, env: dict[str, str]
     agree = 1 - len(disagree) / len(rows)
     print(f"RESULT eval_verdict_agreement value={agree:.4f} baseline=1.0 ratio={agree:.4f} target=1.0 "
           f"status={'met' if not disagree else 'missed'}")  # fmt: skip
+    # Explained without reading code: EvalPlus fails the problem's canonical solution (sample 0), so its
+    # oracle for that problem is broken (docs/benchmarks.md says how); any other disagreement is not.
+    broken = {
+        tid for tid, runs in verdicts.items() if runs[0]["base_status"] != "pass" or runs[0]["plus_status"] != "pass"
+    }
+    unexplained = [d for d in disagree if d[0] not in broken]
+    print(f"  problems whose canonical solution EvalPlus fails: {sorted(broken)}")
+    ratio = len(unexplained) / len(disagree) if disagree else 0.0
+    print(f"RESULT eval_disagreements_unexplained value={len(unexplained)} baseline={len(disagree)} "
+          f"ratio={ratio:.3f} target=0 status={'met' if not unexplained else 'missed'}")  # fmt: skip
 
 
 if __name__ == "__main__":

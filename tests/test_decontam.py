@@ -15,7 +15,7 @@ from phi1.clean.decontam import run_decontam
 from phi1.clean.detectors import Thresholds
 from phi1.clean.driver import detect_texts
 from phi1.clean.problems import load_benchmark_problems
-from phi1.clean.twins import name_similarity
+from phi1.clean.twins import functions_of, name_similarity
 from phi1.sandbox import Sandbox
 
 # Renamed and restructured twins of HumanEval problems (each passes its problem's tests once renamed).
@@ -110,6 +110,25 @@ def test_execution_flags_renamed_twins_with_the_right_task_and_nothing_else(tmp_
     assert summary["per_detector"]["execution"] >= len(TWINS) and summary["samples"] == len(rows)
     assert set(summary["per_detector"]) == {"ngram", "embedding", "ast", "execution", "llm"}
     assert summary["llm_judge"]["status"].startswith("off")  # asked for with --llm-judge only
+
+
+def test_a_corpus_function_is_run_with_the_imports_it_uses_and_a_missing_module_does_not_hide_it(
+    tmp_path: Path,
+) -> None:
+    """A file of The Stack imports what the sandbox may not have (a third-party package, another OS's
+    module); a twin that needs none of it is still a twin."""
+    module = "import phi1_no_such_package, winreg\nfrom typing import (\n    List,\n)\n" + TWINS["HumanEval/9"]
+    module += "\n\ndef load_settings(path: str) -> dict:\n    return phi1_no_such_package.read(path)\n"
+    functions = {f.name: f.source for f in functions_of(module, "code", 0)}
+    assert (
+        "winreg" not in functions["running_maximum"]
+        and "from itertools import accumulate" in functions["running_maximum"]
+    )
+    assert "phi1_no_such_package" in functions["load_settings"] and "List" not in functions["load_settings"]
+    data = _write(tmp_path / "data.jsonl", [{"id": "file", "text": module}])
+    run_decontam(data, tmp_path / "out", kind="code", workers=2)
+    flags = [json.loads(line) for line in (tmp_path / "out" / "flags.jsonl").read_text().splitlines()]
+    assert any(f["task_id"] == "HumanEval/9" and "execution" in f["detectors"] for f in flags), flags
 
 
 def test_decontam_cli_reads_parquet_and_a_text_field(tmp_path: Path, cli_env: dict) -> None:

@@ -97,7 +97,9 @@ STEPS: dict[str, Step] = {
             ("clean", "curate.encoder", "curate.max_tokens", "curate.bf16", "evaluate.sandbox"),
             optional=("exercises", "textbook", "filtered", "embeddings"),
             when=(("clean.llm_judge", ("teacher",), ("judge",)),),
-            format=3,  # 3: a band match counts at clean.minhash_threshold; signatures saved beside the band keys
+            # 3: a band match counts at clean.minhash_threshold; signatures saved beside the band keys
+            # 4: corpus functions run with the imports they use, nearest problems by source and by docstring
+            format=4,
         ),
         Step(
             "tokenizer",

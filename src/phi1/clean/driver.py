@@ -103,7 +103,8 @@ class Run:
     sandbox: Any
     cosine: np.ndarray | None = None  # the shard being folded: its samples x problems (embedding)
     problems: tuple = ()  # the benchmark problems (the judge shows them)
-    # the shard being folded, corpus code: its functions (sample = document) x problems cosines (embedding)
+    # the shard being folded, corpus code: its functions (sample = document) and their cosines to the problems
+    # seen two ways (embedding): [views (the source; the docstring alone, -1 without one), functions, problems]
     functions: list = field(default_factory=list)
     function_cosine: np.ndarray | None = None
 

@@ -52,17 +52,35 @@ def functions_of(text: str, kind: str, sample: int) -> list[Function]:
         if tree is None:
             continue
         lines = source.splitlines()
-        absolute = [n for n in tree.body if _absolute_import(n)]
-        imports = "\n".join("\n".join(lines[n.lineno - 1 : n.end_lineno]) for n in absolute)
+        imports = [n for n in tree.body if _absolute_import(n)]
         for node in tree.body:
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno:
                 body = "\n".join(lines[node.lineno - 1 - len(node.decorator_list) : node.end_lineno])
-                out.append(Function(sample, node.name, arity(node), f"{imports}\n{body}\n" if imports else body + "\n"))
+                prelude = _prelude(imports, node)
+                out.append(Function(sample, node.name, arity(node), f"{prelude}{body}\n"))
     return out
 
 
 def _absolute_import(node: ast.stmt) -> bool:
     return isinstance(node, ast.Import) or (isinstance(node, ast.ImportFrom) and not node.level)
+
+
+def _prelude(imports: list[ast.stmt], function: ast.stmt) -> str:
+    """The file's imports of names the function uses, each name in a try of its own: a file of The Stack
+    imports what the sandbox may lack (a third-party package, another OS's module), and a function that needs
+    none of it must still run. `__future__` imports stay first and bare, as they must."""
+    used = {n.id for n in ast.walk(function) if isinstance(n, ast.Name)}
+    head, rest = [], []
+    for node in imports:
+        if isinstance(node, ast.ImportFrom) and node.module == "__future__":
+            head.append(ast.unparse(node) + "\n")
+            continue
+        for alias in node.names:  # type: ignore[attr-defined]
+            bound = alias.asname or (alias.name.split(".")[0] if isinstance(node, ast.Import) else alias.name)
+            if bound == "*" or bound in used:
+                one = ast.Import([alias]) if isinstance(node, ast.Import) else ast.ImportFrom(node.module, [alias], 0)
+                rest.append(f"try:\n    {ast.unparse(one)}\nexcept Exception:\n    pass\n")
+    return "".join(head + rest)
 
 
 def arity(node: ast.FunctionDef | ast.AsyncFunctionDef) -> int:

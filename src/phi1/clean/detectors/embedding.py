@@ -4,6 +4,7 @@ the vectors curation already computed. Every problem's nearest sample is recorde
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import hashlib
 import json
@@ -15,6 +16,7 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 
+from phi1.clean.detectors.ast_match import parse_quiet
 from phi1.clean.detectors.base import Detector, ShardText
 from phi1.clean.shards import read_texts, runnable
 from phi1.clean.twins import Function, functions_of
@@ -140,4 +142,24 @@ class EmbeddingDetector(Detector):
             found.add(int(docs[i]), int(j), self.name, round(float(cos[i, j]), 4), True)
         if scanned:  # what execution and the judge take as each function's nearest problems
             run.functions = [replace(f, sample=shard.offset + f.sample) for f in scanned]
-            run.function_cosine = unit(self.vectors.encode([f.source for f in scanned])) @ self.vectors.bench.T
+            run.function_cosine = self._function_cosine(scanned)
+
+    def _function_cosine(self, functions: list[Function]) -> np.ndarray:
+        """[2, functions, problems]: each function's cosine to each problem by its source, and by its docstring
+        alone (-1 without one): a rephrased task's words can sit nearer its problem than the rewritten code
+        does (measured in docs/cli.md). Two views, each ranked on its own: the larger of two cosines would let
+        the code's neighbours crowd out the docstring's."""
+        source = unit(self.vectors.encode([f.source for f in functions])) @ self.vectors.bench.T
+        words = np.full_like(source, -1.0)
+        docs = [docstring(f.source) for f in functions]
+        have = [i for i, d in enumerate(docs) if d]
+        if have:
+            words[have] = unit(self.vectors.encode([docs[i] for i in have])) @ self.vectors.bench.T
+        return np.stack([source, words])
+
+
+def docstring(source: str) -> str:
+    """The docstring of the (first) function in `source`, or ''."""
+    tree = parse_quiet(source)
+    node = next((n for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)), None) if tree else None
+    return (ast.get_docstring(node) or "") if node else ""

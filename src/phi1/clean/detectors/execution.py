@@ -148,16 +148,20 @@ class ExecutionDetector(Detector):
 
 
 def nearest_of_arity(cos: np.ndarray, functions: list[Function], arities: list[int | None], k: int) -> list[list[int]]:
-    """Each function's `k` nearest problems of its own arity, at a cosine of at least MIN_FUNCTION_COSINE."""
+    """Each function's `k` nearest problems of its own arity in each view of `cos` ([views, functions,
+    problems]; the first view's first), at a cosine of at least MIN_FUNCTION_COSINE."""
     by_arity: dict[int, np.ndarray] = {}
     for a in {f.arity for f in functions}:
         by_arity[a] = np.array([j for j, n in enumerate(arities) if n == a], dtype=np.int64)
     out = []
     for i, f in enumerate(functions):
         same = by_arity[f.arity]
-        row = cos[i, same]
-        best = np.argsort(-row)[:k] if len(same) else []
-        out.append([int(same[b]) for b in best if row[b] >= MIN_FUNCTION_COSINE])
+        chosen: dict[int, None] = {}
+        for view in cos:
+            row = view[i, same]
+            best = np.argsort(-row, kind="stable")[:k] if len(same) else []
+            chosen.update((int(same[b]), None) for b in best if row[b] >= MIN_FUNCTION_COSINE)
+        out.append(list(chosen))
     return out
 
 

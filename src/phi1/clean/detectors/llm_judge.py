@@ -85,10 +85,12 @@ class LLMJudgeDetector(Detector):
             for i, js in enumerate(np.argsort(-run.cosine, axis=1)[:, : self.judge.k].tolist()):
                 wanted.update(((int(docs[i]), j), None) for j in js)
         if run.function_cosine is not None and run.function_cosine.size:  # corpus code: each function alone
-            for f, js in zip(run.functions, np.argsort(-run.function_cosine, axis=1)[:, : self.judge.k].tolist(),
-                             strict=True):  # fmt: skip
-                for j in js:
-                    wanted.setdefault((f.sample, j), f.source)
+            for view in run.function_cosine:  # by its source, and by its docstring (where it has one)
+                top = np.argsort(-view, axis=1)[:, : self.judge.k]
+                for f, row, js in zip(run.functions, view, top.tolist(), strict=True):
+                    for j in js:
+                        if row[j] > -1:  # a function without a docstring has no neighbours by it
+                            wanted.setdefault((f.sample, j), f.source)
         for (doc, j), m in found.pairs.items():
             if doc in position and not m.detectors:  # scored by another detector, below its threshold
                 wanted.setdefault((doc, j), None)
