@@ -101,7 +101,7 @@ class LLMJudgeDetector(Detector):
         shown = [wanted[p] or texts[position[p[0]]] for p in pairs]
         self.stats.candidates += len(pairs)
         asked = [(text, run.problems[j]) for text, (_, j) in zip(shown, pairs, strict=True)]
-        for (doc, j), verdict in zip(pairs, self._verdicts(asked), strict=True):
+        for (doc, j), verdict in zip(pairs, judge_pairs(self.judge, asked, self.stats.usage), strict=True):
             if verdict is None:
                 self.stats.invalid += 1
                 self.stats.invalid_pairs.append((doc, j))
@@ -111,20 +111,22 @@ class LLMJudgeDetector(Detector):
             self.stats.different += not same
             found.add(doc, j, self.name, 1.0 if same else 0.0, same)
 
-    def _verdicts(self, pairs: list[tuple[str, Any]]) -> list[str | None]:
-        """Each (sample text, problem) pair's verdict; None where no answer had the verdict line."""
-        out: list[str | None] = [None] * len(pairs)
-        todo = list(range(len(pairs)))
-        for attempt in range(ASKS):
-            requests = [_request(*pairs[n], attempt, n) for n in todo]
-            for response in self.judge.teacher.generate(requests, self.stats.usage, progress="decontaminating: llm"):
-                n = response.request.metadata["n"]
-                out[n] = parse_verdict(response.text) if response.ok else None
-            todo = [n for n in todo if out[n] is None]
-        return out
-
     def finish(self, run: Any, found: Any) -> None:
         found.notes[self.name] = self.stats.as_dict()
+
+
+def judge_pairs(judge: Judge, pairs: list[tuple[str, Any]], usage: Usage) -> list[str | None]:
+    """Each (sample text, benchmark problem) pair's verdict, `same` or `different`; None where no answer had
+    the verdict line in ASKS tries. Usage is added to `usage`."""
+    out: list[str | None] = [None] * len(pairs)
+    todo = list(range(len(pairs)))
+    for attempt in range(ASKS):
+        requests = [_request(*pairs[n], attempt, n) for n in todo]
+        for response in judge.teacher.generate(requests, usage, progress="decontaminating: llm"):
+            n = response.request.metadata["n"]
+            out[n] = parse_verdict(response.text) if response.ok else None
+        todo = [n for n in todo if out[n] is None]
+    return out
 
 
 def _request(sample: str, problem: Any, attempt: int, n: int) -> Request:
