@@ -80,6 +80,37 @@ def test_a_run_killed_while_polling_resumes_the_same_batches(tmp_path: Path, cli
     assert teacher.describe()["batches"] == 3
 
 
+@pytest.mark.parametrize("when", ["after", "before"])
+def test_a_run_killed_while_creating_a_batch_adopts_it_or_creates_it_once(
+    tmp_path: Path, cli_env: dict, when: str
+) -> None:
+    """The run died in `batches.create`, after the provider made the batch (the next run finds it by its
+    uploaded input file and polls it) or before (the next run creates it from that file): once either way."""
+    cache = tmp_path / "c.sqlite"
+    with FakeBatchAPI(respond=answer, mute_create=when) as server:
+        script = textwrap.dedent(f"""
+            from phi1.config import TeacherConfig
+            from phi1.teacher import Request, make_teacher
+            cfg = TeacherConfig(backend="openai", model="fake", base_url="{server.url}", mode="batch",
+                                batch_poll_s=0.05, timeout_s=600)
+            for r in make_teacher(cfg, "{cache}").generate([Request.chat(f"question {{i}}") for i in range(4)]):
+                pass
+        """)
+        proc = subprocess.Popen([sys.executable, "-c", script], env=cli_env)
+        deadline = time.monotonic() + 60
+        while not (server.created or server.creating) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.2)  # the batch is made (or not) and recorded by the server before the kill
+        proc.kill()
+        proc.wait()
+        assert len(server.created) == (when == "after"), "killed while the batch was being created"
+        server.mute_create = ""
+        teacher = make_teacher(batch_config(server.url), cache)
+        got = {r.request.messages[-1][1]: r.text for r in teacher.generate(requests(4))}
+    assert got == {f"question {i}": f"echo: question {i}" for i in range(4)}
+    assert len(server.created) == 1 and set(server.lines_sent.values()) == {1}  # nothing submitted twice
+
+
 def test_batch_mode_is_for_the_openai_backend_and_needs_a_cache(tmp_path: Path) -> None:
     with pytest.raises(Phi1Error, match="only the openai backend has a Batch API"):
         make_teacher(TeacherConfig(backend="offline", mode="batch"), tmp_path / "c.sqlite")

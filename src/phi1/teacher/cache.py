@@ -100,7 +100,8 @@ class Cache:
             )
 
     def record_batch(self, batch_id: str, endpoint: str, requests: list[tuple[str, str]]) -> None:
-        """A submitted batch and its (key, request JSON) lines, in one transaction."""
+        """A batch about to be submitted (its id: `file:` and the uploaded input file's id, until the provider
+        gives one: `name_batch`) and its (key, request JSON) lines, in one transaction."""
         with self._lock:
             self._db.execute("BEGIN")
             self._db.execute("INSERT INTO batches VALUES (?, ?, ?, ?)", (batch_id, "submitted", endpoint, time.time()))
@@ -117,6 +118,18 @@ class Cache:
                 bid: self._db.execute("SELECT key, request FROM batch_requests WHERE batch_id = ?", (bid,)).fetchall()
                 for bid in sorted(ids)
             }
+
+    def name_batch(self, old: str, new: str) -> None:
+        """The provider's id for a batch recorded before it was created."""
+        with self._lock:
+            self._db.execute("BEGIN")
+            self._db.execute("UPDATE batches SET id = ? WHERE id = ?", (new, old))
+            self._db.execute("UPDATE batch_requests SET batch_id = ? WHERE batch_id = ?", (new, old))
+            self._db.execute("COMMIT")
+
+    def batch_created_at(self, batch_id: str) -> float:
+        with self._lock:
+            return float(self._db.execute("SELECT created FROM batches WHERE id = ?", (batch_id,)).fetchone()[0])
 
     def close_batch(self, batch_id: str, state: str) -> None:
         with self._lock:

@@ -3,8 +3,9 @@
 and their output and error files read back into the same cache as online answers (the same keys: a run can
 switch modes and keep every answer).
 
-Every submitted batch and its requests are recorded in the cache database before it is polled, so a run
-killed while waiting polls the same batches when it starts again and submits nothing twice. A line that
+Every batch and its requests are recorded in the cache database once its input file is uploaded, before it
+is created, so a run killed while waiting polls the same batches when it starts again and submits nothing
+twice; one killed before it read the created batch's id finds that batch by its input file. A line that
 failed (its own error, or a body without text) goes into the next batch, up to `max_retries` times; a batch
 that expired or was cancelled gives back what it finished and its other lines go into the next batch.
 """
@@ -25,6 +26,7 @@ from phi1.teacher.base import Params, Request, Response, error_response
 from phi1.teacher.openai_compat import OpenAITeacher, Retryable
 
 FINAL = frozenset({"completed", "failed", "expired", "cancelled"})
+PENDING = "file:"  # a recorded batch's id until the provider names it: its input file's
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,9 @@ class OpenAIBatchTeacher(OpenAITeacher):
         known = {k: _request_of(j) for lines in opened.values() for k, j in lines}
         known.update(zip(keys, requests, strict=True))
         self.submitted += len(live)
+        for bid in [b for b in live if b.startswith(PENDING)]:  # created, or not, by a run that died meanwhile
+            chunk = live.pop(bid)
+            live[await self._adopt(client, bid, self._line(chunk[0], known[chunk[0]])[0])] = chunk
         in_flight = {k for ks in live.values() for k in ks}
         pending = [k for k in keys if k not in in_flight]
         lines: dict[str, tuple[str, bytes]] = {}  # key -> (endpoint, JSONL line), made once: a retry sends it again
@@ -136,16 +141,37 @@ class OpenAIBatchTeacher(OpenAITeacher):
         data = b"".join(lines[k][1] for k in chunk)
         endpoint = lines[chunk[0]][0]
         upload = await self._retry(lambda: client.files.create(file=("phi1-batch.jsonl", data), purpose="batch"))
+        self.cache.record_batch(PENDING + upload.id, endpoint, [(k, _request_json(known[k])) for k in chunk])
+        self.submitted += 1
+        return await self._create(client, upload.id, endpoint)
+
+    async def _create(self, client: openai.AsyncOpenAI, file_id: str, endpoint: str) -> str:
+        assert self.cache is not None
         batch = await self._retry(
             lambda: client.batches.create(
-                input_file_id=upload.id,
+                input_file_id=file_id,
                 endpoint=endpoint,  # type: ignore[arg-type]
                 completion_window=self.batch.window,  # type: ignore[arg-type]
             )
         )
-        self.cache.record_batch(batch.id, endpoint, [(k, _request_json(known[k])) for k in chunk])
-        self.submitted += 1
+        self.cache.name_batch(PENDING + file_id, batch.id)
         return batch.id
+
+    async def _adopt(self, client: openai.AsyncOpenAI, pending: str, endpoint: str) -> str:
+        """The provider's batch made from a recorded input file (its list is newest first; an hour of clock
+        skew allowed), or a batch created from that file now where there is none."""
+        assert self.cache is not None
+        file_id = pending.removeprefix(PENDING)
+        since = self.cache.batch_created_at(pending) - 3600
+        page = await self._retry(lambda: client.batches.list(limit=100))
+        while True:
+            for batch in page.data:
+                if batch.input_file_id == file_id:
+                    self.cache.name_batch(pending, batch.id)
+                    return batch.id
+            if not page.data or page.data[-1].created_at < since or not page.has_next_page():
+                return await self._create(client, file_id, endpoint)
+            page = await self._retry(page.get_next_page)
 
     async def _results(
         self, client: openai.AsyncOpenAI, batch: Any, known: dict[str, Request], waited_s: float
