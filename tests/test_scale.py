@@ -74,7 +74,7 @@ def test_sharded_dedup_makes_the_in_memory_decisions(tmp_path: Path, shard_size:
         sig_files.append(tmp_path / f"sigs-{k}.npy")
         np.save(key_files[-1], keys)
         np.save(sig_files[-1], sigs)
-    exact, dup = duplicate_of(np.concatenate(digests), key_files, 14, sig_files, 0.65)
+    exact, dup, _ = duplicate_of(np.concatenate(digests), key_files, 14, sig_files, 0.65)
 
     want_exact = exact_duplicates(texts)
     alive = np.flatnonzero(~want_exact)
@@ -123,9 +123,11 @@ def test_a_band_match_counts_only_at_the_estimated_jaccard_threshold(
         np.save(tmp_path / f"sigs-{k}.npy", sigs[rows])
     keys = [tmp_path / f"bands-{k}.npy" for k in range(2)]
     files = [tmp_path / f"sigs-{k}.npy" for k in range(2)]
-    exact, dup = duplicate_of(digests, keys, 14, files, threshold)
+    exact, dup, joined = duplicate_of(digests, keys, 14, files, threshold)
     assert not exact.any()
     assert dup.tolist() == want
+    assert joined.tolist() == [False, True, True, True]  # 1 and 3 share 0's bucket of band 0, 2 shares many
+    assert (joined & (dup < 0)).tolist() == [False, threshold > 0, False, False]  # the false positive, kept
     assert near_duplicates(sigs, 14, 8, threshold)[1].tolist() == want
 
 
@@ -160,6 +162,25 @@ def _scale_run(run_dir: Path) -> None:
 def _outputs(run_dir: Path) -> dict[str, str]:
     names = [*sorted((run_dir / "clean").glob("*.parquet")), *sorted((run_dir / "tokens").glob("*.bin"))]
     return {p.relative_to(run_dir).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in names}
+
+
+def test_clean_counts_the_band_matches_its_jaccard_check_kept(tmp_path: Path) -> None:
+    from phi1.clean import run_clean
+
+    settings = ["curate.encoder=hashing", "clean.mbpp=false", "executor.workers=1"]
+    counts = {}
+    for threshold in (0.0, 0.65, 0.99):
+        run_dir = tmp_path / str(threshold)
+        _scale_run(run_dir)
+        counts[threshold] = run_clean(run_dir, load_config(None, [*settings, f"clean.minhash_threshold={threshold}"]))[
+            "counts"
+        ]
+    assert counts[0.0]["near_kept_by_jaccard"] == 0  # without the check every band match is a duplicate
+    for threshold in (0.65, 0.99):  # what the check keeps is what banding alone would have removed
+        c = counts[threshold]
+        near = c["removed"].get("near_duplicate", 0)
+        assert near + c["near_kept_by_jaccard"] == counts[0.0]["removed"]["near_duplicate"] >= 3, counts
+    assert counts[0.99]["near_kept_by_jaccard"] >= 1  # the planted near copies are not 99% alike
 
 
 @pytest.mark.slow

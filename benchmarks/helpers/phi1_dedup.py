@@ -32,7 +32,7 @@ def main() -> None:
     executor = ExecutorConfig(kind="local", workers=args.workers)
     digests = np.concatenate(list(map_shards(sign_shard, jobs, executor, "deduplicating: hashes")))
     keys, sigs = [j.keys_path for j in jobs], [j.sigs_path for j in jobs]
-    exact, dup_of = duplicate_of(digests, keys, cfg.minhash_bands, sigs, cfg.minhash_threshold)
+    exact, dup_of, _ = duplicate_of(digests, keys, cfg.minhash_bands, sigs, cfg.minhash_threshold)
     ids = [i for s in shards for i in pq.read_table(s, columns=["id"]).column("id").to_pylist()]
     print(json.dumps([ids[k] for k in np.flatnonzero(exact | (dup_of >= 0)).tolist()]))
 

@@ -99,7 +99,8 @@ STEPS: dict[str, Step] = {
             when=(("clean.llm_judge", ("teacher",), ("judge",)),),
             # 3: a band match counts at clean.minhash_threshold; signatures saved beside the band keys
             # 4: corpus functions run with the imports they use, nearest problems by source and by docstring
-            format=4,
+            # 5: counts.near_kept_by_jaccard
+            format=5,
         ),
         Step(
             "tokenizer",

@@ -103,7 +103,7 @@ def run_clean(run_dir: Path, config: Config, force: bool = False, teacher: Any =
     ]
 
     with stage.timed("dedup_s"):
-        reason, dup_of = _deduplicate(shards, work, cfg, config.executor)
+        reason, dup_of, kept_by_check = _deduplicate(shards, work, cfg, config.executor)
     problems = list(problems_of(_benchmarks(cfg)))
     with stage.timed("decontaminate_s"):
         judge = Judge(teacher, cfg.llm_judge_k) if cfg.llm_judge and teacher is not None else None
@@ -135,7 +135,12 @@ def run_clean(run_dir: Path, config: Config, force: bool = False, teacher: Any =
         s["problems"] += 1
         s["similar_to_training"] += int(row["similar_to_training"])
     manifest = stage.finish(
-        counts={"in": len(reason), "kept": int((reason == 0).sum()), "removed": removed},
+        counts={
+            "in": len(reason),
+            "kept": int((reason == 0).sum()),
+            "removed": removed,
+            "near_kept_by_jaccard": kept_by_check,  # band matches below clean.minhash_threshold
+        },
         funnel=funnel,
         benchmarks=similar,
         precision=resolve(config.curate.bf16, config.curate.device).as_dict(),
@@ -174,8 +179,11 @@ def _thresholds(cfg: Any) -> Thresholds:
 # -- 1. hashes -> buckets -> clusters ---------------------------------------------------------------------
 
 
-def _deduplicate(shards: list[Shard], work: Path, cfg: Any, executor: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Every document's reason code (0: kept so far) and, for duplicates, the kept document it duplicates."""
+def _deduplicate(
+    shards: list[Shard], work: Path, cfg: Any, executor: Any
+) -> tuple[np.ndarray, np.ndarray, int]:  # fmt: skip
+    """Every document's reason code (0: kept so far), for duplicates the kept document it duplicates, and how
+    many documents a band joined to an earlier one that the Jaccard check kept."""
     jobs = sign_jobs([s.path for s in shards], work, cfg)
     digests = []
     offset = 0
@@ -186,13 +194,13 @@ def _deduplicate(shards: list[Shard], work: Path, cfg: Any, executor: Any) -> tu
     with console.status("deduplicating: buckets"):
         all_digests = np.concatenate(digests) if digests else np.zeros(0, dtype=np.uint64)
         keys, sigs = [j.keys_path for j in jobs], [j.sigs_path for j in jobs]
-        exact, dup_of = duplicate_of(all_digests, keys, cfg.minhash_bands, sigs, cfg.minhash_threshold)
+        exact, dup_of, joined = duplicate_of(all_digests, keys, cfg.minhash_bands, sigs, cfg.minhash_threshold)
     reason = np.zeros(len(all_digests), dtype=np.int8)
     reason[dup_of >= 0] = REASONS.index("near_duplicate")
     reason[exact] = REASONS.index("exact_duplicate")
     first = first_copies(all_digests)[exact]  # an exact copy names the first, or what that one copies
     dup_of[exact] = np.where(dup_of[first] >= 0, dup_of[first], first)
-    return reason, dup_of
+    return reason, dup_of, int((joined & (dup_of < 0)).sum())
 
 
 # -- 2. matches against the benchmarks: the one driver, as `phi1 decontam` runs it ----------------------

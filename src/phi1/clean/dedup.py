@@ -93,18 +93,21 @@ def first_copies(digests: np.ndarray) -> np.ndarray:
 def duplicate_of(
     digests: np.ndarray, key_files: Sequence[Path], bands: int, sig_files: Sequence[Path] = (),
     threshold: float = 0.0,
-) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
-    """(exact duplicate [N] bool, near duplicate of [N] int64, -1 if none) over documents in the order of
-    preference, given every document's digest and the .npy files of band keys and of signatures (one each per
-    shard, in order; the signatures only where `threshold` > 0).
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+    """(exact duplicate [N] bool, near duplicate of [N] int64, -1 if none, joined [N] bool: a band put it in an
+    earlier document's bucket) over documents in the order of preference, given every document's digest and
+    the .npy files of band keys and of signatures (one each per shard, in order; the signatures only where
+    `threshold` > 0).
 
     Exact duplicates of an earlier document are out first; among the rest, a document sharing a bucket of any
     band with an earlier one is a near duplicate of the earliest such (the first band that has one) whose
     estimated Jaccard reaches `threshold`, checked against the bucket's first document, then the one just
-    before it; chains lead to a kept document. The same decisions as `minhash_duplicates` on the texts."""
+    before it; chains lead to a kept document. The same decisions as `minhash_duplicates` on the texts. A joined
+    document that is no near duplicate is one the Jaccard check kept (an LSH false positive)."""
     exact = ~_firsts(digests)
     alive = np.flatnonzero(~exact)
     dup = np.full(len(digests), -1, dtype=np.int64)
+    joined = np.zeros(len(digests), dtype=bool)
     verify = _Signatures(sig_files) if threshold > 0 else None
     for b in range(bands):
         column = np.concatenate([np.load(p, mmap_mode="r")[:, b] for p in key_files])[alive]
@@ -117,6 +120,7 @@ def duplicate_of(
         members, firsts, previous = alive[order[later]], alive[head[later]], alive[order[later - 1]]
         unset = dup[members] < 0
         members, firsts, previous = members[unset], firsts[unset], previous[unset]
+        joined[members] = True
         if verify is None:
             dup[members] = firsts
         else:
@@ -131,7 +135,7 @@ def duplicate_of(
         parent = np.where(has, dup, 0)
         nxt = np.where(has & (dup[parent] >= 0), dup[parent], dup)
         if np.array_equal(nxt, dup):
-            return exact, dup
+            return exact, dup, joined
         dup = nxt
 
 
