@@ -172,9 +172,8 @@ def test_clean_counts_the_band_matches_its_jaccard_check_kept(tmp_path: Path) ->
     for threshold in (0.0, 0.65, 0.99):
         run_dir = tmp_path / str(threshold)
         _scale_run(run_dir)
-        counts[threshold] = run_clean(run_dir, load_config(None, [*settings, f"clean.minhash_threshold={threshold}"]))[
-            "counts"
-        ]
+        cfg = load_config(None, [*settings, f"clean.minhash_threshold={threshold}"])
+        counts[threshold] = run_clean(run_dir, cfg)["counts"]
     assert counts[0.0]["near_kept_by_jaccard"] == 0  # without the check every band match is a duplicate
     for threshold in (0.65, 0.99):  # what the check keeps is what banding alone would have removed
         c = counts[threshold]

@@ -179,9 +179,7 @@ def _thresholds(cfg: Any) -> Thresholds:
 # -- 1. hashes -> buckets -> clusters ---------------------------------------------------------------------
 
 
-def _deduplicate(
-    shards: list[Shard], work: Path, cfg: Any, executor: Any
-) -> tuple[np.ndarray, np.ndarray, int]:  # fmt: skip
+def _deduplicate(shards: list[Shard], work: Path, cfg: Any, executor: Any) -> tuple[np.ndarray, np.ndarray, int]:
     """Every document's reason code (0: kept so far), for duplicates the kept document it duplicates, and how
     many documents a band joined to an earlier one that the Jaccard check kept."""
     jobs = sign_jobs([s.path for s in shards], work, cfg)
