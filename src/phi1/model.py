@@ -2,7 +2,8 @@
 with `AutoModelForCausalLM` and serves in vLLM without conversion.
 
 Presets: `tiny` (a few million parameters, CPU), `small` (~90M, one GPU), `phi-1-small` (~350M) and `phi-1`
-(1.418B, field by field the config of the released microsoft/phi-1).
+(1.418B, field by field the config of the released microsoft/phi-1). A user's own base model instead of a preset
+is `phi1.base_model`'s; the counts below take any causal LM's config.
 """
 
 from __future__ import annotations
@@ -71,18 +72,22 @@ def model_config(preset: str, overrides: dict[str, Any] | None = None, vocab_siz
     return PhiConfig(**fields)
 
 
-def count_parameters(config: PhiConfig) -> dict[str, int]:
-    """Parameter counts without building the weights (meta device)."""
+def count_parameters(config: Any) -> dict[str, int]:
+    """Parameter counts of any causal LM's config without building the weights (meta device); tied input and
+    output embeddings count once."""
     import torch
-    from transformers import PhiForCausalLM
+    from transformers import AutoModelForCausalLM
 
     with torch.device("meta"):
-        model = PhiForCausalLM(config)
+        model = AutoModelForCausalLM.from_config(config)
     total = sum(p.numel() for p in model.parameters())
-    embedding = model.model.embed_tokens.weight.numel()
+    embedding = model.get_input_embeddings().weight.numel()
     return {"total": total, "non_embedding": total - embedding}
 
 
-def flops_per_token(config: PhiConfig, seq_len: int, non_embedding_params: int) -> float:
+def flops_per_token(config: Any, seq_len: int, non_embedding_params: int) -> float:
     """Training FLOPs per token: 6N + 12·L·d·T (weights, forward and backward, plus attention scores)."""
-    return 6 * non_embedding_params + 12 * config.num_hidden_layers * config.hidden_size * seq_len
+    from phi1.base_model import width_and_depth
+
+    width, depth = width_and_depth(config)
+    return 6 * non_embedding_params + 12 * depth * width * seq_len

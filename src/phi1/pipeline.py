@@ -46,9 +46,18 @@ def plan(config: Config, run_dir: Path) -> list[str]:
     c = config
     # A trained BPE sets the vocabulary; a given tokenizer keeps the preset's (phi-1: 51200).
     vocab = c.tokenize.vocab_size
-    mcfg = model_config(
-        c.model.preset, c.model.overrides, -(-vocab // 64) * 64 if c.tokenize.tokenizer == "train" else None
-    )
+    if c.model.base is not None:  # the user's own model, whatever its architecture
+        from transformers import AutoConfig
+
+        from phi1.base_model import resolve
+
+        mcfg = AutoConfig.from_pretrained(resolve(c.model.base), local_files_only=True)
+        model_name = f"{mcfg.model_type} base {c.model.base}"
+    else:
+        mcfg = model_config(
+            c.model.preset, c.model.overrides, -(-vocab // 64) * 64 if c.tokenize.tokenizer == "train" else None
+        )
+        model_name = c.model.preset
     params = count_parameters(mcfg)
     seq = c.tokenize.seq_len
     fpt = flops_per_token(mcfg, seq, params["non_embedding"])
@@ -79,12 +88,14 @@ def plan(config: Config, run_dir: Path) -> list[str]:
         "(each verified in the sandbox)",
         f"3 clean        MinHash {c.clean.minhash_bands}x{c.clean.minhash_rows}; decontamination: "
         f"{c.clean.ngram_n}-grams, embedding >= {c.clean.embed_threshold}, AST tau >= {c.clean.ast_threshold}",
-        f"4 tokenize     {'BPE ' + str(vocab) if c.tokenize.tokenizer == 'train' else c.tokenize.tokenizer}; "
+        f"4 tokenize     {_tokenizer_name(c)}; "
         f"sequences of {seq}; mix {c.tokenize.mix}",
-        f"5 pretrain     {c.model.preset}: {params['total'] / 1e6:,.1f}M parameters; {c.pretrain.max_steps:,} steps x "
+        f"5 pretrain     {model_name}: {params['total'] / 1e6:,.1f}M parameters; {c.pretrain.max_steps:,} steps x "
         f"{c.pretrain.batch_size} x {seq} = {pre_tokens / 1e9:,.3f}B tokens; lr {c.pretrain.lr}",
         f"6 finetune     {c.finetune.max_steps:,} steps x {c.finetune.batch_size} x {seq} = "
-        f"{ft_tokens / 1e6:,.1f}M tokens; lr {c.finetune.lr}; loss on {c.finetune.loss_on}",
+        f"{ft_tokens / 1e6:,.1f}M tokens; lr {c.finetune.lr}; loss on {c.finetune.loss_on}; format "
+        f"{c.finetune.format}, packing {c.finetune.packing}"
+        + (f"; LoRA r={c.finetune.lora.r}" if c.finetune.lora else "; full finetune"),
         f"7 evaluate     {', '.join(c.evaluate.benchmarks)}; n={c.evaluate.n}, temperature {c.evaluate.temperature}",
         "8 report       report.md + figures",
         f"teacher calls: ~{teacher_calls:,} (~{prompt_tokens / 1e6:,.1f}M prompt + ~{completion_tokens / 1e6:,.1f}M "
@@ -93,3 +104,9 @@ def plan(config: Config, run_dir: Path) -> list[str]:
         f"{c.plan_gpu_peak_tflops:g} TFLOP/s ({gpu_hours / max(1, c.plan_gpus):,.1f} h on {c.plan_gpus} GPUs)",
     ]
     return lines
+
+
+def _tokenizer_name(c: Config) -> str:
+    if c.model.base is not None:
+        return f"the base model's ({c.model.base})"
+    return f"BPE {c.tokenize.vocab_size}" if c.tokenize.tokenizer == "train" else c.tokenize.tokenizer

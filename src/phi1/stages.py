@@ -104,10 +104,11 @@ STEPS: dict[str, Step] = {
         ),
         Step(
             "tokenizer",
-            ("tokenize.tokenizer", "tokenize.vocab_size", "tokenize.train_sample_bytes", "seed"),
+            ("tokenize.tokenizer", "tokenize.vocab_size", "tokenize.train_sample_bytes", "model.base", "seed"),
             inputs=("clean",),
         ),
-        Step("tokens", ("tokenize", "seed"), inputs=("clean", "tokenizer")),
+        # 3: exercises in finetune.format (prompt with the tokenizer's own special tokens), document starts
+        Step("tokens", ("tokenize", "finetune.format", "seed"), inputs=("clean", "tokenizer"), format=3),
         Step("pretrain", ("pretrain", "model", "tokenize.tokenizer", "seed"), inputs=("tokens",)),
         Step("finetune", ("finetune", "model", "tokenize.tokenizer", "seed"), inputs=("tokens", "pretrain")),
         Step("eval", ("evaluate",), inputs=("pretrain", "finetune"), optional=("clean",)),

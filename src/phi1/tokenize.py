@@ -2,9 +2,10 @@
 and token shards packed as in the paper: documents joined by `<|endoftext|>` and cut into sequences of
 `seq_len`, stored as flat memory-mapped arrays (uint16 when the vocabulary fits) with an index.
 
-Two sets: `pretrain` (curated code + textbook, mixed by `tokenize.mix`) and `finetune` (the exercises,
-with a mask marking the solution tokens, for a loss on solutions only). Each has a small validation split
-held out by document. Document order is a seeded shuffle.
+Two sets: `pretrain` (curated code + textbook, mixed by `tokenize.mix`) and `finetune` (the exercises in
+`finetune.format`, with a mask marking the solution tokens for a loss on solutions only, and where each
+exercise begins, for `finetune.packing: documents`). Each has a small validation split held out by document.
+Document order is a seeded shuffle. With `model.base`, the base model's tokenizer is the run's.
 
 In bounded memory at any scale: each clean shard is tokenized on its own (on any executor) into a token file;
 the sets are then assembled from those files in shuffled order. Memory holds a few numbers per document
@@ -31,8 +32,9 @@ from phi1.config import Config, TokenizeConfig
 from phi1.errors import Phi1Error
 from phi1.executor import map_shards
 from phi1.progress import progress_bar
+from phi1.prompt_format import Format, encode_many, resolve_format
 from phi1.rundir import open_step
-from phi1.tokens import TokenShards, read_token_index, write_token_index
+from phi1.tokens import TokenShards, read_token_index, write_doc_starts, write_token_index
 
 # The token sets themselves are phi1.tokens'; tokenize writes them, and its callers may read them from here.
 __all__ = ["TokenShards", "encode_to", "held_out_ids", "load_tokenizer", "read_token_index", "tokenize",
@@ -180,6 +182,7 @@ class ShardJob:
     tokenizer: str
     out: str  # tokens of every row, each followed by EOS; exercises: prompt then solution, and a .mask
     dtype: str
+    exercise_format: Format = "completion"
 
 
 @lru_cache(maxsize=1)
@@ -200,7 +203,7 @@ def tokenize_shard(job: ShardJob) -> np.ndarray:
     with out.open("wb") as f_tok, mask_path.open("wb") if with_mask else contextlib.nullcontext() as f_mask:
         for start in range(0, len(docs), 256):
             part = docs[start : start + 256]
-            rows, masks = _encode_rows(tok, part)
+            rows, masks = _encode_rows(tok, part, job.exercise_format)
             lengths[start : start + len(part)] = [len(ids) for ids in rows]
             np.array([t for ids in rows for t in ids], dtype=job.dtype).tofile(f_tok)
             if with_mask:
@@ -208,26 +211,25 @@ def tokenize_shard(job: ShardJob) -> np.ndarray:
     return lengths
 
 
-def _encode_rows(tok: Any, part: list[dict[str, Any]]) -> tuple[list[list[int]], list[list[int]]]:
-    """Token ids of each row followed by EOS, and its solution mask: exercises as prompt then solution."""
+def _encode_rows(tok: Any, part: list[dict[str, Any]], fmt: Format) -> tuple[list[list[int]], list[list[int]]]:
+    """Token ids of each row followed by EOS, and its solution mask: exercises in the finetuning format."""
     rows: list[list[int]] = [[] for _ in part]
     masks: list[list[int]] = [[] for _ in part]
     ex = [i for i, d in enumerate(part) if d["kind"] == "exercise"]
     other = [i for i, d in enumerate(part) if d["kind"] != "exercise"]
-    for chosen, encode in ((ex, _encode_exercises), (other, _encode_texts)):
-        if chosen:
-            for i, ids, mask in zip(chosen, *encode(tok, [part[i] for i in chosen]), strict=True):
-                rows[i], masks[i] = ids, mask
+    if ex:
+        for i, ids, mask in zip(ex, *_encode_exercises(tok, [part[i] for i in ex], fmt), strict=True):
+            rows[i], masks[i] = ids, mask
+    if other:
+        for i, ids, mask in zip(other, *_encode_texts(tok, [part[i] for i in other]), strict=True):
+            rows[i], masks[i] = ids, mask
     return rows, masks
 
 
-def _encode_exercises(tok: Any, part: list[dict[str, Any]]) -> tuple[list[list[int]], list[list[int]]]:
-    eos = tok.eos_token_id
-    prompts = tok([d["prompt"] or "" for d in part], add_special_tokens=False)["input_ids"]
-    sols = tok([d["solution"] or d["text"] for d in part], add_special_tokens=False)["input_ids"]
-    rows = [[*p, *s, eos] for p, s in zip(prompts, sols, strict=True)]
-    masks = [[0] * len(p) + [1] * (len(s) + 1) for p, s in zip(prompts, sols, strict=True)]
-    return rows, masks
+def _encode_exercises(tok: Any, part: list[dict[str, Any]], fmt: Format) -> tuple[list[list[int]], list[list[int]]]:
+    """An exercise as `phi1.prompt_format` writes it: the loss mask on its solution and what ends it."""
+    prompts = [d["prompt"] or "" for d in part]
+    return encode_many(tok, prompts, [d["solution"] or d["text"] for d in part], fmt)
 
 
 def _encode_texts(tok: Any, part: list[dict[str, Any]]) -> tuple[list[list[int]], list[list[int]]]:
@@ -256,13 +258,15 @@ def _assemble(
     mask_path = path.with_name(path.name.replace(".bin", ".mask.bin"))
     mask_tmp = mask_path.with_suffix(".tmp")
     total = 0
+    starts = np.zeros(len(docs) + 1, dtype=np.int64)  # where each document begins in the set, and the end
     with tmp.open("wb") as out, mask_tmp.open("wb") if with_mask else contextlib.nullcontext() as mask_out:
         for start in range(0, len(docs), 4096):
             chunk = docs[start : start + 4096]
             pieces, mask_pieces = [], []
-            for d in chunk.tolist():
+            for j, d in enumerate(chunk.tolist()):
                 k, r = int(cat.shard[d]), int(cat.row[d])
                 lo, hi = offsets[k][r], offsets[k][r + 1]
+                starts[start + j + 1] = starts[start + j] + (hi - lo)
                 pieces.append(tok_maps[k][lo:hi])
                 if with_mask:
                     mask_pieces.append(mask_maps[k][lo:hi])
@@ -274,14 +278,18 @@ def _assemble(
     tmp.replace(path)
     if with_mask:
         mask_tmp.replace(mask_path)
+        write_doc_starts(path, starts)
     return total
 
 
 def encode_to(
-    path: Path, tok: Any, docs: list[dict[str, Any]], dtype: np.dtype, solution_mask: bool, label: str
+    path: Path, tok: Any, docs: list[dict[str, Any]], dtype: np.dtype, exercise_format: Format | None, label: str
 ) -> int:
-    """Tokenize `docs` into `path` (and `path`.mask.bin: 1 on solution tokens), each document followed by EOS,
-    written batch by batch: memory holds one batch's tokens, never the set's. The number of tokens."""
+    """Tokenize `docs` into `path`, each document followed by EOS, written batch by batch: memory holds one
+    batch's tokens, never the set's. With `exercise_format` they are exercises in that format, with
+    `path`.mask.bin (1 on solution tokens) and `path`.docs.bin (where each begins). The number of tokens."""
+    solution_mask = exercise_format is not None
+    lengths: list[int] = []
     batch = 256
     mask_path = path.with_name(path.name.replace(".bin", ".mask.bin"))
     tmp, mask_tmp = path.with_suffix(".tmp"), mask_path.with_suffix(".tmp")
@@ -293,7 +301,8 @@ def encode_to(
     ):
         for start in range(0, len(docs), batch):
             part = docs[start : start + batch]
-            rows, masks = (_encode_exercises if solution_mask else _encode_texts)(tok, part)
+            rows, masks = _encode_exercises(tok, part, exercise_format) if solution_mask else _encode_texts(tok, part)
+            lengths += [len(r) for r in rows]
             if solution_mask:
                 np.array([m for row in masks for m in row], dtype=np.uint8).tofile(mask_out)
             flat = np.array([t for row in rows for t in row], dtype=dtype)
@@ -303,24 +312,36 @@ def encode_to(
     tmp.replace(path)
     if solution_mask:
         mask_tmp.replace(mask_path)
+        write_doc_starts(path, np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)]))
     return total
+
+
+def run_tokenizer(config: Config) -> Any:
+    """The tokenizer a run names that is not trained here: the base model's, or tokenize.tokenizer's."""
+    if config.model.base is not None:
+        from phi1.base_model import resolve
+
+        return load_tokenizer(resolve(config.model.base))
+    return load_tokenizer(config.tokenize.tokenizer)
 
 
 def tokenize(run_dir: Path, config: Config, force: bool = False) -> dict[str, Any]:
     cfg: TokenizeConfig = config.tokenize
+    if config.model.base is not None and cfg.tokenizer != "train":
+        raise Phi1Error("tokenize.tokenizer: model.base gives the run its tokenizer; leave tokenize.tokenizer unset")
     tok_stage = open_step(run_dir, "tokenizer", config)
     cat = None
     if not tok_stage.is_complete() or force:
         cat = _catalogue(run_dir, config.seed)
-        tok_stage.begin({"tokenizer": cfg.tokenizer, "vocab_size": cfg.vocab_size}, {}, force=True)
+        source = config.model.base or cfg.tokenizer
+        tok_stage.begin({"tokenizer": source, "vocab_size": cfg.vocab_size}, {}, force=True)
         with tok_stage.timed("train_s"):
-            tok = (
-                train_bpe(_bpe_sample(cat, cfg.train_sample_bytes), cfg.vocab_size)
-                if cfg.tokenizer == "train"
-                else load_tokenizer(cfg.tokenizer)
-            )
+            if cfg.tokenizer == "train" and config.model.base is None:
+                tok = train_bpe(_bpe_sample(cat, cfg.train_sample_bytes), cfg.vocab_size)
+            else:
+                tok = run_tokenizer(config)
         tok.save_pretrained(tok_stage.path)
-        tok_stage.finish(vocab_size=len(tok), eos_token_id=tok.eos_token_id, source=cfg.tokenizer)
+        tok_stage.finish(vocab_size=len(tok), eos_token_id=tok.eos_token_id, source=source)
     stage = open_step(run_dir, "tokens", config)  # its key holds the tokenizer's, now complete
     if stage.is_complete() and not force:
         return stage.manifest() or {}
@@ -328,13 +349,14 @@ def tokenize(run_dir: Path, config: Config, force: bool = False) -> dict[str, An
     tok = load_tokenizer(tok_stage.path)
     vocab = len(tok)
     dtype = np.dtype(np.uint16 if vocab <= 65536 else np.uint32)
+    exercise_format = resolve_format(config.finetune.format, tok)
 
     stage.begin(cfg, {}, force=True)
     work = stage.path / "work"
     work.mkdir(exist_ok=True)
     with stage.timed("tokenize_s"):
         jobs = [
-            ShardJob(str(p), str(tok_stage.path), str(work / f"shard-{k:05d}.bin"), dtype.name)
+            ShardJob(str(p), str(tok_stage.path), str(work / f"shard-{k:05d}.bin"), dtype.name, exercise_format)
             for k, p in enumerate(cat.shards)
         ]
         lengths = list(map_shards(tokenize_shard, jobs, config.executor, "tokenizing"))
@@ -366,6 +388,7 @@ def tokenize(run_dir: Path, config: Config, force: bool = False) -> dict[str, An
         "dtype": dtype.name,
         "vocab_size": vocab,
         "eos_token_id": tok.eos_token_id,
+        "exercise_format": exercise_format,
         "files": files,
     }
     write_token_index(stage.path, index)

@@ -25,6 +25,17 @@ def write_token_index(tokens_dir: Path, index: dict[str, Any]) -> None:
     save_text(Path(tokens_dir) / "index.json", json.dumps(index, indent=2))
 
 
+def doc_starts_path(set_path: Path) -> Path:
+    return set_path.with_name(set_path.name.replace(".bin", ".docs.bin"))
+
+
+def write_doc_starts(set_path: Path, starts: np.ndarray) -> None:
+    """Where each document of a token set begins (int64), and the set's end: documents are starts[i]:starts[i+1]."""
+    tmp = doc_starts_path(set_path).with_suffix(".tmp")
+    np.asarray(starts, dtype=np.int64).tofile(tmp)
+    tmp.replace(doc_starts_path(set_path))
+
+
 class TokenShards:
     """A memory-mapped token set: sequences of seq_len (+ a loss mask when the set has one)."""
 
@@ -38,6 +49,9 @@ class TokenShards:
         self.tokens = np.memmap(Path(tokens_dir) / f"{name}.bin", dtype=index["dtype"], mode="r")
         mask_path = Path(tokens_dir) / f"{name}.mask.bin"
         self.mask = np.memmap(mask_path, dtype=np.uint8, mode="r") if mask_path.exists() else None
+        starts_path = doc_starts_path(Path(tokens_dir) / f"{name}.bin")
+        # Where each document begins (finetuning sets): what `finetune.packing: documents` packs by.
+        self.doc_starts = np.fromfile(starts_path, dtype=np.int64) if starts_path.exists() else None
         self.n_sequences = len(self.tokens) // self.seq_len
         if self.n_sequences == 0:
             raise Phi1Error(

@@ -8,17 +8,11 @@ import re
 from typing import Any
 
 from phi1.errors import Phi1Error
+from phi1.prompt_format import FENCE, INSTRUCTION, RESPONSE, chat_prefix, has_chat_template, user_message
 
-INSTRUCTION = (
-    "Please provide a self-contained Python script that solves the following problem in a markdown code block:\n"
-    "```\n{prompt}\n```\n"
-)
-# The start of the answer, given to a local model to continue: it writes code, inside a fence it must close.
-RESPONSE = (
-    "Below is a Python script with a self-contained function that solves the problem and passes "
-    "corresponding tests:\n```python\n"
-)
-FENCE = "```"
+__all__ = ["FENCE", "INSTRUCTION", "MODES", "RESPONSE", "check_mode", "completion", "model_prompt", "use_chat",
+           "user_message"]  # fmt: skip
+
 MODES = ("auto", "on", "off")
 
 _BLOCK = re.compile(r"```[\w+-]*[ \t]*\n(.*?)(?:```|\Z)", re.S)
@@ -35,19 +29,13 @@ def use_chat(mode: str, tokenizer: Any | None) -> bool:
     models and phi1's own checkpoints do not); an endpoint (no tokenizer here) is asked for completions."""
     if check_mode(mode) != "auto":
         return mode == "on"
-    return tokenizer is not None and bool(getattr(tokenizer, "chat_template", None))
-
-
-def user_message(prompt: str) -> str:
-    return INSTRUCTION.format(prompt=prompt.strip())
+    return tokenizer is not None and has_chat_template(tokenizer)
 
 
 def model_prompt(tokenizer: Any, prompt: str) -> str:
-    """The text a local instruct model continues: its chat template around the request, then the opened answer."""
-    if not getattr(tokenizer, "chat_template", None):
-        raise Phi1Error("--chat on: this model's tokenizer has no chat template (a base model: use --chat off)")
-    messages = [{"role": "user", "content": user_message(prompt)}]
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True) + RESPONSE
+    """The text a local instruct model continues: its chat template around the request, then the opened answer
+    (`phi1.prompt_format`, where finetuning writes its exercises the same way)."""
+    return chat_prefix(tokenizer, prompt)
 
 
 def completion(answer: str, entry_point: str, opened: bool) -> str:

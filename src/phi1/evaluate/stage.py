@@ -14,6 +14,7 @@ from phi1.evaluate.perturb import parse_categories
 from phi1.evaluate.run import Source, run_eval
 from phi1.precision import resolve
 from phi1.rundir import open_step
+from phi1.tokens import read_token_index
 
 MODELS = (("base", "pretrain"), ("finetuned", "finetune"))
 
@@ -64,6 +65,14 @@ def similarity_split(run_dir: Path, results_path: Path) -> dict[str, Any] | None
     return result
 
 
+def _trained_format(run_dir: Path) -> str:
+    """The format the run's exercises were written in for finetuning (tokens/index.json)."""
+    try:
+        return read_token_index(run_dir / "tokens").get("exercise_format", "completion")
+    except Phi1Error:
+        return "completion"
+
+
 def evaluate_run(run_dir: Path, config: Config, force: bool = False) -> dict[str, Any]:
     cfg = config.evaluate
     stage = open_step(run_dir, "eval", config)  # the models' keys, and clean's (the similarity split)
@@ -74,6 +83,10 @@ def evaluate_run(run_dir: Path, config: Config, force: bool = False) -> dict[str
     perturb = parse_categories(cfg.perturb) if cfg.perturb else []
     sampling = Sampling(n=cfg.n, temperature=cfg.temperature, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens)
     results: dict[str, dict[str, Any]] = {}
+    # The finetuned model is asked as it was trained (phi1.prompt_format), the base as evaluate.chat says (auto:
+    # an instruct model in its chat template, its best mode).
+    trained = _trained_format(run_dir)
+    modes = {"base": cfg.chat, "finetuned": "on" if trained == "chat" else "off"}
     for label, phase in MODELS:
         model_dir = run_dir / phase / "final"
         for name, path in chosen:
@@ -98,11 +111,13 @@ def evaluate_run(run_dir: Path, config: Config, force: bool = False) -> dict[str
                         perturb=perturb,
                         variants=cfg.variants,
                         perturb_seed=cfg.perturb_seed,
+                        chat=modes[label],
                     )
             split = similarity_split(run_dir, out / "results.jsonl")
             results.setdefault(label, {})[name] = {
                 "pass_at_k": summary["pass_at_k"],
                 "status_counts": summary["status_counts"],
+                "chat": summary.get("chat"),
                 "similarity_split": split,
                 **({"robustness": summary["robustness"]} if "robustness" in summary else {}),
                 "summary": str(summary_path.relative_to(run_dir)),

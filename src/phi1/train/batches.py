@@ -1,17 +1,18 @@
 """The data order: a seeded permutation per epoch, indexed by the optimizer step (an exact resume sees the
-same batches), and the next-token targets of a batch."""
+same batches). What each sequence holds, and its labels, is `phi1.train.collate`'s."""
 
 from __future__ import annotations
 
-import numpy as np
+from typing import Any
 
-from phi1.tokens import TokenShards
+import numpy as np
 
 
 class Batches:
     """The global batch of step s: positions s*B ... s*B+B-1 of an endless stream of seeded permutations."""
 
-    def __init__(self, data: TokenShards, batch_size: int, seed: int) -> None:
+    def __init__(self, data: Any, batch_size: int, seed: int) -> None:
+        """`data`: anything with n_sequences (a token set, or its exercises packed whole)."""
         self.data, self.batch_size, self.seed = data, batch_size, seed
         self._perms: dict[int, np.ndarray] = {}
 
@@ -27,11 +28,3 @@ class Batches:
 
     def epochs_at(self, step: int) -> float:
         return step * self.batch_size / self.data.n_sequences
-
-
-def targets(ids: np.ndarray, mask: np.ndarray | None, solution_only: bool) -> np.ndarray:
-    """Next-token targets with -100 where no loss is taken (the prompt, when training on solutions)."""
-    t = ids[:, 1:].copy()
-    if solution_only and mask is not None:
-        t[~mask[:, 1:]] = -100
-    return t

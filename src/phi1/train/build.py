@@ -1,14 +1,15 @@
-"""The model a phase trains: a fresh phi-1 model for pretraining or the pretrained one for finetuning, its
-embedding rows, the loss kernels it runs with, and which layers recompute their activations."""
+"""The model a phase trains: a fresh phi-1 model or a user's base model (`model.base`) for pretraining, the
+pretrained one for finetuning, its embedding rows, the loss kernels it runs with, which layers recompute their
+activations, and (LoRA) its adapters."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from phi1.base_model import check_causal_lm, decoder_layers, dropout_settings, fused_loss_problem, resolve
 from phi1.config import Config, TrainConfig
 from phi1.errors import Phi1Error
 from phi1.gguf import as_checkpoint
@@ -30,14 +31,13 @@ def vocab_rows(config: Config, tokenizer: Any) -> int | None:
 
 
 def init_path(run_dir: Path, cfg: TrainConfig) -> Path:
-    """The pretrained weights finetuning starts from: `final`, or a kept checkpoint by name or path."""
+    """The pretrained weights finetuning starts from: `final`, or a kept checkpoint by name or path (any causal
+    LM that transformers loads)."""
     name = getattr(cfg, "init_from", "final")
     pretrain = run_dir / "pretrain"
     for path in (pretrain / name, pretrain / "checkpoints" / name, as_checkpoint(name, "finetune.init_from")):
         if (path / "config.json").exists():
-            model_type = json.loads((path / "config.json").read_text()).get("model_type")
-            if model_type != "phi":
-                raise Phi1Error(f"finetune.init_from: {name} is a {model_type} model; phi1 finetunes phi models")
+            check_causal_lm(path, "finetune.init_from")
             return path
     kept = sorted(p.name for p in (pretrain / "checkpoints").glob("step-*")) if pretrain.exists() else []
     raise Phi1Error(
@@ -49,23 +49,40 @@ def init_path(run_dir: Path, cfg: TrainConfig) -> Path:
 def build_model(
     run_dir: Path, config: Config, cfg: TrainConfig, phase: str, tokenizer: Any, data: TokenShards
 ) -> torch.nn.Module:
-    """A fresh phi-1 model to pretrain, or the pretrained one to finetune, with the phase's dropout."""
-    from transformers import PhiForCausalLM
+    """A fresh phi-1 model or the user's base model to pretrain, or the pretrained one to finetune, with the
+    phase's dropout."""
+    from transformers import AutoModelForCausalLM, PhiForCausalLM
 
-    dropout = {"attention_dropout": cfg.dropout, "resid_pdrop": cfg.dropout, "embd_pdrop": 0.0}
-    if phase == "pretrain":
+    if phase == "pretrain" and config.model.base is None:
         mcfg = model_config(config.model.preset, config.model.overrides, vocab_rows(config, tokenizer),
                             tokenizer.eos_token_id)  # fmt: skip
-        for k, v in dropout.items():
+        for k, v in dropout_settings(mcfg, cfg.dropout).items():
             setattr(mcfg, k, v)
         mcfg._attn_implementation = "sdpa"
         model = PhiForCausalLM(mcfg)
     else:
-        base = init_path(run_dir, cfg)
-        model = PhiForCausalLM.from_pretrained(base, attn_implementation="sdpa", **dropout)
+        path = resolve(config.model.base) if phase == "pretrain" else init_path(run_dir, cfg)
+        from transformers import AutoConfig
+
+        dropout = dropout_settings(AutoConfig.from_pretrained(path, local_files_only=True), cfg.dropout)
+        # fp32 master weights whatever the checkpoint's dtype: autocast computes in bf16 where it pays.
+        model = AutoModelForCausalLM.from_pretrained(
+            path, attn_implementation="sdpa", dtype=torch.float32, local_files_only=True, **dropout
+        )
     if data.vocab_size > model.config.vocab_size:
         raise Phi1Error(f"the tokenizer has {data.vocab_size} tokens, the model {model.config.vocab_size}")
     return model
+
+
+def fused_or_plain(kernels: Kernels, cfg: TrainConfig, lm: Any) -> Kernels:
+    """The loss path for this model: a fused kernel computes logits as hidden @ W + b, which a model that scales
+    or caps its logits does not; auto falls back to the plain loss there, an explicit choice is refused."""
+    problem = fused_loss_problem(lm.config) if kernels != "torch" else None
+    if problem is None:
+        return kernels
+    if cfg.kernels == "auto":
+        return "torch"
+    raise Phi1Error(f"train.kernels: {kernels}: {problem}; use kernels auto or torch")
 
 
 def choose_kernels(cfg: TrainConfig, dist: Dist) -> Kernels:
@@ -81,7 +98,7 @@ def choose_kernels(cfg: TrainConfig, dist: Dist) -> Kernels:
 def checkpoint_layers(lm: Any, setting: bool | int) -> int:
     """Recompute the activations of the first `setting` decoder layers (True: every layer) in the backward
     pass instead of keeping them; the number of layers that do."""
-    layers = lm.model.layers
+    layers = decoder_layers(lm)
     n = len(layers) if setting is True else min(int(setting), len(layers))
     if n:
         # transformers >= 5.x names it activation_checkpointing_enable; older ones, gradient_checkpointing_enable.

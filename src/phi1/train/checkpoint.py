@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from phi1.base_model import dropout_settings
 from phi1.errors import Phi1Error
-from phi1.train import metrics
+from phi1.train import lora, metrics
 
 if TYPE_CHECKING:
     from phi1.config import TrainConfig
@@ -68,9 +69,19 @@ def prune(root: Path, keep: int, protect: Iterable[int] = ()) -> None:
 
 
 def save_training(
-    folder: Path, raw: Any, tokenizer: Any, optimizer: Any, scheduler: Any, step: int, dist: Dist, cfg: TrainConfig
+    folder: Path,
+    raw: Any,
+    tokenizer: Any,
+    optimizer: Any,
+    scheduler: Any,
+    step: int,
+    dist: Dist,
+    cfg: TrainConfig,
+    adapters: Any = None,
 ) -> None:
-    model_state = _model_state(raw, dist)
+    """A resumable checkpoint: the model as inference loads it (LoRA: merged), and the trainer's state (LoRA:
+    with the adapters alone, which a resume puts back on the frozen base)."""
+    model, model_state = _saved_model(raw, adapters, dist)
     optim_state = _optimizer_state(raw, optimizer, dist)
     rng = [rng_state()]
     if dist.world > 1:  # every rank's own stream: dropout masks differ by rank
@@ -84,17 +95,26 @@ def save_training(
             "rng": rng,
             "world_size": dist.world,
         }
-        save(folder, raw, tokenizer, model_state, state)
+        save(folder, model, tokenizer, model_state, state)
+        if adapters is not None:
+            from safetensors.torch import save_file
+
+            save_file(lora.adapter_state(adapters), str(folder / lora.ADAPTERS))
         prune(folder.parent, cfg.keep_checkpoints, protect=cfg.keep_steps)
     dist.barrier()
 
 
-def load(folder: Path, raw: Any, optimizer: Any, scheduler: Any, dist: Dist) -> tuple[int, Any]:
+def load(folder: Path, raw: Any, optimizer: Any, scheduler: Any, dist: Dist, adapters: Any = None) -> tuple[int, Any]:
     """Weights, optimizer and scheduler from a checkpoint; (its step, its RNG states)."""
     from safetensors.torch import load_file
 
-    weights = load_file(str(folder / "model.safetensors"))
     state = torch.load(folder / STATE, map_location="cpu", weights_only=False)
+    if adapters is not None:  # the frozen base is the one the phase started from: only the adapters moved
+        lora.load_adapter_state(adapters, folder)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        return int(state["step"]), state.get("rng")
+    weights = load_file(str(folder / "model.safetensors"))
     if dist.world > 1:
         from torch.distributed.checkpoint.state_dict import (
             StateDictOptions,
@@ -114,7 +134,9 @@ def load(folder: Path, raw: Any, optimizer: Any, scheduler: Any, dist: Dist) -> 
     return int(state["step"]), state.get("rng")
 
 
-def save_final(final: Path, raw: Any, tokenizer: Any, cfg: TrainConfig, dist: Dist, best: Path | None) -> None:
+def save_final(
+    final: Path, raw: Any, tokenizer: Any, cfg: TrainConfig, dist: Dist, best: Path | None, adapters: Any = None
+) -> None:
     """The model to use: the last step's weights, or (keep_best) those of the best validation loss."""
     if best is not None and (best / "model.safetensors").exists():
         if dist.main:
@@ -122,17 +144,21 @@ def save_final(final: Path, raw: Any, tokenizer: Any, cfg: TrainConfig, dist: Di
             shutil.copytree(best, final)
         dist.barrier()
         return
-    save_weights(final, raw, tokenizer, {"step": cfg.max_steps}, dist)
+    save_weights(final, raw, tokenizer, {"step": cfg.max_steps}, dist, adapters)
 
 
-def save_weights(folder: Path, raw: Any, tokenizer: Any, state: dict[str, Any], dist: Dist) -> None:
-    """An inference checkpoint (no optimizer): loads with from_pretrained, dropout off."""
-    model_state = _model_state(raw, dist)
+def save_weights(
+    folder: Path, raw: Any, tokenizer: Any, state: dict[str, Any], dist: Dist, adapters: Any = None
+) -> None:
+    """An inference checkpoint (no optimizer; LoRA merged): loads with from_pretrained, dropout off."""
+    model, model_state = _saved_model(raw, adapters, dist)
     if dist.main:
-        dropout = raw.config.attention_dropout, raw.config.resid_pdrop
-        raw.config.attention_dropout = raw.config.resid_pdrop = 0.0  # inference config
-        save(folder, raw, tokenizer, model_state, state)
-        raw.config.attention_dropout, raw.config.resid_pdrop = dropout
+        training = {k: getattr(model.config, k) for k in dropout_settings(model.config, 0.0)}
+        for k, v in dropout_settings(model.config, 0.0).items():  # the inference config: no dropout
+            setattr(model.config, k, v)
+        save(folder, model, tokenizer, model_state, state)
+        for k, v in training.items():
+            setattr(model.config, k, v)
         (folder / STATE).unlink(missing_ok=True)
     dist.barrier()
 
@@ -144,6 +170,15 @@ def best_so_far(metrics_path: Path, step: int) -> tuple[int, float] | None:
         return None
     row = min(rows, key=lambda r: r["val_loss"])
     return row["step"], row["val_loss"]
+
+
+def _saved_model(raw: Any, adapters: Any, dist: Dist) -> tuple[Any, dict[str, torch.Tensor]]:
+    """The model a checkpoint holds and its weights: the trained model, or with LoRA a copy with the adapters
+    merged (plain weights under the model's own names)."""
+    if adapters is not None:
+        model = lora.merged(adapters)
+        return model, {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    return raw, _model_state(raw, dist)
 
 
 def _model_state(raw: torch.nn.Module, dist: Dist) -> dict[str, torch.Tensor]:

@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from phi1.base_model import decoder_layers
 from phi1.config import TrainConfig
 from phi1.errors import Phi1Error
 from phi1.train import checkpoint
@@ -90,12 +91,14 @@ def parallelize(loss_model: CausalLMLoss, cfg: TrainConfig, dist: Dist) -> tuple
     if dist.world > 1 and cfg.parallel == "fsdp":
         from torch.distributed.fsdp import fully_shard
 
-        for layer in raw.model.layers:
+        for layer in decoder_layers(raw):
             fully_shard(layer)
         fully_shard(raw)
-    # After sharding: FSDP2 replaces the parameters, and the optimizer must hold the sharded ones.
-    decay = [p for p in raw.parameters() if p.ndim >= 2]
-    no_decay = [p for p in raw.parameters() if p.ndim < 2]
+    # After sharding: FSDP2 replaces the parameters, and the optimizer must hold the sharded ones. Frozen
+    # parameters (LoRA's base) are left out: no optimizer state is kept for them.
+    trained = [p for p in raw.parameters() if p.requires_grad]
+    decay = [p for p in trained if p.ndim >= 2]
+    no_decay = [p for p in trained if p.ndim < 2]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     optimizer = _adamw(groups, cfg, fused=cfg.parallel != "fsdp" or dist.world == 1)
     scheduler = linear_schedule(optimizer, cfg.warmup_steps, cfg.max_steps, cfg.min_lr_ratio)

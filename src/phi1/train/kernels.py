@@ -21,6 +21,7 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 
+from phi1.base_model import decoder
 from phi1.errors import Phi1Error
 
 Kernels = Literal["torch", "liger", "cce"]
@@ -69,16 +70,21 @@ class CausalLMLoss(torch.nn.Module):
         self.autocast = autocast
         self._fused = fused or (_fused_loss(kernels) if kernels != "torch" else None)
 
-    def forward(self, input_ids: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, input_ids: torch.Tensor, targets: torch.Tensor, position_ids: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """`position_ids` restarting inside a row (documents packed whole) make transformers mask attention at
+        each restart; no cache is kept (a cache would turn that detection off)."""
+        inputs = {"input_ids": input_ids, "position_ids": position_ids, "use_cache": False}
         if self._fused is None:
             with self.autocast():  # the forward only: backward runs in the types the forward chose
-                logits = self.lm(input_ids=input_ids).logits[:, :-1]
+                logits = self.lm(**inputs).logits[:, :-1]
             return F.cross_entropy(
                 logits.float().reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-100, reduction="sum"
             )
         head = self.lm.get_output_embeddings()
         with self.autocast():
-            hidden = self.lm.model(input_ids=input_ids).last_hidden_state[:, :-1]
+            hidden = decoder(self.lm)(**inputs).last_hidden_state[:, :-1]
             return self._fused(hidden.reshape(-1, hidden.size(-1)), head.weight, head.bias, targets.reshape(-1))
 
 

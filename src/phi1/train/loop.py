@@ -27,9 +27,10 @@ from phi1.precision import resolve
 from phi1.progress import progress_bar
 from phi1.rundir import Stage, open_step
 from phi1.tokenize import load_tokenizer
-from phi1.tokens import TokenShards
-from phi1.train import build, checkpoint, distributed, metrics, validate
-from phi1.train.batches import Batches, targets
+from phi1.tokens import TokenShards, read_token_index
+from phi1.train import build, checkpoint, distributed, lora, metrics, validate
+from phi1.train.batches import Batches
+from phi1.train.collate import Data, PackedDocuments, collate, packed, targets
 from phi1.train.distributed import Dist
 from phi1.train.kernels import CausalLMLoss, Kernels
 
@@ -45,6 +46,8 @@ def _phase_config(config: Config, phase: str) -> TrainConfig:
 def train(run_dir: Path, config: Config, phase: str, resume: bool = False, force: bool = False) -> dict[str, Any]:
     run_dir = Path(run_dir)
     cfg = _phase_config(config, phase)
+    if cfg.max_steps == 0 and (phase != "pretrain" or config.model.base is None):
+        raise Phi1Error(f"{phase}.max_steps: 0 skips the pretraining of a model.base only; train from scratch in steps")
     # The key holds what decides the trained model (see TrainConfig.EXECUTION_ONLY) and the inputs' keys.
     stage = open_step(run_dir, phase, config)
     if stage.is_complete() and not force:
@@ -83,8 +86,8 @@ class _Built:
     """What a phase trains with. Built in one order (weights seeded first, then each rank's stream), so that
     the initial weights and the dropout masks are the same on every run."""
 
-    data: TokenShards
-    val: TokenShards | None
+    data: Data
+    val: Data | None
     tokenizer: Any
     raw: Any  # the LM itself: what checkpoints hold
     model: Any  # what the loop calls: the LM with its loss, replicated or sharded, maybe compiled
@@ -93,24 +96,37 @@ class _Built:
     precision: Any
     checkpointed: int
     start_step: int
+    kernels: Kernels  # the loss path this model runs with
+    adapters: Any  # LoRA: peft's wrapper of `raw`, which merges the adapters into saved checkpoints; else None
 
 
 def _build(
     run_dir: Path, config: Config, cfg: TrainConfig, phase: str, dist: Dist, start_from: Path | None, kernels: Kernels
 ) -> _Built:
     seed = config.seed if cfg.seed is None else cfg.seed
-    data = TokenShards(run_dir / "tokens", phase)
-    val = validate.optional_shards(run_dir / "tokens", f"{phase}_val", data.seq_len)
+    tokens = TokenShards(run_dir / "tokens", phase)
+    val = validate.optional_shards(run_dir / "tokens", f"{phase}_val", tokens.seq_len)
     tokenizer = load_tokenizer(run_dir / "tokenizer")
     torch.manual_seed(seed)  # the same initial weights on every rank
-    raw = build.build_model(run_dir, config, cfg, phase, tokenizer, data)
+    raw = build.build_model(run_dir, config, cfg, phase, tokenizer, tokens)
+    packing = getattr(cfg, "packing", "paper")
+    data: Data = packed(tokens, packing, tokenizer.pad_token_id)
+    if val is not None:
+        val = packed(val, packing, tokenizer.pad_token_id)
+    if packing == "documents":
+        validate.check_document_attention(raw)
+    kernels = build.fused_or_plain(kernels, cfg, raw)
     checkpointed = build.checkpoint_layers(raw, cfg.activation_checkpointing)
+    adapters = lora.add_adapters(raw, cfg, dist.world)  # LoRA: in place; None for a full finetune
     precision = resolve(cfg.bf16, str(dist.device))
     model, optimizer, scheduler = distributed.parallelize(CausalLMLoss(raw, kernels, precision.autocast), cfg, dist)
-    start_step, rng = checkpoint.load(start_from, raw, optimizer, scheduler, dist) if start_from else (0, None)
+    start_step, rng = (0, None)
+    if start_from:
+        start_step, rng = checkpoint.load(start_from, raw, optimizer, scheduler, dist, adapters)
     # Dropout differs by rank; a resumed run continues each rank's own random stream.
     distributed.seed_ranks(seed, dist, start_step, rng)
-    return _Built(data, val, tokenizer, raw, model, optimizer, scheduler, precision, checkpointed, start_step)
+    return _Built(data, val, tokenizer, raw, model, optimizer, scheduler, precision, checkpointed, start_step, kernels,
+                  adapters)  # fmt: skip
 
 
 def _train(
@@ -134,7 +150,8 @@ def _train(
     peak = distributed.peak_flops(dist.device, cfg.peak_tflops)
     batches = Batches(data, cfg.batch_size, config.seed if cfg.seed is None else cfg.seed)
     solution_only = cfg.loss_on == "solution"
-    humaneval = validate.humaneval_set(b.tokenizer, data.seq_len) if cfg.humaneval_loss else None
+    fmt = read_token_index(run_dir / "tokens").get("exercise_format", "completion")
+    humaneval = validate.humaneval_set(b.tokenizer, data.seq_len, fmt) if cfg.humaneval_loss else None
     writer = metrics.tensorboard(stage.path / "tensorboard") if dist.main else None
     tokens_per_step = cfg.batch_size * (data.seq_len - 1)
     best = checkpoint.best_so_far(metrics_path, start_step) if cfg.keep_best else None
@@ -148,7 +165,7 @@ def _train(
         if cfg.keep_best and step > 0 and "val_loss" in ev and (best is None or ev["val_loss"] < best[1]):
             best = (step, ev["val_loss"])
             state = {"step": step, "val_loss": ev["val_loss"]}
-            checkpoint.save_weights(stage.path / checkpoint.BEST, raw, b.tokenizer, state, dist)
+            checkpoint.save_weights(stage.path / checkpoint.BEST, raw, b.tokenizer, state, dist, b.adapters)
 
     if start_step == 0:  # the starting point of the validation curves
         run_validation(0)
@@ -180,15 +197,16 @@ def _train(
                 run_validation(done)
             if (done % cfg.checkpoint_every == 0 or done in cfg.keep_steps) and done != cfg.max_steps:
                 folder = stage.path / "checkpoints" / f"step-{done:07d}"
-                checkpoint.save_training(folder, raw, b.tokenizer, b.optimizer, scheduler, done, dist, cfg)
+                checkpoint.save_training(folder, raw, b.tokenizer, b.optimizer, scheduler, done, dist, cfg, b.adapters)
             steps_done += 1
             advance(1)
 
     final = stage.path / checkpoint.FINAL
-    checkpoint.save_final(final, raw, b.tokenizer, cfg, dist, stage.path / checkpoint.BEST if best else None)
+    checkpoint.save_final(final, raw, b.tokenizer, cfg, dist, stage.path / checkpoint.BEST if best else None,
+                          b.adapters)  # fmt: skip
     if writer is not None:
         writer.close()
-    summary = _summary(b, cfg, dist, accum, kernels, counts, fpt, metrics_path, final, best)
+    summary = _summary(b, cfg, dist, accum, b.kernels, counts, fpt, metrics_path, final, best)
     return stage.finish(**summary) if dist.main else summary
 
 
@@ -210,7 +228,9 @@ def _summary(
         "world_size": dist.world,
         "grad_accumulation": accum,
         "effective_batch": {"sequences": cfg.batch_size, "tokens": cfg.batch_size * b.data.seq_len},
-        "parameters": counts,
+        "parameters": {**counts, "trained": lora.trainable(b.raw)},
+        "lora": cfg.lora.model_dump() if getattr(cfg, "lora", None) else None,
+        "packing": _packing(b.data),
         "flops_per_token": fpt,
         "precision": b.precision.as_dict(),
         "kernels": kernels,
@@ -228,28 +248,28 @@ def _step(
     optimizer: Any,
     scheduler: Any,
     batches: Batches,
-    data: TokenShards,
+    data: Data,
     step: int,
     accum: int,
     cfg: TrainConfig,
     dist: Dist,
 ) -> tuple[float, Any]:
     """One optimizer step over the global batch of `step`; (loss, grad norm)."""
-    ids, mask = data.sequences(batches.indices(step))
-    tgt = targets(ids, mask, cfg.loss_on == "solution")
-    global_count = int((tgt != -100).sum())
+    batch = collate(data, batches.indices(step), cfg.loss_on == "solution")
+    global_count = int((batch.labels != -100).sum())
     mine = slice(dist.rank * cfg.batch_size // dist.world, (dist.rank + 1) * cfg.batch_size // dist.world)
-    ids, tgt = ids[mine], tgt[mine]
+    ids, tgt, pos = batch.ids[mine], batch.labels[mine], None if batch.positions is None else batch.positions[mine]
     total = torch.zeros((), device=dist.device)
     for k in range(accum):
         part = slice(k * cfg.micro_batch_size, (k + 1) * cfg.micro_batch_size)
         x = torch.from_numpy(ids[part]).to(dist.device)
         y = torch.from_numpy(tgt[part]).to(dist.device)
+        p = None if pos is None else torch.from_numpy(pos[part]).to(dist.device)
         sync = k == accum - 1 or not isinstance(model, torch.nn.parallel.DistributedDataParallel)
         with contextlib.nullcontext() if sync else model.no_sync():
             # Sum over tokens / tokens of the whole global batch: every rank and micro-batch adds its exact
             # share; DDP's gradient averaging is undone by the world size.
-            loss = model(x, y) / max(1, global_count)
+            loss = model(x, y, p) / max(1, global_count)
             (loss * dist.world).backward()
         total += loss.detach()
     if cfg.grad_clip > 0:
@@ -269,3 +289,10 @@ def _step(
 def _grad_norm(model: torch.nn.Module) -> torch.Tensor:
     norms = [p.grad.detach().norm() for p in model.parameters() if p.grad is not None]
     return torch.stack(norms).norm() if norms else torch.zeros(())
+
+
+def _packing(data: Data) -> dict[str, Any]:
+    """How the set was packed: whole documents (how full the rows are, how many were cut) or the paper's way."""
+    if isinstance(data, PackedDocuments):
+        return {"kind": "documents", "rows": data.n_sequences, "fill": round(data.fill, 4), "truncated": data.truncated}
+    return {"kind": "paper", "rows": data.n_sequences}

@@ -1,0 +1,341 @@
+"""A user's own base model (`model.base`) and the finetuning data built for it: the label mask token by token in
+both formats, the end-of-text token learned where it is also the pad token, exercises packed whole with no
+attention across them, and refusals in one line."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import ROOT, phi1_cmd, tiny_llama
+from phi1.config import Config
+from phi1.errors import Phi1Error
+from phi1.prompt_format import RESPONSE, encode, user_message
+from phi1.tokens import TokenShards, write_doc_starts, write_token_index
+from phi1.train.collate import PackedDocuments, collate, targets
+
+PROMPT = 'def add(a: int, b: int) -> int:\n    """Return the sum of a and b.\n\n    >>> add(2, 3)\n    5\n    """\n'
+SOLUTION = "    return a + b\n"
+
+
+def _learned_and_masked(tok, ids: list[int], mask: list[int]) -> tuple[list[str], list[str], np.ndarray]:
+    """Each target token's text, split by whether its label is -100: (learned, not learned, labels)."""
+    labels = targets(np.array([ids]), np.array([mask], dtype=bool), True)[0]
+    learned = [tok.decode([ids[i + 1]]) for i, label in enumerate(labels) if label != -100]
+    masked = [tok.decode([ids[i + 1]]) for i, label in enumerate(labels) if label == -100]
+    for i, label in enumerate(labels):
+        assert label in (-100, ids[i + 1])  # a label is the next token or nothing
+    return learned, masked, labels
+
+
+def test_label_mask_token_by_token_in_a_llama_style_chat_template(smollm2_tokenizer: Path) -> None:
+    from transformers import AutoTokenizer
+
+    from phi1.evaluate.chat import model_prompt
+
+    tok = AutoTokenizer.from_pretrained(smollm2_tokenizer)
+    assert tok.pad_token_id == tok.eos_token_id == tok.convert_tokens_to_ids("<|im_end|>")  # as TRL #1623
+    ids, mask = encode(tok, PROMPT, SOLUTION, "chat")
+    learned, masked, labels = _learned_and_masked(tok, ids, mask)
+    # What the model learns to write: the whole function, the closing fence, the end of its turn; nothing else.
+    assert "".join(learned) == PROMPT + SOLUTION + "```<|im_end|>\n"
+    # What it is given: SmolLM2's own template around evalplus' request, the answer opened (the first token
+    # has no label of its own).
+    prefix = (
+        "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n"
+        f"<|im_start|>user\n{user_message(PROMPT)}<|im_end|>\n<|im_start|>assistant\n{RESPONSE}"
+    )
+    assert tok.decode(ids[:1]) + "".join(masked) == prefix
+    # Learned tokens are one run at the end, and the last label is the end of the turn: EOS is learned though
+    # it is the pad token.
+    first = int(np.flatnonzero(labels != -100)[0])
+    assert (labels[first:] != -100).all() and labels[-2] == tok.eos_token_id
+    # Exactly the token ids `phi1 eval --chat` gives the model to continue.
+    assert tok(model_prompt(tok, PROMPT), add_special_tokens=False)["input_ids"] == ids[: first + 1]
+
+
+def test_label_mask_token_by_token_in_completion_format(smollm2_tokenizer: Path) -> None:
+    from transformers import AutoTokenizer
+
+    from phi1.tokenize import train_bpe
+
+    llama_style = AutoTokenizer.from_pretrained(smollm2_tokenizer)
+    own_bpe = train_bpe([PROMPT + SOLUTION, "def f(x):\n    return x * 2\n" * 20], 300)
+    for tok, eos_text in ((llama_style, "<|im_end|>"), (own_bpe, "<|endoftext|>")):
+        ids, mask = encode(tok, PROMPT, SOLUTION, "completion")
+        learned, masked, labels = _learned_and_masked(tok, ids, mask)
+        assert "".join(learned) == SOLUTION + eos_text
+        assert tok.decode(ids[:1]) + "".join(masked) == PROMPT
+        assert labels[-1] == tok.eos_token_id and tok.pad_token_id == tok.eos_token_id
+        # The prompt is tokenized alone, exactly as `phi1 eval` asks a model in completion mode.
+        assert tok(PROMPT)["input_ids"] == ids[: len(ids) - int(sum(mask))]
+
+
+def _token_set(tmp: Path, docs: list[tuple[list[int], list[int]]], seq_len: int) -> TokenShards:
+    ids = np.array([t for d, _ in docs for t in d], dtype=np.uint16)
+    ids.tofile(tmp / "finetune.bin")
+    np.array([m for _, ms in docs for m in ms], dtype=np.uint8).tofile(tmp / "finetune.mask.bin")
+    write_doc_starts(tmp / "finetune.bin", np.concatenate([[0], np.cumsum([len(d) for d, _ in docs])]))
+    write_token_index(tmp, {"seq_len": seq_len, "dtype": "uint16", "vocab_size": 100, "eos_token_id": 0,
+                            "files": {"finetune": {}}})  # fmt: skip
+    return TokenShards(tmp, "finetune")
+
+
+def test_documents_packing_keeps_exercises_whole_and_labels_none_across(tmp_path: Path) -> None:
+    # Three exercises: prompt tokens (mask 0), solution tokens and EOS 0 (mask 1); the third is too long.
+    docs = [([5, 6, 7, 0], [0, 0, 1, 1]), ([8, 9, 10, 11, 0], [0, 1, 1, 1, 1]), ([12] * 9 + [0], [0] * 5 + [1] * 5)]
+    data = _token_set(tmp_path, docs, seq_len=10)
+    packed = PackedDocuments(data, pad_id=0)
+    assert packed.n_sequences == 2 and packed.truncated == 0
+    batch = collate(packed, np.array([0, 1]), solution_only=True)
+    assert batch.ids.tolist() == [[5, 6, 7, 0, 8, 9, 10, 11, 0, 0], [12] * 9 + [0]]
+    assert batch.positions.tolist() == [[0, 1, 2, 3, 0, 1, 2, 3, 4, 0], list(range(10))]
+    # Targets of the first row, position by position: 6 and 7 are prompt (-100 for 6), 7 and EOS are solution;
+    # 8 starts the next exercise (no label across), 9 10 11 EOS are its solution; the padding has none.
+    assert batch.labels.tolist()[0] == [-100, 7, 0, -100, 9, 10, 11, 0, -100]
+    assert batch.labels.tolist()[1] == [-100] * 4 + [12, 12, 12, 12, 0]
+    # Everything on: still nothing across a boundary and nothing on padding.
+    assert collate(packed, np.array([0]), solution_only=False).labels.tolist()[0] == [6, 7, 0, -100, 9, 10, 11, 0, -100]
+    # The paper's packing: one stream cut every seq_len tokens, attention and labels run across exercises.
+    paper = collate(data, np.array([0]), solution_only=True)
+    assert paper.positions is None and paper.ids.tolist() == [[5, 6, 7, 0, 8, 9, 10, 11, 0, 12]]
+    assert paper.labels.tolist() == [[-100, 7, 0, -100, 9, 10, 11, 0, -100]]
+
+    long = _token_set(tmp_path, [([1] * 12 + [0], [0] * 2 + [1] * 11)], seq_len=10)
+    assert PackedDocuments(long, pad_id=0).truncated == 1
+
+
+def test_packed_exercises_do_not_attend_to_each_other(smollm2_tokenizer: Path, tmp_path: Path) -> None:
+    """The loss of two exercises packed in one row (positions restarting) is the sum of their losses alone; in the
+    paper's packing the second exercise sees the first, and its loss differs."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from phi1.train.kernels import CausalLMLoss
+    from phi1.train.validate import check_document_attention
+
+    lm = AutoModelForCausalLM.from_pretrained(tiny_llama(smollm2_tokenizer, tmp_path / "llama")).eval()
+    loss = CausalLMLoss(lm, "torch", contextlib.nullcontext)
+    check_document_attention(lm)  # passes: Llama masks at restarting positions
+    g = torch.Generator().manual_seed(1)
+    a, b = torch.randint(3, 49152, (1, 6), generator=g), torch.randint(3, 49152, (1, 9), generator=g)
+
+    def alone(x: torch.Tensor) -> float:
+        with torch.no_grad():
+            return float(loss(x, x[:, 1:]))
+
+    row = torch.cat([a, b], dim=1)
+    labels = row[:, 1:].clone()
+    labels[0, 5] = -100  # the first token of b is no target of a's last
+    positions = torch.cat([torch.arange(6), torch.arange(9)])[None]
+    with torch.no_grad():
+        packed_loss = float(loss(row, labels, positions))
+        crossing = float(loss(row, labels))
+    assert packed_loss == pytest.approx(alone(a) + alone(b), rel=1e-5)
+    assert abs(crossing - packed_loss) > 1e-3
+
+
+def test_a_model_that_attends_across_documents_is_refused() -> None:
+    import torch
+
+    from phi1.train.validate import check_document_attention
+
+    class Leaky(torch.nn.Module):
+        """Position ids ignored: every token sees the whole row (a model transformers builds no mask for)."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.config = type("C", (), {"vocab_size": 11, "model_type": "leaky"})()
+            self.emb = torch.nn.Embedding(11, 11)
+
+        def forward(self, input_ids, position_ids=None, use_cache=False):
+            e = self.emb(input_ids)
+            return type("O", (), {"logits": e.cumsum(dim=1)})()
+
+    with pytest.raises(Phi1Error, match="leaky attends across documents"):
+        check_document_attention(Leaky())
+
+
+def test_non_causal_and_missing_bases_are_refused_in_one_line(tmp_path: Path, cli_env: dict) -> None:
+    from transformers import BertConfig
+
+    bert = tmp_path / "bert"
+    BertConfig(vocab_size=100, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+               intermediate_size=32).save_pretrained(bert)  # fmt: skip
+    for base, expected in (
+        (bert, "is a bert model, not a causal LM that AutoModelForCausalLM loads"),
+        (tmp_path / "nowhere", "no such folder or GGUF file"),
+    ):
+        proc = subprocess.run(phi1_cmd("run", "--dry-run", "--set", f"model.base={base}"), env=cli_env, cwd=ROOT,
+                              capture_output=True, text=True)  # fmt: skip
+        assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+        assert f"model.base: {base}" in proc.stderr and expected in proc.stderr
+
+
+def test_dry_run_counts_a_base_models_parameters(smollm2_tokenizer: Path, tmp_path: Path, cli_env: dict) -> None:
+    base = tiny_llama(smollm2_tokenizer, tmp_path / "llama")
+    proc = subprocess.run(phi1_cmd("run", "--dry-run", "--set", f"model.base={base}"), env=cli_env, cwd=ROOT,
+                          capture_output=True, text=True)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    # 49,152 x 32 tied embeddings (counted once) + 2 layers of 32-wide attention (kv 16), MLP and norms: 1.59M.
+    assert "5 pretrain     llama base" in proc.stdout and "1.6M parameters" in proc.stdout
+    assert "format auto, packing paper; full finetune" in proc.stdout
+
+
+def test_run_continues_a_llama_base_and_a_phi_checkpoint_then_finetunes_and_evaluates(
+    tokens_free_run: Path, smollm2_tokenizer: Path, tiny_checkpoint: Path, tmp_path: Path, cli_env: dict
+) -> None:
+    """`phi1 run --set model.base=...` from tokenize on: the base's tokenizer becomes the run's, pretraining
+    continues from its weights (or, with pretrain.max_steps 0, hands them on as they are), finetuning starts
+    from that, evaluation asks each model in its format."""
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file
+
+    llama = tiny_llama(smollm2_tokenizer, tmp_path / "llama")
+    for base, fmt, steps in ((llama, "chat", 4), (tiny_checkpoint, "completion", 0)):
+        run = tmp_path / f"run-{base.name}"
+        shutil.copytree(tokens_free_run, run)
+        sets = [*BASE_RUN, f"model.base={base}", f"pretrain.max_steps={steps}"]
+        proc = subprocess.run(phi1_cmd("run", "--from", "tokenize", "--run-dir", str(run),
+                                       *[a for s in sets for a in ("--set", s)]),
+                              env=cli_env, cwd=ROOT, capture_output=True, text=True, timeout=900)  # fmt: skip
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        index = json.loads((run / "tokens" / "index.json").read_text())
+        assert index["exercise_format"] == fmt
+        assert (run / "tokenizer" / "tokenizer.json").read_text() == (base / "tokenizer.json").read_text()
+        # Pretraining moved the base's weights, and finetuning moved pretraining's.
+        start, pre, fin = (load_file(str(p / "model.safetensors")) for p in
+                           (base, run / "pretrain" / "final", run / "finetune" / "final"))  # fmt: skip
+        name = next(k for k in start if k.endswith(("layers.0.mlp.down_proj.weight", "layers.0.mlp.fc2.weight")))
+        assert not torch.equal(pre[name], fin[name])
+        if steps:
+            assert not torch.equal(start[name], pre[name])
+            assert (start[name] - pre[name]).abs().max() < 0.05  # continued, not re-initialised
+        else:
+            assert all(torch.equal(start[k], pre[k]) for k in start)
+        ev = json.loads((run / "eval" / "manifest.json").read_text())["results"]
+        assert ev["finetuned"]["humaneval"]["chat"] is (fmt == "chat")
+        assert ev["base"]["humaneval"]["chat"] is (fmt == "chat")  # auto: an instruct model in its template
+        assert sum(ev["base"]["humaneval"]["status_counts"].values()) == 164
+        pre_m = json.loads((run / "pretrain" / "manifest.json").read_text())
+        assert pre_m["parameters"]["total"] == sum(v.numel() for v in start.values())  # tied weights saved once
+
+
+BASE_RUN = [
+    "tokenize.seq_len=64", "pretrain.max_steps=4", "pretrain.batch_size=4", "pretrain.micro_batch_size=4",
+    "pretrain.lr=1e-3", "pretrain.warmup_steps=1", "pretrain.humaneval_loss=false", "finetune.max_steps=3",
+    "finetune.batch_size=4", "finetune.micro_batch_size=4", "finetune.warmup_steps=1", "finetune.humaneval_loss=false",
+    "finetune.lr=1e-3", "evaluate.max_new_tokens=8", "evaluate.batch_size=64", "clean.execution=false",
+    "clean.encoder=hashing", "synth.textbook_samples=30", "synth.exercise_samples=30",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def tokens_free_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run directory with synthetic data cleaned (the offline teacher), ready to tokenize."""
+    from phi1.clean import run_clean
+    from phi1.config import load_config
+    from phi1.synth.exercises import synth_exercises
+    from phi1.synth.textbook import synth_textbook
+    from phi1.teacher import make_teacher
+
+    run_dir = tmp_path_factory.mktemp("base-run")
+    cfg = load_config(None, BASE_RUN)
+    teacher = make_teacher(cfg.teacher, run_dir / "teacher-cache.sqlite")
+    synth_textbook(run_dir, cfg, teacher)
+    synth_exercises(run_dir, cfg, teacher)
+    run_clean(run_dir, cfg)
+    return run_dir
+
+
+def _finetune_run(tokens_free_run: Path, base: Path, dest: Path, *extra: str) -> Config:
+    """A run of `base` tokenized and 'pretrained' by handing the base on (pretrain.max_steps 0)."""
+    import shutil
+
+    from phi1.config import load_config
+    from phi1.tokenize import tokenize
+    from phi1.train import train
+
+    shutil.copytree(tokens_free_run, dest)
+    cfg = load_config(None, [*BASE_RUN, f"model.base={base}", "pretrain.max_steps=0", *extra])
+    tokenize(dest, cfg)
+    train(dest, cfg, "pretrain")
+    return cfg
+
+
+def test_lora_trains_adapters_only_and_saves_them_merged(
+    tokens_free_run: Path, smollm2_tokenizer: Path, tmp_path: Path
+) -> None:
+    import torch
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
+    from phi1.train import train
+
+    base = tiny_llama(smollm2_tokenizer, tmp_path / "llama")
+    run = tmp_path / "run"
+    cfg = _finetune_run(tokens_free_run, base, run, "finetune.lora={r: 4, alpha: 8, targets: [q_proj, v_proj]}",
+                        "finetune.max_steps=4", "finetune.lr=1e-2")  # fmt: skip
+    m = train(run, cfg, "finetune")
+    # Rank-4 adapters on q and v of 2 layers: (32x4 + 4x32) + (32x4 + 4x16) per layer.
+    assert m["parameters"]["trained"] == 2 * ((32 * 4 + 4 * 32) + (32 * 4 + 4 * 16))
+    assert m["lora"]["r"] == 4
+    start = load_file(str(run / "pretrain" / "final" / "model.safetensors"))
+    final = load_file(str(run / "finetune" / "final" / "model.safetensors"))
+    assert set(final) == set(start)  # plain weights under the model's own names: no adapter left
+    moved = {k for k in start if not torch.equal(start[k], final[k])}
+    assert moved == {f"model.layers.{i}.self_attn.{m}_proj.weight" for i in (0, 1) for m in "qv"}
+    AutoModelForCausalLM.from_pretrained(run / "finetune" / "final")  # loads as any checkpoint
+
+
+def test_a_lora_finetune_resumed_from_a_checkpoint_ends_where_an_uninterrupted_one_does(
+    tokens_free_run: Path, smollm2_tokenizer: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    from safetensors.torch import load_file
+
+    from phi1.train import train
+
+    base = tiny_llama(smollm2_tokenizer, tmp_path / "llama")
+    settings = ("finetune.lora={r: 4}", "finetune.max_steps=4", "finetune.checkpoint_every=2", "finetune.lr=1e-2",
+                "finetune.keep_best=false", "finetune.dropout=0.1")  # fmt: skip
+    whole = tmp_path / "whole"
+    cfg = _finetune_run(tokens_free_run, base, whole, *settings)
+    train(whole, cfg, "finetune")
+    # As if killed after step 2: its checkpoint is the last thing written.
+    cut = tmp_path / "cut"
+    shutil.copytree(whole, cut)
+    shutil.rmtree(cut / "finetune" / "final")
+    manifest = json.loads((cut / "finetune" / "manifest.json").read_text())
+    (cut / "finetune" / "manifest.json").write_text(json.dumps({**manifest, "status": "running"}))
+    assert (cut / "finetune" / "checkpoints" / "step-0000002" / "adapters.safetensors").exists()
+    m = train(cut, cfg, "finetune", resume=True)
+    assert m["resumed_from"] == 2
+    a = load_file(str(whole / "finetune" / "final" / "model.safetensors"))
+    b = load_file(str(cut / "finetune" / "final" / "model.safetensors"))
+    assert all((a[k] == b[k]).all() for k in a)
+
+
+def test_a_gguf_tokenizer_is_rebuilt_as_llama_cpp_tokenizes(smollm2_tokenizer: Path) -> None:
+    """SmolLM2's GGUF names llama.cpp's `smollm` pre-tokenizer (every digit alone), which transformers' reader
+    does not rebuild; phi1 puts it back (benchmarks/gguf_tokenizer.py compares 66k tokens with llama.cpp)."""
+    from transformers import AutoTokenizer
+
+    from conftest import smollm2_gguf
+
+    text = "x = 12 + 3\n    1"
+    ours = AutoTokenizer.from_pretrained(smollm2_tokenizer)
+    # llama.cpp (llama-cpp-python 0.3.36) on the same GGUF file gives these tokens.
+    llama_cpp = ["x", "Ġ=", "Ġ", "1", "2", "Ġ+", "Ġ", "3", "ĊĠĠĠĠ", "1"]
+    assert ours.convert_ids_to_tokens(ours(text)["input_ids"]) == llama_cpp
+    gguf = smollm2_gguf()
+    plain = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    assert plain.convert_ids_to_tokens(plain(text)["input_ids"])[-3:] == ["ĊĠĠĠ", "Ġ", "1"]  # what it fixes
