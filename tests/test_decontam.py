@@ -161,6 +161,17 @@ def test_offline_catalogue_holds_no_benchmark_twin() -> None:
     assert fired == [], fired
 
 
+def test_the_composed_families_the_offline_teacher_uses_hold_no_benchmark_twin() -> None:
+    """`scan` excluded the compositions phi1's detectors match to a benchmark problem; one exercise of each kept
+    composition, drawn with seeds the scan never used (other names, parameters, phrasing, solution style), is
+    matched to none."""
+    from phi1.teacher.offline_composed import composed_families, every_composition, excluded, scan
+
+    kept = composed_families()
+    assert len(kept) >= 150 and len(kept) + len(excluded()) == len(every_composition())
+    assert scan(kept, 1, salt="test") == {}
+
+
 def test_name_similarity() -> None:
     assert name_similarity("fib", "fibonacci") == 1.0
     assert name_similarity("rolling_max", "running_max") == 0.5

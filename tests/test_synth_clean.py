@@ -21,7 +21,7 @@ from phi1.config import TeacherConfig, load_config
 from phi1.markdown import code_blocks
 from phi1.records import content_id
 from phi1.rundir import Stage, read_table, write_shard
-from phi1.synth.exercises import parse_exercise, synth_exercises
+from phi1.synth.exercises import exercise_request, parse_exercise, synth_exercises
 from phi1.synth.seeds import load_topics, make_seeds
 from phi1.synth.textbook import synth_textbook
 from phi1.teacher import make_teacher
@@ -152,9 +152,7 @@ def test_planted_broken_exercises_are_rejected_with_the_right_reason(tmp_path: P
     answers = [GOOD, FAILING, LOOPING, SYNTAX, NO_DOC, GOOD, "no code at all"]
 
     def respond(body: dict) -> str:
-        prompt = body["messages"][-1]["content"]
-        name = prompt.split("Function name: ")[1].split("\n")[0]
-        return respond.queue.pop(0).format(name=name)  # type: ignore[attr-defined]
+        return respond.queue.pop(0).format(name="sum_values")  # type: ignore[attr-defined]
 
     respond.queue = list(answers)  # type: ignore[attr-defined]
     with FakeOpenAI(respond=respond) as server:
@@ -229,13 +227,15 @@ def test_failing_and_weak_exercises_go_back_to_an_openai_teacher_once(tmp_path: 
 
     def respond(body: dict) -> str:
         prompt = body["messages"][-1]["content"]
-        name = prompt.split("Function name: ")[1].split("\n")[0]
-        index = names.index(name)
+        # Which task it is: the exercise prompt it was rendered from (a repair carries its task's prompt).
+        index = next(i for i, task in enumerate(tasks) if task in prompt)
         asked[index].append(prompt)
-        return (repaired if "did not pass review" in prompt else first)[index].format(name=name, tests="")
+        return (repaired if "did not pass review" in prompt else first)[index].format(name=names[index], tests="")
 
     cfg = load_config(None, ["synth.exercise_samples=3", "synth.verify_timeout_s=2", "teacher.concurrency=1"])
-    names = [s.function_name for s in make_seeds(cfg.synth, 3, cfg.seed, "exercise")]
+    seeds = make_seeds(cfg.synth, 3, cfg.seed, "exercise")
+    tasks = [exercise_request(s, cfg.synth.temperature, cfg.synth.max_tokens).messages[-1][1] for s in seeds]
+    names = ["sum_values", "keep_at_most_limit", "broken_count"]  # the teacher names each for what it does
     with FakeOpenAI(respond=respond) as server:
         teacher = make_teacher(
             TeacherConfig(backend="openai", model="fake", base_url=server.url, concurrency=1), tmp_path / "c.sqlite"

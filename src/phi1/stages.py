@@ -74,6 +74,7 @@ STEPS: dict[str, Step] = {
             "textbook",
             ("synth.textbook_samples", *_fields("synth", SYNTH_SEEDS), "seed", "teacher"),
             templates=("textbook",),
+            format=3,  # 3: the offline teacher's docstrings wrap at 100 columns
         ),
         Step(
             "exercises",
@@ -90,7 +91,8 @@ STEPS: dict[str, Step] = {
             ),
             templates=("exercise", "repair"),
             # 3: tests' mutation score, weak_tests, repair (bump with phi1.mutation's FORMATs too)
-            format=3,
+            # 4: the teacher names the function; the offline teacher's composed families and wrapped docstrings
+            format=4,
         ),
         Step(
             "clean",

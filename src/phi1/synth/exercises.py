@@ -76,14 +76,14 @@ def exercise_request(seed: Seed, temperature: float, max_tokens: int) -> Request
         topic=seed.topic,
         subtopic=seed.subtopic,
         audience=seed.audience,
-        function_name=seed.function_name,
         constraint=seed.constraint,
     )
     return Request.chat(prompt, params=Params(temperature=temperature, max_tokens=max_tokens), sample=seed.index)
 
 
-def parse_exercise(answer: str, function_name: str) -> Exercise | str:
-    """The exercise in a teacher's answer, or the reason it cannot be used."""
+def parse_exercise(answer: str, function_name: str | None = None) -> Exercise | str:
+    """The exercise in a teacher's answer, or the reason it cannot be used. Its function is the one named
+    `function_name` where given, else the first (the teacher names it for what it does)."""
     blocks = code_blocks(answer)
     if not blocks:
         return "no_code"
@@ -184,7 +184,7 @@ def empty_counts(requested: int) -> dict[str, Any]:
     bins = {label: 0 for label in SCORE_BINS}
     return {"requested": requested, "parsed": 0, "verified": 0, "repaired": 0, "rejected": {},
             "mutation_scores": {"kept": dict(bins), "weak": dict(bins)}, "unscored": 0,
-            "mutation_score_sum": 0.0}  # fmt: skip
+            "mutation_score_micros": 0}  # fmt: skip
 
 
 # Histogram bins of mutation scores: tenths, and 1.0 (every mutant killed) apart.
@@ -203,7 +203,7 @@ def mutation_summary(counts: dict[str, Any], cfg: SynthConfig) -> dict[str, Any]
         "min_mutation_score": cfg.min_mutation_score,
         "settings": scoring(cfg).identity() if cfg.max_mutants else None,
         "scored": scored,
-        "mean": round(counts["mutation_score_sum"] / scored, 4) if scored else None,
+        "mean": round(counts["mutation_score_micros"] / scored / 1e6, 4) if scored else None,
         "histogram": counts["mutation_scores"],
     }
 
@@ -229,7 +229,8 @@ def _judge(
         if score is None:
             counts["unscored"] += 1
         else:
-            counts["mutation_score_sum"] += score
+            # Millionths, an integer: the sum is the same whatever the shards and the order they add up in.
+            counts["mutation_score_micros"] += round(score * 1_000_000)
     return retry
 
 
@@ -297,7 +298,7 @@ def _answers(
     parsed: list[tuple[Seed, Exercise, int]] = []
     for response in teacher.generate(requests, usage, progress=progress):
         seed, repairs = by_index[response.request.sample]
-        result = parse_exercise(response.text, seed.function_name) if response.ok else "teacher_error"
+        result = parse_exercise(response.text) if response.ok else "teacher_error"
         if isinstance(result, str):
             rejected[result] = rejected.get(result, 0) + 1
         else:

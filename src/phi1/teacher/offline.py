@@ -27,7 +27,7 @@ import time
 
 from phi1 import prompts
 from phi1.teacher.base import Request, Response, Teacher
-from phi1.teacher.offline_exercises import build, choose_family
+from phi1.teacher.offline_exercises import all_families, build, choose_family, name_template
 
 
 class OfflineTeacher(Teacher):
@@ -297,8 +297,10 @@ WEAK_TESTS = 1
 
 
 def exercise(fields: dict[str, str], rng: random.Random, weak_share: float = WEAK_SHARE) -> str:
-    name = fields["function_name"].strip() or "solve"
-    family = choose_family(f"{fields['topic']} {fields['subtopic']} {fields['constraint']}", rng)
-    ex = build(family, name, rng)
+    # Any family the topic touches, not only the closest: each of hundreds is then rare, and a run of hundreds
+    # of exercises repeats few of them (clean drops repeats as near duplicates).
+    topic = f"{fields['topic']} {fields['subtopic']} {fields['constraint']}"
+    family = choose_family(topic, rng, all_families(), min_pool=60)
+    ex = build(family, name_template(family, rng), rng)  # named for what it does, as the prompt asks
     tests = ex.tests[:WEAK_TESTS] if rng.random() < weak_share else ex.tests
     return f"```python\n{ex.code.rstrip()}\n```\n\n```python\n" + "\n".join(tests) + "\n```\n"

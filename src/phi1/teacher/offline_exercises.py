@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import copy
 import random
+import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 Inputs = Callable[[random.Random, dict[str, Any]], list[tuple[Any, ...]]]
@@ -23,6 +25,9 @@ class Family:
     inputs: Inputs
     params: Callable[[random.Random], dict[str, Any]] = lambda rng: {}
     imports: str = ""
+    # A name that says what the function does (a template over the params: "sum_squares_divisible_by_{k}");
+    # default: one of NAMES[key].
+    name: Callable[[random.Random], str] | None = None
 
 
 def _ints(rng: random.Random, lo: int = -20, hi: int = 20, n: tuple[int, int] = (0, 9)) -> list[int]:
@@ -380,12 +385,64 @@ FAMILIES: tuple[Family, ...] = (
 )
 
 
-def choose_family(topic_text: str, rng: random.Random) -> Family:
-    """A family whose words overlap the topic, else any; the rng decides among equals."""
+# Synonyms for each hand-written family, in the naming styles of HumanEval (descriptive snake_case) and MBPP
+# (often a verb first): a name says what the function does, as the benchmarks' names do.
+NAMES: dict[str, tuple[str, ...]] = {
+    "count_multiples": ("count_and_sum_multiples_of_{k}", "multiples_of_{k}_count_and_sum", "tally_multiples_of_{k}"),
+    "count_vowels": ("count_vowels", "vowel_count", "number_of_vowels", "find_vowel_count"),
+    "palindromic_words": ("palindromic_words", "find_palindrome_words", "palindromes_in_text"),
+    "fibonacci": ("fibonacci_like", "generalized_fibonacci", "nth_term_from_{a}_and_{b}"),
+    "reduce_fraction": ("reduce_fraction", "simplify_fraction", "to_lowest_terms"),
+    "cap_repeats": ("limit_repeats", "cap_occurrences", "keep_first_occurrences"),
+    "word_frequency": ("word_frequency", "count_words", "word_counts"),
+    "binary_search_probes": ("binary_search_probes", "binary_search_trace", "probed_indices"),
+    "merge_intervals": ("merge_intervals", "merge_overlapping_intervals", "combine_ranges"),
+    "diagonal_sums": ("diagonal_sums", "sum_both_diagonals", "find_diagonal_totals"),
+    "running_range": ("running_range", "prefix_spread", "range_so_far"),
+    "rotate_matrix": ("rotate_matrix", "rotate_grid", "turn_matrix_{direction}"),
+    "caesar": ("caesar_shift", "caesar_cipher", "shift_letters"),
+    "nesting_depth": ("nesting_depth", "max_bracket_depth", "bracket_nesting_level"),
+    "make_change": ("make_change", "greedy_coins", "count_coins_greedily"),
+    "run_length": ("run_length_encode", "rle_encode", "compress_runs"),
+    "primes_between": ("primes_between", "primes_in_range", "list_primes_from_low_to_high"),
+    "digital_root": ("digital_root", "repeated_digit_sum", "digit_sum_until_single"),
+    "anagram_groups": ("anagram_groups", "group_anagrams", "find_anagram_sets"),
+    "moving_average": ("moving_average", "rolling_mean", "window_averages"),
+    "pascal_row": ("pascal_row", "pascal_triangle_row", "binomial_row"),
+    "flatten_depth": ("flatten_depth", "flatten_levels", "partial_flatten"),
+    "sliding_windows": ("sliding_windows", "window_slices", "chunk_with_step"),
+    "kth_largest_distinct": ("kth_largest_distinct", "kth_biggest_unique", "find_kth_largest_value"),
+    "title_case": ("title_case", "capitalize_words", "to_title_case"),
+    "bank_account": ("bank_account_balance", "apply_transactions", "simulate_account"),
+    "safe_divide": ("safe_divide", "divide_or_none", "checked_division"),
+    "triangular_gen": ("triangular_below", "triangular_numbers_below", "list_triangular_numbers"),
+}
+
+
+def name_template(family: Family, rng: random.Random) -> str:
+    """A name for an exercise of `family`, as a template over its params."""
+    return family.name(rng) if family.name is not None else rng.choice(NAMES[family.key])
+
+
+@lru_cache(maxsize=1)
+def all_families() -> tuple[Family, ...]:
+    """The hand-written catalogue and the composed families (`offline_composed`)."""
+    from phi1.teacher.offline_composed import composed_families
+
+    return FAMILIES + composed_families()
+
+
+def choose_family(topic_text: str, rng: random.Random, families: tuple[Family, ...] = FAMILIES,
+                  min_pool: int | None = None) -> Family:  # fmt: skip
+    """A family whose words overlap the topic most, else any; the rng decides among them. With `min_pool`: any
+    family the topic touches, and any at all where fewer than `min_pool` do (so that no few families are
+    drawn again and again)."""
     lowered = topic_text.lower()
-    scored = [(sum(word in lowered for word in f.words), f) for f in FAMILIES]
+    scored = [(sum(word in lowered for word in f.words), f) for f in families]
     best = max(score for score, _ in scored)
-    pool = [f for score, f in scored if score == best] if best > 0 else list(FAMILIES)
+    pool = [f for score, f in scored if score >= (best if min_pool is None else 1)] if best > 0 else list(families)
+    if min_pool is not None and len(pool) < min_pool:
+        pool = list(families)
     return rng.choice(pool)
 
 
@@ -398,7 +455,9 @@ class Exercise:
 
 
 def build(family: Family, name: str, rng: random.Random) -> Exercise:
+    """An exercise of `family` named `name` (a template over the family's params, or a plain name)."""
     params = family.params(rng)
+    name = name.format(**params)
     fmt = {"name": name, **params}
     solution = family.body.format(**fmt)
     signature = family.signature.format(**fmt)
@@ -418,6 +477,7 @@ def build(family: Family, name: str, rng: random.Random) -> Exercise:
             seen.add(call)
             unique.append((call, out))
     example_call, example_out = next(((c, o) for c, o in unique if o not in (None, [], "", 0)), unique[0])
+    doc = textwrap.fill(doc, 100, subsequent_indent="    ")  # a docstring wraps, as HumanEval's do
     docstring = f'    """{doc}\n\n    >>> {example_call}\n    {example_out!r}\n    """\n'
     code = f"{family.imports}{signature}\n{docstring}{solution}"
     tests = [_assert(call, out) for call, out in unique[:8]]
