@@ -137,3 +137,20 @@ def tiny_llama(tokenizer_dir: Path, dest: Path, seed: int = 0) -> Path:
                          tie_word_embeddings=True, bos_token_id=1, eos_token_id=2, pad_token_id=2)  # fmt: skip
     LlamaForCausalLM(config).save_pretrained(dest)
     return dest
+
+
+def cleaned_run(run_dir: Path, settings: list[str]) -> Path:
+    """A run directory with the offline teacher's textbook and exercises, synthesized and cleaned under
+    `settings` (`--set` overrides), ready to tokenize."""
+    from phi1.clean import run_clean
+    from phi1.config import load_config
+    from phi1.synth.exercises import synth_exercises
+    from phi1.synth.textbook import synth_textbook
+    from phi1.teacher import make_teacher
+
+    cfg = load_config(None, settings)
+    teacher = make_teacher(cfg.teacher, run_dir / "teacher-cache.sqlite")
+    synth_textbook(run_dir, cfg, teacher)
+    synth_exercises(run_dir, cfg, teacher)
+    run_clean(run_dir, cfg)
+    return run_dir

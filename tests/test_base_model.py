@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import ROOT, phi1_cmd, tiny_llama
+from conftest import ROOT, cleaned_run, phi1_cmd, tiny_llama
 from phi1.config import Config
 from phi1.errors import Phi1Error
 from phi1.prompt_format import RESPONSE, encode, user_message
@@ -240,19 +240,7 @@ BASE_RUN = [
 @pytest.fixture(scope="module")
 def tokens_free_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A run directory with synthetic data cleaned (the offline teacher), ready to tokenize."""
-    from phi1.clean import run_clean
-    from phi1.config import load_config
-    from phi1.synth.exercises import synth_exercises
-    from phi1.synth.textbook import synth_textbook
-    from phi1.teacher import make_teacher
-
-    run_dir = tmp_path_factory.mktemp("base-run")
-    cfg = load_config(None, BASE_RUN)
-    teacher = make_teacher(cfg.teacher, run_dir / "teacher-cache.sqlite")
-    synth_textbook(run_dir, cfg, teacher)
-    synth_exercises(run_dir, cfg, teacher)
-    run_clean(run_dir, cfg)
-    return run_dir
+    return cleaned_run(tmp_path_factory.mktemp("base-run"), BASE_RUN)
 
 
 def _finetune_run(tokens_free_run: Path, base: Path, dest: Path, *extra: str) -> Config:

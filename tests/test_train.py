@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from conftest import ROOT, phi1_cmd
+from conftest import ROOT, cleaned_run, phi1_cmd
 from phi1.config import load_config
 from phi1.errors import Phi1Error
 from phi1.model import PRESETS, count_parameters, model_config
@@ -117,19 +117,10 @@ SETTINGS = [
 @pytest.fixture(scope="module")
 def tokens_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A run directory with synthetic data, cleaned and tokenized (the offline teacher)."""
-    from phi1.clean import run_clean
-    from phi1.synth.exercises import synth_exercises
-    from phi1.synth.textbook import synth_textbook
-    from phi1.teacher import make_teacher
     from phi1.tokenize import tokenize
 
-    run_dir = tmp_path_factory.mktemp("train-run")
-    cfg = load_config(None, SETTINGS)
-    teacher = make_teacher(cfg.teacher, run_dir / "cache.sqlite")
-    synth_textbook(run_dir, cfg, teacher)
-    synth_exercises(run_dir, cfg, teacher)
-    run_clean(run_dir, cfg)
-    tokenize(run_dir, cfg)
+    run_dir = cleaned_run(tmp_path_factory.mktemp("train-run"), SETTINGS)
+    tokenize(run_dir, load_config(None, SETTINGS))
     return run_dir
 
 

@@ -62,10 +62,6 @@ def check_causal_lm(folder: Path, field: str = "model.base") -> str:
     return model_type
 
 
-def is_phi(folder: Path) -> bool:
-    return read_config(folder, "model").get("model_type") == "phi"
-
-
 def decoder(lm: Any) -> Any:
     """The model under the LM head: called with input ids, it returns the last hidden states."""
     base = getattr(lm, "base_model", None)

