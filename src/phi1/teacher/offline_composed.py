@@ -23,7 +23,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from phi1.teacher.offline_exercises import Family, _ints
+from phi1.teacher.offline_exercises import Family, random_ints
 
 
 @dataclass(frozen=True)
@@ -246,7 +246,7 @@ def _family(summary: Summary, transform: Transform, select: Select) -> Family:
                 v = fields[name]
                 edges += [v - 1, v, v + 1, -v] if name != "k" else [v, -v, v + 1, 2 * v]
         rng.shuffle(edges)
-        return [(_ints(rng, -12, 15, (1, 9)),) for _ in range(5)] + [(edges,), ([],)]
+        return [(random_ints(rng, -12, 15, (1, 9)),) for _ in range(5)] + [(edges,), ([],)]
 
     return Family(
         f"{summary.key}-{transform.key}-{select.key}",

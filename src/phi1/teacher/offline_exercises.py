@@ -30,7 +30,8 @@ class Family:
     name: Callable[[random.Random], str] | None = None
 
 
-def _ints(rng: random.Random, lo: int = -20, hi: int = 20, n: tuple[int, int] = (0, 9)) -> list[int]:
+def random_ints(rng: random.Random, lo: int = -20, hi: int = 20, n: tuple[int, int] = (0, 9)) -> list[int]:
+    """A list of n[0]..n[1] integers in [lo, hi]: the test inputs of list families (here and offline_composed)."""
     return [rng.randint(lo, hi) for _ in range(rng.randint(*n))]
 
 
@@ -74,7 +75,7 @@ FAMILIES: tuple[Family, ...] = (
         "def {name}(numbers: list[int]) -> tuple[int, int]:",
         "Return (how many, their sum) of the numbers in `numbers` that are divisible by {k}.",
         "    matches = [n for n in numbers if n % {k} == 0]\n    return len(matches), sum(matches)\n",
-        lambda rng, p: [(_ints(rng),) for _ in range(6)] + [([],)],
+        lambda rng, p: [(random_ints(rng),) for _ in range(6)] + [([],)],
         lambda rng: {"k": rng.choice([2, 3, 4, 5, 7])},
     ),
     Family(
@@ -124,7 +125,7 @@ FAMILIES: tuple[Family, ...] = (
         "    seen: dict[int, int] = {{}}\n    kept = []\n    for item in items:\n"
         "        seen[item] = seen.get(item, 0) + 1\n        if seen[item] <= limit:\n            kept.append(item)\n"
         "    return kept\n",
-        lambda rng, p: [(_ints(rng, 0, 4, (0, 10)), rng.randint(1, 3)) for _ in range(6)],
+        lambda rng, p: [(random_ints(rng, 0, 4, (0, 10)), rng.randint(1, 3)) for _ in range(6)],
     ),
     Family(
         "word_frequency",
@@ -147,7 +148,7 @@ FAMILIES: tuple[Family, ...] = (
         "    return probes\n",
         lambda rng, p: [
             (s, rng.choice(s) if s and rng.random() < 0.6 else rng.randint(-5, 60))
-            for s in (sorted(set(_ints(rng, 0, 50, (0, 12)))) for _ in range(7))
+            for s in (sorted(set(random_ints(rng, 0, 50, (0, 12)))) for _ in range(7))
         ],
     ),
     Family(
@@ -179,7 +180,7 @@ FAMILIES: tuple[Family, ...] = (
         "    result = []\n    low = high = None\n    for n in numbers:\n"
         "        low = n if low is None or n < low else low\n        high = n if high is None or n > high else high\n"
         "        result.append(high - low)\n    return result\n",
-        lambda rng, p: [(_ints(rng),) for _ in range(6)],
+        lambda rng, p: [(random_ints(rng),) for _ in range(6)],
     ),
     Family(
         "rotate_matrix",
@@ -291,7 +292,7 @@ FAMILIES: tuple[Family, ...] = (
         "Return the averages of every run of `window` consecutive values, rounded to {digits} decimals.",
         "    if window <= 0 or window > len(values):\n        return []\n"
         "    return [round(sum(values[i:i + window]) / window, {digits}) for i in range(len(values) - window + 1)]\n",
-        lambda rng, p: [([float(v) for v in _ints(rng, 0, 50, (0, 9))], rng.randint(1, 4)) for _ in range(6)],
+        lambda rng, p: [([float(v) for v in random_ints(rng, 0, 50, (0, 9))], rng.randint(1, 4)) for _ in range(6)],
         lambda rng: {"digits": rng.choice([1, 2, 3])},
     ),
     Family(
@@ -326,7 +327,7 @@ FAMILIES: tuple[Family, ...] = (
         "past the end is left out.",
         "    windows = []\n    start = 0\n    while start + size <= len(items):\n"
         "        windows.append(items[start:start + size])\n        start += step\n    return windows\n",
-        lambda rng, p: [(_ints(rng, 0, 9, (0, 10)), rng.randint(1, 4), rng.randint(1, 3)) for _ in range(6)],
+        lambda rng, p: [(random_ints(rng, 0, 9, (0, 10)), rng.randint(1, 4), rng.randint(1, 3)) for _ in range(6)],
     ),
     Family(
         "kth_largest_distinct",
@@ -334,7 +335,7 @@ FAMILIES: tuple[Family, ...] = (
         "def {name}(numbers: list[int], k: int) -> int | None:",
         "Return the k-th largest distinct value in `numbers` (k = 1 is the largest), or None if there is none.",
         "    distinct = sorted(set(numbers), reverse=True)\n    return distinct[k - 1] if 0 < k <= len(distinct) else None\n",
-        lambda rng, p: [(_ints(rng, 0, 9, (0, 8)), rng.randint(1, 4)) for _ in range(6)] + [([3, 3], 2)],
+        lambda rng, p: [(random_ints(rng, 0, 9, (0, 8)), rng.randint(1, 4)) for _ in range(6)] + [([3, 3], 2)],
     ),
     Family(
         "title_case",
