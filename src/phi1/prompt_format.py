@@ -78,31 +78,27 @@ def _chat_answer_tail(tokenizer: Any, prompt: str, code: str) -> tuple[str, str]
 def encode(tokenizer: Any, prompt: str, solution: str, fmt: Format) -> tuple[list[int], list[int]]:
     """(token ids, loss mask) of one problem and its solution. `solution` continues `prompt` (a function body
     after its signature and docstring), as exercises and HumanEval's canonical solutions do."""
-    eos = tokenizer.eos_token_id
-    if fmt == "completion":
-        head = tokenizer(prompt, add_special_tokens=True)["input_ids"] if prompt else []
-        tail = [*tokenizer(solution, add_special_tokens=False)["input_ids"], eos]
-    else:
-        prefix, rest = _chat_answer_tail(tokenizer, prompt, prompt + solution)
-        # The template writes its own special tokens: none are added, as `phi1 eval --chat` adds none.
-        head = tokenizer(prefix, add_special_tokens=False)["input_ids"]
-        tail = tokenizer(rest, add_special_tokens=False)["input_ids"]
-        if eos not in tail:
-            tail.append(eos)
-    return [*head, *tail], [0] * len(head) + [1] * len(tail)
+    rows, masks = encode_many(tokenizer, [prompt], [solution], fmt)
+    return rows[0], masks[0]
 
 
 def encode_many(
     tokenizer: Any, prompts: list[str], solutions: list[str], fmt: Format
 ) -> tuple[list[list[int]], list[list[int]]]:
-    """`encode` of many: completion pieces are tokenized in one batch call each."""
-    if fmt == "chat":
-        pairs = [encode(tokenizer, p, s, fmt) for p, s in zip(prompts, solutions, strict=True)]
-        return [ids for ids, _ in pairs], [mask for _, mask in pairs]
+    """`encode` of many: in completion format the prompts and the solutions are tokenized in a batch each."""
     eos = tokenizer.eos_token_id
-    heads = tokenizer(prompts, add_special_tokens=True)["input_ids"] if prompts else []
-    heads = [h if p else [] for h, p in zip(heads, prompts, strict=True)]
-    tails = [[*t, eos] for t in tokenizer(solutions, add_special_tokens=False)["input_ids"]] if solutions else []
+    if fmt == "completion":
+        heads = tokenizer(prompts, add_special_tokens=True)["input_ids"] if prompts else []
+        heads = [h if p else [] for h, p in zip(heads, prompts, strict=True)]
+        tails = [[*t, eos] for t in tokenizer(solutions, add_special_tokens=False)["input_ids"]] if solutions else []
+    else:
+        heads, tails = [], []
+        for prompt, solution in zip(prompts, solutions, strict=True):
+            prefix, rest = _chat_answer_tail(tokenizer, prompt, prompt + solution)
+            # The template writes its own special tokens: none are added, as `phi1 eval --chat` adds none.
+            heads.append(tokenizer(prefix, add_special_tokens=False)["input_ids"])
+            tail = tokenizer(rest, add_special_tokens=False)["input_ids"]
+            tails.append(tail if eos in tail else [*tail, eos])
     rows = [[*h, *t] for h, t in zip(heads, tails, strict=True)]
     masks = [[0] * len(h) + [1] * len(t) for h, t in zip(heads, tails, strict=True)]
     return rows, masks

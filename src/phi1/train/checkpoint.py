@@ -105,16 +105,14 @@ def save_training(
 
 
 def load(folder: Path, raw: Any, optimizer: Any, scheduler: Any, dist: Dist, adapters: Any = None) -> tuple[int, Any]:
-    """Weights, optimizer and scheduler from a checkpoint; (its step, its RNG states)."""
+    """Weights, optimizer and scheduler from a checkpoint; (its step, its RNG states). With LoRA only the
+    adapters are read: the frozen base is the one the phase started from."""
     from safetensors.torch import load_file
 
     state = torch.load(folder / STATE, map_location="cpu", weights_only=False)
-    if adapters is not None:  # the frozen base is the one the phase started from: only the adapters moved
+    weights = None if adapters is not None else load_file(str(folder / "model.safetensors"))
+    if adapters is not None:
         lora.load_adapter_state(adapters, folder)
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        return int(state["step"]), state.get("rng")
-    weights = load_file(str(folder / "model.safetensors"))
     if dist.world > 1:
         from torch.distributed.checkpoint.state_dict import (
             StateDictOptions,
@@ -123,12 +121,14 @@ def load(folder: Path, raw: Any, optimizer: Any, scheduler: Any, dist: Dist, ada
         )
 
         options = StateDictOptions(full_state_dict=True)
-        set_model_state_dict(raw, weights, options=options)
+        if weights is not None:
+            set_model_state_dict(raw, weights, options=options)
         set_optimizer_state_dict(raw, optimizer, state["optimizer"], options=options)
     else:
-        missing, unexpected = raw.load_state_dict(weights, strict=False)
-        if unexpected or [k for k in missing if "lm_head" not in k]:
-            raise Phi1Error(f"{folder}: checkpoint does not match the model ({missing[:3]} {unexpected[:3]})")
+        if weights is not None:
+            missing, unexpected = raw.load_state_dict(weights, strict=False)
+            if unexpected or [k for k in missing if "lm_head" not in k]:
+                raise Phi1Error(f"{folder}: checkpoint does not match the model ({missing[:3]} {unexpected[:3]})")
         optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     return int(state["step"]), state.get("rng")
