@@ -31,7 +31,7 @@ export TRANSFORMERS_OFFLINE := 1
 
 run: $(STAMP)
 	$(VENV)/bin/phi1 doctor
-	$(VENV)/bin/phi1 run --config configs/tiny.yaml
+	$(VENV)/bin/phi1 run --config configs/demo.yaml
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks

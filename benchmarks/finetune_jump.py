@@ -27,7 +27,10 @@ import sys
 import time
 from pathlib import Path
 
+from phi1.evaluate.flips import mcnemar_p  # the one the run's report uses
+
 ROOT = Path(__file__).resolve().parent.parent
+
 PHI1 = [sys.executable, "-m", "phi1.cli"]
 
 
@@ -79,15 +82,6 @@ def _eval(model: Path, benchmark: str, out: Path, chat: str, samples: Path | Non
               "--batch-size", "16", *source)  # fmt: skip
     rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     return {r["task_id"]: bool(r["passed"]) for r in rows}
-
-
-def mcnemar_p(better: int, worse: int) -> float:
-    """McNemar's exact two-sided p-value: the discordant pairs as a fair coin's flips."""
-    n = better + worse
-    if n == 0:
-        return 1.0
-    tail = sum(math.comb(n, i) for i in range(min(better, worse) + 1)) / 2**n
-    return min(1.0, 2 * tail)
 
 
 def main() -> None:

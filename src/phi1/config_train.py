@@ -15,7 +15,8 @@ class ModelConfig(Section):
 
     preset: Literal["tiny", "small", "phi-1-small", "phi-1"] = "tiny"
     overrides: dict[str, Any] = {}  # any PhiConfig field, e.g. {num_hidden_layers: 2}; presets only
-    # A local Hugging Face causal-LM folder or .gguf file: its tokenizer is the run's, pretraining continues from
+    # A local Hugging Face causal-LM folder or .gguf file (or one inside an installed package: `pkg:PACKAGE/REL`,
+    # `phi1.config_base.named_path`): its tokenizer is the run's, pretraining continues from
     # its weights (pretrain.max_steps 0: finetuned as it is); `preset` and `overrides` are then unused.
     base: Annotated[str | None, Names("fingerprint")] = None
 

@@ -21,6 +21,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from phi1.config import Config, Names, Section
+from phi1.config_base import named_path
 
 # Files at most this big are hashed whole even where a field asks for content; bigger ones (model weights
 # inside a tokenizer folder) are fingerprinted, since hashing gigabytes on every run costs minutes.
@@ -113,7 +114,7 @@ def describe(value: Any, marker: Names) -> Any:
     text = str(value)
     for prefix in marker.prefixes:
         text = text.removeprefix(prefix)
-    path = Path(text).expanduser()
+    path = named_path(text)
     if not path.exists():
         return None  # a hub name or a built-in choice: the name in the config is all there is
     return fingerprint(path) if marker.hash == "fingerprint" else content_digest(path)

@@ -113,7 +113,8 @@ STEPS: dict[str, Step] = {
         Step("tokens", ("tokenize", "finetune.format", "seed"), inputs=("clean", "tokenizer"), format=3),
         Step("pretrain", ("pretrain", "model", "tokenize.tokenizer", "seed"), inputs=("tokens",)),
         Step("finetune", ("finetune", "model", "tokenize.tokenizer", "seed"), inputs=("tokens", "pretrain")),
-        Step("eval", ("evaluate",), inputs=("pretrain", "finetune"), optional=("clean",)),
+        # 2: comparison.json (flips, McNemar, each gain's nearest exercise)
+        Step("eval", ("evaluate",), inputs=("pretrain", "finetune"), optional=("clean",), format=2),
         # phi1 ablate: studies on the run's own data, beside the recipe's folders
         Step(
             "ablate",

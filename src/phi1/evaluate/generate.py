@@ -6,6 +6,7 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from phi1.errors import Phi1Error
 from phi1.evaluate import chat as chat_mod
@@ -104,7 +105,9 @@ def generate_with_model(
     must continue); with `chat`, it is asked in the model's chat template and the code is taken from its
     answer (`phi1.evaluate.chat`). `rows` limits the work to those (task, sample) pairs (default: all)."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, StoppingCriteria, StoppingCriteriaList
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from phi1.evaluate.decode import decode
 
     path = as_checkpoint(model_dir, "--model")
     if not (path / "config.json").exists():
@@ -118,6 +121,9 @@ def generate_with_model(
     model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=precision.dtype()).to(device)
     model.eval()
     stop = (chat_mod.FENCE,) if chat else benchmark.stop  # a chat answer ends where its code block closes
+    eos = _eos_ids(tokenizer, model)
+    # A stop sequence just completed lies in the last tokens: a row's tail is decoded, not its whole answer.
+    window = max((len(s) for s in stop), default=0) + 8
 
     def prompt_of(tid: str) -> str:
         prompt = benchmark.problems[tid].prompt
@@ -128,41 +134,30 @@ def generate_with_model(
             return chat_mod.completion(text, benchmark.problems[tid].entry_point, opened=True)
         return truncate(text, stop)
 
-    class StopAll(StoppingCriteria):
-        """Stop the batch once every row's new text contains a stop sequence."""
+    def finished(row: int, tokens: Sequence[int]) -> bool:
+        tail = tokenizer.decode(tokens[-window:], skip_special_tokens=True)
+        return any(s in tail for s in stop)
 
-        def __init__(self, prompt_len: int) -> None:
-            self.prompt_len = prompt_len
-
-        def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kw: object) -> torch.Tensor:
-            texts = tokenizer.batch_decode(input_ids[:, self.prompt_len :], skip_special_tokens=True)
-            done = [any(s in t for s in stop) for t in texts]
-            return torch.tensor(done, device=input_ids.device)
-
-    # Sorted by prompt length so that batches waste little padding.
+    # Sorted by prompt length: rows that decode together waste little padding.
     todo = sorted(rows if rows is not None else all_rows(benchmark, sampling.n),
                   key=lambda r: len(benchmark.problems[r[0]].prompt))  # fmt: skip
+    # A chat template writes its own special tokens: the tokenizer must not add a second BOS.
+    encoded = tokenizer([prompt_of(tid) for tid, _ in todo], add_special_tokens=not chat)["input_ids"]
     with progress_bar(len(todo), "generating", unit="samples") as advance, torch.inference_mode():
-        for start in range(0, len(todo), batch_size):
-            batch = todo[start : start + batch_size]
-            prompts = [prompt_of(tid) for tid, _ in batch]
-            # A chat template writes its own special tokens: the tokenizer must not add a second BOS.
-            enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=not chat).to(device)
-            kwargs: dict[str, object] = {"max_new_tokens": sampling.max_new_tokens}
-            if sampling.temperature > 0:
-                kwargs.update(do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p)
-            else:
-                kwargs.update(do_sample=False)
-            gen = model.generate(
-                **enc,
-                **kwargs,
-                pad_token_id=tokenizer.pad_token_id,
-                stopping_criteria=StoppingCriteriaList([StopAll(enc["input_ids"].shape[1])]),
-            )
-            texts = tokenizer.batch_decode(gen[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
-            for (tid, i), text in zip(batch, texts, strict=True):
-                yield Sample(tid, i, completion_of(tid, text))
-            advance(len(batch))
+        for k, new in decode(model, encoded, tokenizer.pad_token_id, batch_size, sampling.max_new_tokens, finished, eos,
+                             sampling.temperature, sampling.top_p):  # fmt: skip
+            tid, i = todo[k]
+            yield Sample(tid, i, completion_of(tid, tokenizer.decode(new, skip_special_tokens=True)))
+            advance(1)
+
+
+def _eos_ids(tokenizer: Any, model: Any) -> set[int]:
+    """The tokens that end an answer: the tokenizer's EOS and the generation config's (an instruct model's
+    end-of-turn), as generate stops on them."""
+    ids = {tokenizer.eos_token_id}
+    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    ids |= set(configured) if isinstance(configured, list | tuple) else {configured}
+    return {i for i in ids if i is not None}
 
 
 def generate_with_endpoint(

@@ -9,10 +9,12 @@ from typing import Any
 
 from phi1.config import Config
 from phi1.errors import Phi1Error
+from phi1.evaluate import flips
 from phi1.evaluate.generate import Sampling
 from phi1.evaluate.perturb import parse_categories
 from phi1.evaluate.run import Source, run_eval
 from phi1.precision import resolve
+from phi1.records import write_json
 from phi1.rundir import open_step
 from phi1.tokens import read_token_index
 
@@ -122,4 +124,31 @@ def evaluate_run(run_dir: Path, config: Config, force: bool = False) -> dict[str
                 **({"robustness": summary["robustness"]} if "robustness" in summary else {}),
                 "summary": str(summary_path.relative_to(run_dir)),
             }
-    return stage.finish(results=results, precision=resolve("auto").as_dict())
+    with stage.timed("comparison_s"):
+        comparison = compare_models(run_dir, config, stage.path, [name for name, _ in chosen])
+    write_json(stage.path / "comparison.json", comparison)
+    return stage.finish(results=results, comparison=comparison, precision=resolve("auto").as_dict())
+
+
+def compare_models(run_dir: Path, config: Config, eval_dir: Path, names: list[str]) -> dict[str, Any]:
+    """Per benchmark, base vs finetuned on the same problems (`phi1.evaluate.flips`): the flips each way,
+    McNemar's exact p, and each problem that flipped to pass beside its nearest finetuning exercise."""
+    similarity = flips.similarity_rows(run_dir)
+    exercises: list[dict[str, Any]] | None = None
+    out: dict[str, Any] = {}
+    for name in names:
+        folder = name.replace("+", "_plus")
+        paths = [eval_dir / label / folder / "results.jsonl" for label, _ in MODELS]
+        if not all(p.exists() for p in paths):
+            continue
+        c = flips.compare(flips.passed(paths[0]), flips.passed(paths[1]))
+        if c["to_pass"]:
+            exercises = flips.read_exercises(run_dir / "clean") if exercises is None else exercises
+            twins = {t: r.get("execution_twins", 0) for t, r in similarity.items()}
+            benchmark = "mbpp" if name == "mbpp" else "humaneval"  # HumanEval+ asks HumanEval's problems
+            c["nearest_exercise"] = flips.nearest_exercises(
+                c["to_pass"], benchmark, exercises, config.clean.encoder or config.curate.encoder,
+                config.clean.ngram_n, config.clean.ast_min_nodes, twins,
+            )  # fmt: skip
+        out[name] = c
+    return out

@@ -3,6 +3,7 @@ to the manifest a number came from, and figures saved the same way."""
 
 from __future__ import annotations
 
+import html
 import json
 from pathlib import Path
 from typing import Any
@@ -57,3 +58,16 @@ def empty(ax: Any, text: str) -> None:
 
 def pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.1f}%"
+
+
+def untrusted(text: str, limit: int = 160) -> str:
+    """Model- or corpus-written text as one table cell: HTML and markdown's link and code syntax escaped (so
+    nothing in it renders as a tag, a link or a cell boundary), whitespace folded, cut at `limit` characters."""
+    flat = " ".join(str(text).split())
+    if len(flat) > limit:
+        flat = flat[: limit - 1] + "…"
+    out = html.escape(flat, quote=True)
+    for ch, entity in (("|", "&#124;"), ("`", "&#96;"), ("[", "&#91;"), ("]", "&#93;"), ("*", "&#42;"),
+                       ("_", "&#95;"), ("\\", "&#92;")):  # fmt: skip
+        out = out.replace(ch, entity)
+    return out

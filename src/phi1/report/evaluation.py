@@ -11,7 +11,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from phi1.report.common import empty, link, manifest, pct, save
+from phi1.report.common import empty, link, manifest, pct, save, table, untrusted
 
 
 def evaluation_section(m: dict[str, Any], fig_dir: Path, run_dir: Path) -> list[str]:
@@ -63,6 +63,7 @@ def evaluation_section(m: dict[str, Any], fig_dir: Path, run_dir: Path) -> list[
     lines += [
         "## Evaluation",
         "",
+        *jump_lines(m),
         "![pass@1](figures/pass_at_1.png)",
         "",
         "![similarity split](figures/similarity_split.png)",
@@ -124,3 +125,43 @@ def _table3(results: dict) -> list[str]:
         return []
     return ["The paper's Table 3 on this run's data (similar = the training data *before* decontamination held a "
             "match):", "", *head, *lines]  # fmt: skip
+
+
+def jump_lines(m: dict[str, Any]) -> list[str]:
+    """The paper's central claim on this run: per benchmark, base vs finetuned on the same problems (each asked
+    in its own mode), the problems that flipped each way, McNemar's exact p, and each problem that flipped to
+    pass beside its nearest finetuning exercise with that pair's detector scores."""
+    ev = m.get("eval") or {}
+    comparison, results = ev.get("comparison") or {}, ev.get("results") or {}
+    base = (m.get("pretrain") or {}).get("base")
+    lines: list[str] = []
+    for name, c in comparison.items():
+        modes = {label: (results.get(label, {}).get(name) or {}).get("chat") for label in ("base", "finetuned")}
+        n = c["problems"]
+        lines += [f"### Base vs finetuned: {name} (greedy, {n} problems)", ""]
+        base_name = f"base ({untrusted(Path(base).name)})" if base else "base (pretrained here)"
+        lines += table(["model", "asked", "pass@1", "solved"], [
+            [base_name, "chat" if modes["base"] else "completion", pct(c["base_passed"] / max(n, 1)),
+             f"{c['base_passed']}/{n}"],
+            ["finetuned on the run's clean exercises", "chat" if modes["finetuned"] else "completion",
+             pct(c["finetuned_passed"] / max(n, 1)), f"{c['finetuned_passed']}/{n}"],
+        ])  # fmt: skip
+        lines += [
+            f"Flipped to pass: {len(c['to_pass'])} ({', '.join(c['to_pass']) or 'none'}); to fail: "
+            f"{len(c['to_fail'])} ({', '.join(c['to_fail']) or 'none'}). McNemar's exact p = {c['mcnemar_p']:.4g} "
+            f"({'below' if c['mcnemar_p'] < 0.05 else 'not below'} 0.05).",
+            "",
+        ]
+        near = c.get("nearest_exercise") or {}
+        if near:
+            grams = next((k for k in next(iter(near.values())) if k.startswith("shared_")), "shared_13grams")
+            lines += ["Each problem that flipped to pass, beside the finetuning exercise nearest to it (clean's "
+                      "detectors on that pair; clean removes an exercise at cosine >= its embedding threshold, "
+                      "AST tau >= its threshold, any shared n-gram, or an execution twin):", ""]  # fmt: skip
+            rows = [[t, f"{untrusted(v['exercise_id'], 40)}: {untrusted(v['exercise_prompt'], 120)}", v["cosine"],
+                     v["ast_tau"], v[grams], v["execution_twins"]] for t, v in near.items()]  # fmt: skip
+            lines += table(["problem", "nearest exercise", "cosine", "AST tau", grams.replace("_", " "),
+                            "execution twins (all training data)"], rows)  # fmt: skip
+    if comparison:
+        lines += [f"Source: {link('eval')}, `eval/comparison.json`.", ""]
+    return lines

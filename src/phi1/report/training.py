@@ -42,8 +42,10 @@ def training_section(m: dict[str, Any], fig_dir: Path, run_dir: Path) -> list[st
         t = m[phase]
         if t:
             val = t.get("final_val") or {}
-            rows.append([phase, t["steps"], f"{t['parameters']['total'] / 1e6:.1f}M", f"{t['first_loss']} -> "
-                         f"{t['final_loss']}", val.get("val_loss"), val.get("humaneval_loss"),
+            loss = f"{t['first_loss']} -> {t['final_loss']}" if t.get("first_loss") is not None else (
+                "none: the base as it is" if t.get("base") else None)  # fmt: skip
+            rows.append([phase, t["steps"], f"{t['parameters']['total'] / 1e6:.1f}M", loss, val.get("val_loss"),
+                         val.get("humaneval_loss"),
                          f"{t['tokens_per_s']:,}", manifests.mfu_text(t), link(phase)])  # fmt: skip
     if rows:
         header = ["phase", "steps", "parameters", "loss", "validation loss", "HumanEval solution loss", "tokens/s",

@@ -85,6 +85,15 @@ def fused_or_plain(kernels: Kernels, cfg: TrainConfig, lm: Any) -> Kernels:
     raise Phi1Error(f"train.kernels: {kernels}: {problem}; use kernels auto or torch")
 
 
+def head_at_labels(cfg: TrainConfig, dist: Dist, lm: Any) -> bool:
+    """Whether the plain loss may run the output layer at the labelled positions only: a solution-only loss, a
+    model whose logits are its output layer's (no scaling or capping), not FSDP (which gathers the output layer
+    inside the model's own forward) and not torch.compile (the labelled count changes the shapes every batch)."""
+    fsdp = dist.world > 1 and cfg.parallel == "fsdp"
+    plain = fused_loss_problem(lm.config) is None and not fsdp and not cfg.compile
+    return cfg.loss_on == "solution" and plain
+
+
 def choose_kernels(cfg: TrainConfig, dist: Dist) -> Kernels:
     kernels = resolve_kernels(cfg.kernels, dist.device)
     if kernels != "torch" and dist.world > 1 and cfg.parallel == "fsdp":

@@ -5,6 +5,7 @@ inference checkpoints `best` and `final`; which checkpoints are kept."""
 
 from __future__ import annotations
 
+import os
 import random
 import shutil
 from collections.abc import Iterable
@@ -145,6 +146,23 @@ def save_final(
         dist.barrier()
         return
     save_weights(final, raw, tokenizer, {"step": cfg.max_steps}, dist, adapters)
+
+
+def link_tree(source: Path, folder: Path) -> None:
+    """`folder` made a copy of the checkpoint folder `source`: its files hard-linked where the two share a file
+    system (no bytes copied, and the run keeps them if the source is deleted), else copied."""
+    shutil.rmtree(folder, ignore_errors=True)
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+
+    def link_or_copy(src: str, dst: str) -> None:
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copy2(src, dst)
+
+    shutil.copytree(source, tmp, copy_function=link_or_copy)
+    tmp.replace(folder)  # whole or absent
 
 
 def save_weights(

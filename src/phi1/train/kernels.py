@@ -63,12 +63,17 @@ class CausalLMLoss(torch.nn.Module):
         kernels: Kernels,
         autocast: Callable[[], AbstractContextManager[Any]],
         fused: FusedLoss | None = None,
+        labelled_only: bool = False,
     ) -> None:
-        """`fused`: the kernel to call (default: the one `kernels` names; None with `torch`)."""
+        """`fused`: the kernel to call (default: the one `kernels` names; None with `torch`). `labelled_only`
+        (the plain loss of a solution-only finetune, for a model whose logits are its output layer of its last
+        hidden states): the output layer runs at the positions that have a target only. A prompt's logits
+        are never used, and with a 49k vocabulary they are most of a small model's time and memory."""
         super().__init__()
         self.lm = lm
         self.autocast = autocast
         self._fused = fused or (_fused_loss(kernels) if kernels != "torch" else None)
+        self.labelled_only = labelled_only and self._fused is None
 
     def forward(
         self, input_ids: torch.Tensor, targets: torch.Tensor, position_ids: torch.Tensor | None = None
@@ -76,6 +81,12 @@ class CausalLMLoss(torch.nn.Module):
         """`position_ids` restarting inside a row (documents packed whole) make transformers mask attention at
         each restart; no cache is kept (a cache would turn that detection off)."""
         inputs = {"input_ids": input_ids, "position_ids": position_ids, "use_cache": False}
+        if self.labelled_only:
+            keep = targets != -100
+            with self.autocast():
+                hidden = decoder(self.lm)(**inputs).last_hidden_state[:, :-1]
+                logits = self.lm.get_output_embeddings()(hidden[keep])
+            return F.cross_entropy(logits.float(), targets[keep], reduction="sum")
         if self._fused is None:
             with self.autocast():  # the forward only: backward runs in the types the forward chose
                 logits = self.lm(**inputs).logits[:, :-1]

@@ -53,6 +53,11 @@ def train(run_dir: Path, config: Config, phase: str, resume: bool = False, force
     if stage.is_complete() and not force:
         return stage.manifest() or {}
     dist = Dist(cfg.device)
+    if cfg.max_steps == 0:
+        try:
+            return _base_as_is(config, cfg, stage, dist, force)
+        finally:
+            dist.close()
     try:
         # Settings that cannot run are refused before the stage's folder is touched.
         accum, kernels = distributed.grad_accumulation(cfg, dist, phase), build.choose_kernels(cfg, dist)
@@ -79,6 +84,25 @@ def _open_stage(stage: Stage, cfg: TrainConfig, dist: Dist, resume: bool, force:
         stage.begin(cfg, {}, force=force)
     dist.barrier()
     return existing
+
+
+def _base_as_is(config: Config, cfg: TrainConfig, stage: Stage, dist: Dist, force: bool) -> dict[str, Any]:
+    """`pretrain.max_steps: 0`: the base model is handed on as it is. Its files are linked into `final` (copied
+    where links cannot be made); no step is taken, so nothing is loaded, validated or saved again."""
+    from transformers import AutoConfig
+
+    from phi1.base_model import resolve
+
+    source = resolve(config.model.base or "")
+    final = stage.path / checkpoint.FINAL
+    if dist.main:
+        stage.begin(cfg, {}, force=force)
+        checkpoint.link_tree(source, final)
+    dist.barrier()
+    counts = count_parameters(AutoConfig.from_pretrained(final, local_files_only=True))
+    summary = {"steps": 0, "base": str(config.model.base), "parameters": {**counts, "trained": 0},
+               "checkpoint": str(final), **metrics.summary(stage.path / "metrics.jsonl")}  # fmt: skip
+    return stage.finish(**summary) if dist.main else summary
 
 
 @dataclass
@@ -119,7 +143,8 @@ def _build(
     checkpointed = build.checkpoint_layers(raw, cfg.activation_checkpointing)
     adapters = lora.add_adapters(raw, cfg, dist.world)  # LoRA: in place; None for a full finetune
     precision = resolve(cfg.bf16, str(dist.device))
-    model, optimizer, scheduler = distributed.parallelize(CausalLMLoss(raw, kernels, precision.autocast), cfg, dist)
+    loss = CausalLMLoss(raw, kernels, precision.autocast, labelled_only=build.head_at_labels(cfg, dist, raw))
+    model, optimizer, scheduler = distributed.parallelize(loss, cfg, dist)
     start_step, rng = (0, None)
     if start_from:
         start_step, rng = checkpoint.load(start_from, raw, optimizer, scheduler, dist, adapters)
