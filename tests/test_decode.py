@@ -150,3 +150,12 @@ def test_the_report_leads_with_the_jump_and_escapes_the_exercise_it_shows() -> N
     for bad in ("<script", "<img", "](javascript:", "`y`", "ex<1>"):
         assert bad not in text
     assert "&lt;script&gt;" in text and "ex&lt;1&gt;" in text
+
+
+def test_one_row_at_a_time_decodes_every_prompt(llama: tuple) -> None:
+    model, tok = llama
+    prompts = [tok(p)["input_ids"] for p in PROMPTS[:3]]
+    with torch.inference_mode():
+        one = dict(decode(model, prompts, tok.pad_token_id, 1, 4, lambda r, t: False, set()))
+        many = dict(decode(model, prompts, tok.pad_token_id, 3, 4, lambda r, t: False, set()))
+    assert one == many and sorted(one) == [0, 1, 2]

@@ -198,7 +198,7 @@ def decode(
 
     while pending or running is not None:
         free = batch_size - (len(running.rows) if running else 0)
-        if pending and (running is None or (joinable and free >= batch_size // 2)):
+        if pending and (running is None or (joinable and free >= max(1, batch_size // 2))):
             fresh = prefill([pending.popleft() for _ in range(min(free, len(pending)))])
             for i in fresh.rows:
                 out[i] = []
