@@ -208,8 +208,7 @@ def decode(
                 if joinable:
                     running.cache = _growing(running.cache)
             else:
-                fresh.cache = _growing(fresh.cache)
-                running.join(fresh)
+                running.join(fresh)  # reads fresh's keys and values once, into the running buffers
         kept = []
         for k, (row, produced) in enumerate(zip(running.rows, running.produced, strict=True)):
             done = False

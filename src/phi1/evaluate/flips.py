@@ -99,9 +99,9 @@ def nearest_exercises(
     return out
 
 
-def similarity_rows(run_dir: Path) -> dict[str, dict[str, Any]]:
-    """Clean's per-problem similarity table, by task id ({} when clean did not write one)."""
+def similarity_rows(run_dir: Path) -> dict[str, dict[str, Any]] | None:
+    """Clean's per-problem similarity table, by task id (None when clean did not write one)."""
     path = run_dir / "clean" / "benchmark_similarity.parquet"
     if not path.exists():
-        return {}
+        return None
     return {r["task_id"]: r for r in pq.read_table(path).to_pylist()}

@@ -40,12 +40,9 @@ def similarity_split(run_dir: Path, results_path: Path) -> dict[str, Any] | None
     """pass@1 over the problems similar / not similar to the training data, from clean's similarity table:
     by clean's own rule (AST tau at the pruning threshold, or an execution twin), and for the paper's Table 3,
     by each tau alone and by execution twins alone."""
-    import pyarrow.parquet as pq
-
-    table_path = run_dir / "clean" / "benchmark_similarity.parquet"
-    if not table_path.exists():
+    rows = flips.similarity_rows(run_dir)
+    if rows is None:
         return None
-    rows = {r["task_id"]: r for r in pq.read_table(table_path).to_pylist()}
     per_task: dict[str, list[bool]] = {}
     for line in results_path.read_text().splitlines():
         r = json.loads(line)
@@ -133,7 +130,7 @@ def evaluate_run(run_dir: Path, config: Config, force: bool = False) -> dict[str
 def compare_models(run_dir: Path, config: Config, eval_dir: Path, names: list[str]) -> dict[str, Any]:
     """Per benchmark, base vs finetuned on the same problems (`phi1.evaluate.flips`): the flips each way,
     McNemar's exact p, and each problem that flipped to pass beside its nearest finetuning exercise."""
-    similarity = flips.similarity_rows(run_dir)
+    twins = {t: r.get("execution_twins", 0) for t, r in (flips.similarity_rows(run_dir) or {}).items()}
     exercises: list[dict[str, Any]] | None = None
     out: dict[str, Any] = {}
     for name in names:
@@ -144,7 +141,6 @@ def compare_models(run_dir: Path, config: Config, eval_dir: Path, names: list[st
         c = flips.compare(flips.passed(paths[0]), flips.passed(paths[1]))
         if c["to_pass"]:
             exercises = flips.read_exercises(run_dir / "clean") if exercises is None else exercises
-            twins = {t: r.get("execution_twins", 0) for t, r in similarity.items()}
             benchmark = "mbpp" if name == "mbpp" else "humaneval"  # HumanEval+ asks HumanEval's problems
             c["nearest_exercise"] = flips.nearest_exercises(
                 c["to_pass"], benchmark, exercises, config.clean.encoder or config.curate.encoder,
