@@ -17,6 +17,12 @@ $(STAMP): pyproject.toml Makefile
 	    (apt-get install -y -qq bubblewrap >/dev/null 2>&1 || \
 	     (apt-get update -qq >/dev/null && apt-get install -y -qq bubblewrap >/dev/null)); \
 	  else echo "note: bubblewrap is missing; install it (sudo apt-get install bubblewrap) to run model code"; fi; }
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing chromium (the browser the phi1 view tests drive)"; \
+	    (apt-get install -y -qq chromium >/dev/null 2>&1 || \
+	     (apt-get update -qq >/dev/null && apt-get install -y -qq chromium >/dev/null)); \
+	  else echo "note: chromium is missing; the browser tests of phi1 view will be skipped"; fi; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH)"

@@ -138,8 +138,10 @@ def main() -> None:
     print(f"RESULT finetune_jump_humaneval value={tuned:.4f} baseline={base_best:.4f} ratio={ratio:.2f} target=2.0 "
           f"status={'met' if ratio >= 2.0 else 'missed'}")  # fmt: skip
     p = mcnemar_p(better, worse)
-    print(f"RESULT finetune_jump_mcnemar_p value={p:.4g} baseline=0.05 ratio={p / 0.05:.2f} target=0.05 "
-          f"status={'met' if p < 0.05 and better > worse else 'missed'} (pooled: {better} to pass, {worse} to fail)")
+    print(
+        f"RESULT finetune_jump_mcnemar_p value={p:.4g} baseline=0.05 ratio={p / 0.05:.2f} target=0.05 "
+        f"status={'met' if p < 0.05 and better > worse else 'missed'} (pooled: {better} to pass, {worse} to fail)"
+    )
 
 
 if __name__ == "__main__":

@@ -68,6 +68,7 @@ def test_run_end_to_end_rerun_and_resume(tmp_path: Path, cli_env: dict) -> None:
         assert png.exists() and png.stat().st_size > 5000, figure
         assert f"figures/{figure}.png" in report
     assert "pretrain/manifest.json" in report and "| base | humaneval |" in report
+    assert f"`phi1 view {run_dir}`" in report  # every record behind the report, in the browser
     # Robustness (evaluate.perturb): a table per model, benchmark and category, and its figure.
     assert "## Robustness to prompt style" in report and "| finetuned | humaneval | func_name | 164 |" in report
     assert (run_dir / "figures" / "robustness.png").stat().st_size > 5000

@@ -62,6 +62,7 @@ def test_textbook_and_exercises_have_the_configured_counts_and_code_parses(synth
     assert len(ex) == c["verified"] and all(r["verified"] for r in ex)
     assert all(r["mutation_score"] >= 0.7 and r["mutants"] >= 3 for r in ex)
     assert sum(r["repairs"] for r in ex) == c["repaired"]
+    assert all((r["first_answer"] is None) == (r["repairs"] == 0) == (r["first_problem"] is None) for r in ex)
     kept = exercises["mutation"]["histogram"]["kept"]
     assert sum(kept.values()) == len(ex) and sum(kept[b] for b in ("0.7", "0.8", "0.9", "1.0")) == len(ex)
     for r in ex:
@@ -253,6 +254,10 @@ def test_failing_and_weak_exercises_go_back_to_an_openai_teacher_once(tmp_path: 
     rows = {r["entry_point"]: r for r in read_table(tmp_path / "exercises").to_pylist()}
     assert rows[names[1]]["repairs"] == 1 and rows[names[1]]["mutation_score"] >= 0.7
     assert rows[names[1]]["tests"].count("assert") == 3
+    # Each repaired exercise keeps its first answer and what was wrong with it (phi1 view shows them apart).
+    weak, failed = rows[names[1]], rows[names[0]]
+    assert WEAK_TESTS.format(name=names[1]) in weak["first_answer"] and weak["first_problem"].startswith("weak tests")
+    assert f"assert {names[0]}([]) == 1" in failed["first_answer"] and "== 1" in failed["first_problem"]
 
 
 def test_parse_exercise_splits_prompt_and_solution() -> None:

@@ -241,6 +241,7 @@ app.command("ablate")(cli_tools.ablate_cmd)
 app.command("export")(cli_tools.export_cmd)
 app.command("testscore")(cli_tools.testscore_cmd)
 app.command("doctor")(cli_tools.doctor_cmd)
+app.command("view")(cli_tools.view_cmd)
 
 
 def main() -> None:

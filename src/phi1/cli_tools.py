@@ -283,3 +283,18 @@ def testscore_cmd(
         summary = run_testscore(ds, sb, out, Settings(max_mutants=max_mutants, seed=seed))
     typer.echo(summary_line(summary))
     typer.echo(f"written to: {out / 'scores.jsonl'}, {out / 'summary.json'}, {out / 'histogram.png'}")
+
+
+def view_cmd(
+    run_dirs: Annotated[list[Path], typer.Argument(help="a run directory; a second one is shown beside it")],
+    port: Annotated[int, typer.Option(help="the port to serve on")] = 8765,
+    host: Annotated[str, typer.Option(help="the interface to serve on (loopback: only this machine)")] = "127.0.0.1",
+    open_browser: Annotated[bool, typer.Option("--open/--no-open", help="open the browser on it")] = True,
+) -> None:
+    """Browse a run in the browser, read-only: every record, why it was kept or dropped, contamination side by
+    side, exercises with their tests, per-problem results; two runs side by side."""
+    from phi1.view import serve
+
+    if len(run_dirs) > 2:
+        raise Phi1Error(f"phi1 view takes one or two run directories, got {len(run_dirs)}")
+    serve(run_dirs, host=host, port=port, open_browser=open_browser)

@@ -60,7 +60,7 @@ def chat_prefix(tokenizer: Any, prompt: str) -> str:
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True) + RESPONSE
 
 
-def _chat_answer_tail(tokenizer: Any, prompt: str, code: str) -> tuple[str, str]:
+def chat_answer_parts(tokenizer: Any, prompt: str, code: str) -> tuple[str, str]:
     """(prefix, the rest of the conversation after it) for an answer whose code block holds `code`: the rest is
     the code, the closing fence and whatever the template writes to end the assistant's turn."""
     prefix = chat_prefix(tokenizer, prompt)
@@ -94,7 +94,7 @@ def encode_many(
     else:
         heads, tails = [], []
         for prompt, solution in zip(prompts, solutions, strict=True):
-            prefix, rest = _chat_answer_tail(tokenizer, prompt, prompt + solution)
+            prefix, rest = chat_answer_parts(tokenizer, prompt, prompt + solution)
             # The template writes its own special tokens: none are added, as `phi1 eval --chat` adds none.
             heads.append(tokenizer(prefix, add_special_tokens=False)["input_ids"])
             tail = tokenizer(rest, add_special_tokens=False)["input_ids"]

@@ -92,7 +92,8 @@ STEPS: dict[str, Step] = {
             templates=("exercise", "repair"),
             # 3: tests' mutation score, weak_tests, repair (bump with phi1.mutation's FORMATs too)
             # 4: the teacher names the function; the offline teacher's composed families and wrapped docstrings
-            format=4,
+            # 5: a repaired exercise keeps its first answer and what was wrong with it (first_answer, first_problem)
+            format=5,
         ),
         Step(
             "clean",

@@ -32,6 +32,7 @@ def write_report(run_dir: Path) -> dict[str, Any]:
     m = {name: manifest(run_dir, name) for stage in STAGES.values() for name in stage.steps}
     fig_dir = run_dir / "figures"
     lines = [f"# phi1 run report: `{run_dir.name}`", ""]
+    lines += [f"Every record and result behind these numbers, in your browser: `phi1 view {run_dir}`", ""]
     lines += data_section(m, fig_dir)
     lines += curation_section(m, fig_dir)
     lines += synthetic_section(m, fig_dir)

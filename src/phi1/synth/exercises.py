@@ -12,7 +12,7 @@ import contextlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pyarrow as pa
 
@@ -46,6 +46,8 @@ SCHEMA = pa.schema(
         ("mutation_score", pa.float64()),  # killed / mutants run (null: not scored)
         ("mutants", pa.int64()),  # mutants run
         ("repairs", pa.int64()),  # repair rounds before it passed (0: the first answer)
+        ("first_answer", pa.string()),  # a repaired exercise's first answer (code, then tests); null: none
+        ("first_problem", pa.string()),  # what was wrong with it, as the repair request told the teacher
         ("topic", pa.string()),
         ("subtopic", pa.string()),
         ("audience", pa.string()),
@@ -135,7 +137,8 @@ def synth_exercises(run_dir: Path, config: Config, teacher: Teacher, force: bool
         result.counts["parsed"] = len(pending)
         for _ in range(cfg.repair_attempts + 1):
             with stage.timed("verify_s"):
-                results = checks(sandbox, [(ex.code, ex.tests, ex.first_line) for _, ex, _ in pending], job)
+                results = checks(sandbox, [(p.exercise.code, p.exercise.tests, p.exercise.first_line) for p in pending],
+                                 job)  # fmt: skip
             retry = _judge(pending, results, cfg, result)
             if not retry:
                 break
@@ -209,14 +212,14 @@ def mutation_summary(counts: dict[str, Any], cfg: SynthConfig) -> dict[str, Any]
 
 
 def _judge(
-    pending: list[tuple[Seed, Exercise, int]], results: list[Check], cfg: SynthConfig, result: ShardResult
-) -> list[tuple[Seed, Exercise, Check, int]]:
+    pending: list[Pending], results: list[Check], cfg: SynthConfig, result: ShardResult
+) -> list[tuple[Pending, Check]]:
     """Keep what passed with strong tests; count the rest by its final reason, or return it for a repair."""
     counts, retry = result.counts, []
-    for (seed, ex, repairs), check in zip(pending, results, strict=True):
+    for attempt, check in zip(pending, results, strict=True):
         reason = _reason(check, cfg)
-        if reason in REPAIRABLE and repairs < cfg.repair_attempts:
-            retry.append((seed, ex, check, repairs))
+        if reason in REPAIRABLE and attempt.repairs < cfg.repair_attempts:
+            retry.append((attempt, check))
             continue
         score = check.score.mutation_score if check.score is not None else None
         if score is not None:  # kept, or rejected as weak_tests
@@ -224,8 +227,8 @@ def _judge(
         if reason is not None:
             counts["rejected"][reason] = counts["rejected"].get(reason, 0) + 1
             continue
-        result.rows.append(exercise_row(seed, ex, check, repairs))
-        counts["repaired"] += repairs > 0
+        result.rows.append(exercise_row(attempt, check))
+        counts["repaired"] += attempt.repairs > 0
         if score is None:
             counts["unscored"] += 1
         else:
@@ -270,44 +273,65 @@ def verify_chunk(job: VerifyJob) -> list[Check]:
         return [check_exercise(sandbox, *item, job.settings, job.limits) for item in job.items]
 
 
+class Pending(NamedTuple):
+    """An exercise on its way through verification and repair."""
+
+    seed: Seed
+    exercise: Exercise
+    repairs: int  # repair rounds so far
+    first: tuple[str, str] | None  # (the first answer's code and tests, what was wrong with it); None: no repair
+
+
 def _ask(
     teacher: Teacher, seeds: list[Seed], cfg: SynthConfig, usage: Usage, rejected: dict[str, int]
-) -> list[tuple[Seed, Exercise, int]]:
+) -> list[Pending]:
     """The seeds' exercises that parse, in seed order (with 0 repairs); the reasons the others were rejected."""
     requests = [exercise_request(s, cfg.temperature, cfg.max_tokens) for s in seeds]
-    return _answers(teacher, requests, {s.index: (s, 0) for s in seeds}, usage, rejected, "writing exercises")
+    by_index = {s.index: (s, 0, None) for s in seeds}
+    return _answers(teacher, requests, by_index, usage, rejected, "writing exercises")
 
 
 def _ask_repairs(
-    teacher: Teacher, retry: list[tuple[Seed, Exercise, Check, int]], cfg: SynthConfig, usage: Usage,
-    rejected: dict[str, int],
-) -> list[tuple[Seed, Exercise, int]]:  # fmt: skip
+    teacher: Teacher, retry: list[tuple[Pending, Check]], cfg: SynthConfig, usage: Usage, rejected: dict[str, int]
+) -> list[Pending]:
     """The repaired exercises that parse; a repair answer that does not is rejected by why it does not."""
     requests, by_index = [], {}
-    for seed, ex, check, repairs in retry:
+    for attempt, check in retry:
+        seed, ex = attempt.seed, attempt.exercise
         task = exercise_request(seed, cfg.temperature, cfg.max_tokens)
-        requests.append(repair_request(task, ex.code, ex.tests, check, cfg.min_mutation_score))
-        by_index[seed.index] = (seed, repairs + 1)
+        request = repair_request(task, ex.code, ex.tests, check, cfg.min_mutation_score)
+        requests.append(request)
+        first = attempt.first or (f"{ex.code.rstrip()}\n\n\n{ex.tests.strip()}\n", failure_of(check, cfg))
+        by_index[seed.index] = (seed, attempt.repairs + 1, first)
     return _answers(teacher, requests, by_index, usage, rejected, "repairing exercises")
 
 
+def failure_of(check: Check, cfg: SynthConfig) -> str:
+    """What was wrong with an answer, in a line: its tests' failure, or how weak its tests were."""
+    if check.problem:
+        return check.problem
+    score = check.score.mutation_score if check.score is not None else None
+    return f"weak tests: they kill {score:.0%} of the solution's mutants (at least {cfg.min_mutation_score:.0%} wanted)"
+
+
 def _answers(
-    teacher: Teacher, requests: list[Request], by_index: dict[int, tuple[Seed, int]], usage: Usage,
-    rejected: dict[str, int], progress: str,
-) -> list[tuple[Seed, Exercise, int]]:  # fmt: skip
-    parsed: list[tuple[Seed, Exercise, int]] = []
+    teacher: Teacher, requests: list[Request], by_index: dict[int, tuple[Seed, int, tuple[str, str] | None]],
+    usage: Usage, rejected: dict[str, int], progress: str,
+) -> list[Pending]:  # fmt: skip
+    parsed: list[Pending] = []
     for response in teacher.generate(requests, usage, progress=progress):
-        seed, repairs = by_index[response.request.sample]
+        seed, repairs, first = by_index[response.request.sample]
         result = parse_exercise(response.text) if response.ok else "teacher_error"
         if isinstance(result, str):
             rejected[result] = rejected.get(result, 0) + 1
         else:
-            parsed.append((seed, result, repairs))
-    parsed.sort(key=lambda p: p[0].index)
+            parsed.append(Pending(seed, result, repairs, first))
+    parsed.sort(key=lambda p: p.seed.index)
     return parsed
 
 
-def exercise_row(seed: Seed, ex: Exercise, check: Check, repairs: int) -> dict[str, Any]:
+def exercise_row(attempt: Pending, check: Check) -> dict[str, Any]:
+    seed, ex, repairs = attempt.seed, attempt.exercise, attempt.repairs
     text = ex.prompt + ex.solution
     score = check.score
     return {
@@ -323,6 +347,8 @@ def exercise_row(seed: Seed, ex: Exercise, check: Check, repairs: int) -> dict[s
         "mutation_score": score.mutation_score if score is not None else None,
         "mutants": score.run if score is not None else None,
         "repairs": repairs,
+        "first_answer": attempt.first[0] if attempt.first else None,
+        "first_problem": attempt.first[1] if attempt.first else None,
         "topic": seed.topic,
         "subtopic": seed.subtopic,
         "audience": seed.audience,

@@ -1,0 +1,46 @@
+"""`phi1 view`: browse a run directory in the browser, every record and result, read in place.
+
+`tables` reads the record tables through DuckDB (pages, filters and search pushed into the scan), `run` reads
+the manifests and result files, `evidence` shows why a sample looks like a benchmark problem, and `app` renders
+the pages (escaped; no scripts). `serve` runs the app on the loopback interface.
+"""
+
+from __future__ import annotations
+
+import threading
+import webbrowser
+from pathlib import Path
+
+from phi1.errors import Phi1Error
+
+
+def check_run_dir(path: Path) -> None:
+    if not path.is_dir():
+        raise Phi1Error(f"{path}: no such run directory")
+    if not any(path.glob("*/manifest.json")) and not (path / "config.yaml").exists():
+        raise Phi1Error(f"{path}: not a run directory (no stage manifest and no config.yaml in it)")
+
+
+def serve(run_dirs: list[Path], host: str = "127.0.0.1", port: int = 8765, open_browser: bool = True) -> None:
+    """Serve the viewer until interrupted; open the user's browser on it once it listens."""
+    import uvicorn
+
+    from phi1.view.app import make_app
+
+    for path in run_dirs:
+        check_run_dir(path)
+    app = make_app(run_dirs)
+    url = f"http://{host}:{port}/"
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning")
+    server = uvicorn.Server(config)
+    if open_browser:
+
+        def opener() -> None:
+            while not server.started and not server.should_exit:
+                threading.Event().wait(0.05)
+            if server.started:
+                webbrowser.open(url)
+
+        threading.Thread(target=opener, daemon=True).start()
+    print(f"phi1 view: {url} (Ctrl-C stops it)", flush=True)
+    server.run()

@@ -1,0 +1,68 @@
+"""Why a sample was flagged as a benchmark look-alike, shown beside the problem: the word n-grams they share
+(marked in both texts), their AST similarity, and each detector's verdict from clean's flags.
+
+The texts are model- and corpus-written: every piece is escaped before the marks are put around it.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from functools import lru_cache
+from typing import Any
+
+from markupsafe import Markup
+
+from phi1.clean.detectors.ast_match import ast_matches, function_shapes, sample_shapes
+from phi1.clean.detectors.ngram import ngrams
+from phi1.clean.problems import BenchmarkProblem, load_benchmark_problems
+
+_WORD = re.compile(r"\w+")  # the n-gram detector's words
+
+
+@lru_cache(maxsize=1)
+def problems() -> dict[str, BenchmarkProblem]:
+    """Every HumanEval and MBPP problem phi1 ships, by task id."""
+    return {p.task_id: p for p in load_benchmark_problems(humaneval=True, mbpp=True)}
+
+
+def marked(text: str, shared: set[tuple[str, ...]], n: int) -> Markup:
+    """`text` escaped, with the words of every n-gram in `shared` inside <mark>."""
+    spans = [(m.start(), m.end(), m.group().lower()) for m in _WORD.finditer(text)]
+    words = [w for _, _, w in spans]
+    hit = [False] * len(spans)
+    for i in range(len(words) - n + 1):
+        if tuple(words[i : i + n]) in shared:
+            for j in range(i, i + n):
+                hit[j] = True
+    out, at, open_ = [], 0, False
+    for (start, end, _), h in zip(spans, hit, strict=True):
+        gap = html.escape(text[at:start])
+        if open_ and not h:
+            out.append("</mark>")
+            open_ = False
+        out.append(gap)
+        if h and not open_:
+            out.append("<mark>")
+            open_ = True
+        out.append(html.escape(text[start:end]))
+        at = end
+    if open_:
+        out.append("</mark>")
+    out.append(html.escape(text[at:]))
+    return Markup("".join(out))
+
+
+def pair(sample: str, kind: str, problem: BenchmarkProblem, n: int = 13, min_nodes: int = 10) -> dict[str, Any]:
+    """The evidence for one (sample, problem) pair: marked texts, shared n-gram count, best AST tau."""
+    theirs = problem.prompt + "\n" + problem.solution if problem.benchmark == "mbpp" else problem.solution
+    shared = ngrams(sample, n) & (ngrams(problem.prompt, n) | ngrams(problem.solution, n))
+    shapes = sample_shapes(sample, kind, min_nodes)
+    taus = [tau for _, _, tau in ast_matches(shapes, function_shapes(problem.solution, min_nodes), 0.0, workers=1)]
+    return {
+        "sample": marked(sample, shared, n),
+        "problem": marked(theirs, shared, n),
+        "shared": len(shared),
+        "n": n,
+        "ast_tau": round(max(taus), 4) if taus else None,
+    }
