@@ -18,10 +18,7 @@ import http.client
 import json
 import random
 import shutil
-import socket
 import statistics
-import subprocess
-import sys
 import sysconfig
 import time
 from pathlib import Path
@@ -109,12 +106,6 @@ def build(root: Path, n: int, seed: int = 0) -> None:
         pq.write_table(table, root / "clean" / "removed.parquet", row_group_size=10_000)
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _get(port: int, path: str) -> float:
     start = time.perf_counter()
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
@@ -138,27 +129,18 @@ def p95(values: list[float]) -> float:
 
 
 def measure(root: Path) -> dict[str, float]:
-    port = _port()
-    server = subprocess.Popen([sys.executable, "-m", "phi1.cli", "view", str(root), "--port", str(port), "--no-open"])
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.1)
+    from phi1.view import running
+
+    with running([root], timeout_s=120) as served:
+        port = served.port
         out = {"overview_ms": _get(port, "/a/")}
         first = [_get(port, "/a/records/clean") for _ in range(20)]
         filtered = [_get(port, f"/a/records/exercises?f.topic=Hashing&min.mutation_score=0.5&offset={100 * k}")
                     for k in range(20)]  # fmt: skip
         search = [_get(port, f"/a/records/{table}?q=heappush") for table in ("corpus", "clean", "corpus")]
         out |= {"first_page_cold_ms": first[0], "first_page_p95_ms": p95(first), "filtered_p95_ms": p95(filtered),
-                "search_ms": statistics.median(search), "rss_mib": _hwm_mib(server.pid)}  # fmt: skip
+                "search_ms": statistics.median(search), "rss_mib": _hwm_mib(served.pid)}  # fmt: skip
         return out
-    finally:
-        server.terminate()
-        server.wait(10)
 
 
 def main() -> None:

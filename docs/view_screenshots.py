@@ -8,10 +8,6 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -25,15 +21,12 @@ def main() -> None:
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    runs = [str(args.run_dir)] + ([str(args.other)] if args.other else [])
-    server = subprocess.Popen([sys.executable, "-m", "phi1.cli", "view", *runs, "--port", str(port), "--no-open"])
+    from phi1.view import running
+
+    runs = [args.run_dir] + ([args.other] if args.other else [])
     flags = pq.read_table(args.run_dir / "clean" / "benchmark_flags.parquet").to_pylist()
     flag = next((f for f in flags if f["detector"] == "ngram"), flags[0])
     exercise = pq.read_table(next((args.run_dir / "exercises").glob("data-*.parquet"))).slice(0, 1).to_pylist()[0]
-    base = f"http://127.0.0.1:{port}"
     shots = {
         "view_overview": "/a/",
         "view_records": "/a/records/removed?f.reason=near_duplicate",
@@ -45,26 +38,15 @@ def main() -> None:
     }
     if args.other:
         shots["view_compare"] = "/"
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.1)
-        with sync_playwright() as p:
-            chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-            browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
-            page = browser.new_page(viewport={"width": 1280, "height": 800})
-            for name, url in shots.items():
-                page.goto(base + url)
-                page.screenshot(path=str(args.out / f"{name}.png"))
-                print(f"{args.out / name}.png: {url}")
-            browser.close()
-    finally:
-        server.terminate()
-        server.wait(10)
+    with running(runs) as served, sync_playwright() as p:
+        chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        for name, url in shots.items():
+            page.goto(served.url + url)
+            page.screenshot(path=str(args.out / f"{name}.png"))
+            print(f"{args.out / name}.png: {url}")
+        browser.close()
 
 
 if __name__ == "__main__":

@@ -131,7 +131,9 @@ def test_phi1_clean_removes_what_the_judge_names_and_keys_the_teacher_only_while
     with FakeOpenAI(respond=oracle) as server:
         teacher = [f"teacher.base_url={server.url}", "teacher.backend=openai", "teacher.model=judge"]
         cfg = load_config(None, ["clean.llm_judge=true", *teacher])
-        m = run_clean(tmp_path, cfg, teacher=make_teacher(cfg.teacher, tmp_path / "c.sqlite"))
+        judge_teacher = make_teacher(cfg.teacher, tmp_path / "teacher-cache.sqlite")
+        m = run_clean(tmp_path, cfg, teacher=judge_teacher)
+    judge_teacher.cache.close()  # as when the run is over: the cache's write-ahead log folded into the file
     assert m["funnel"]["code"]["benchmark_llm"] == 1 and m["funnel"]["code"]["kept"] == len(ORDINARY)
     kept = {r["text"] for r in read_table(tmp_path / "clean").to_pylist()}
     assert AS_CODE["HumanEval/34"] not in kept and all(code in kept for code in ORDINARY)
@@ -141,3 +143,13 @@ def test_phi1_clean_removes_what_the_judge_names_and_keys_the_teacher_only_while
     off = load_config(None, teacher)
     assert "teacher" in step.declared(cfg)[0] and "judge" in step.declared(cfg)[1]
     assert "teacher" not in step.declared(off)[0]  # with the judge off, the teacher changes no clean key
+    # phi1 view shows the judge's own answers beside the pair, read from the run's teacher cache.
+    import pyarrow.parquet as pq
+    from starlette.testclient import TestClient
+
+    from phi1.view.app import make_app
+
+    flags = pq.read_table(tmp_path / "clean" / "benchmark_flags.parquet").to_pylist()
+    flag = next(f for f in flags if f["detector"] == "llm")
+    page = TestClient(make_app([tmp_path])).get(f"/a/pair/{flag['id']}/{flag['task_id']}").text
+    assert "The judge's answers" in page and ": same</h3>" in page and "Verdict: same" in page

@@ -36,9 +36,7 @@ def test_exercises_parse_and_pass_their_own_tests_in_the_sandbox(sandbox: Sandbo
     teacher = _offline()
     requests = [
         Request.chat(
-            prompts.render(
-                "exercise", topic=t, subtopic=s, audience="a beginner", constraint=c
-            ),
+            prompts.render("exercise", topic=t, subtopic=s, audience="a beginner", constraint=c),
             sample=k,
         )
         for i, (t, s, c) in enumerate(TOPICS)
@@ -96,9 +94,7 @@ def test_textbook_sections_are_markdown_with_code_that_parses() -> None:
 
 
 def test_answers_are_deterministic_and_vary_with_the_sample_index() -> None:
-    prompt = prompts.render(
-        "exercise", topic="Lists", subtopic="slicing", audience="a student", constraint="none"
-    )
+    prompt = prompts.render("exercise", topic="Lists", subtopic="slicing", audience="a student", constraint="none")
     a = _offline().complete(Request.chat(prompt))
     b = _offline().complete(Request.chat(prompt))
     assert a.text == b.text

@@ -8,10 +8,7 @@ from __future__ import annotations
 import http.client
 import json
 import shutil
-import socket
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pyarrow as pa
@@ -20,6 +17,7 @@ import pytest
 from markupsafe import escape
 
 from conftest import ROOT, phi1_cmd
+from phi1.view import running
 
 MICRO_DATA = [
     "corpus.max_files=120", "curate.annotate_samples=60", "curate.n_estimators=30", "curate.keep=top_fraction",
@@ -34,12 +32,6 @@ HOSTILE = (
 TRAVERSALS = ("/a/figures/../config.yaml", "/a/figures/..%2fconfig.yaml", "/a/figures/%2e%2e%2f%2e%2e%2fetc%2fpasswd",
               "/static/../../../../etc/passwd", "/a/records/..%2f..%2fetc/passwd", "//etc/passwd")  # fmt: skip
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _add_hostile(run_dir: Path) -> None:
@@ -215,16 +207,8 @@ def test_half_written_run_shows_what_it_can(tmp_path: Path, run_dir: Path) -> No
 
 def test_nothing_outside_the_run_is_served_and_nothing_changes(run_dir: Path, client) -> None:
     before = _files(run_dir)
-    port = _free_port()
-    server = subprocess.Popen(phi1_cmd("view", str(run_dir), "--port", str(port), "--no-open"), cwd=ROOT)
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.1)
+    with running([run_dir]) as served:
+        port = served.port
         for path in TRAVERSALS:
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
             conn.request("GET", path)  # sent as written: no client normalises it away
@@ -236,9 +220,6 @@ def test_nothing_outside_the_run_is_served_and_nothing_changes(run_dir: Path, cl
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
             conn.request("GET", url)
             assert conn.getresponse().status == 200
-    finally:
-        server.terminate()
-        server.wait(10)
     for url in ("/a/records/flags?order=score&desc=1", "/a/records/removed", "/a/eval/finetuned/humaneval"):
         client.get(url)
     assert _files(run_dir) == before
@@ -248,23 +229,13 @@ def test_nothing_outside_the_run_is_served_and_nothing_changes(run_dir: Path, cl
 def test_in_a_real_browser(run_dir: Path, tmp_path: Path) -> None:
     from playwright.sync_api import sync_playwright
 
-    port = _free_port()
-    server = subprocess.Popen([sys.executable, "-m", "phi1.cli", "view", str(run_dir), "--port", str(port),
-                               "--no-open"], cwd=ROOT)  # fmt: skip
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.1)
+    with running([run_dir]) as served:
+        base = served.url
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
             page = browser.new_page()
             dialogs: list[str] = []
             page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-            base = f"http://127.0.0.1:{port}"
             page.goto(base + "/")
             assert "Funnel" in page.content()
             link = page.locator("a[href*='records/removed?f.reason=']").first
@@ -272,6 +243,13 @@ def test_in_a_real_browser(run_dir: Path, tmp_path: Path) -> None:
             link.click()
             page.wait_for_load_state()
             assert f"({shown} record" in page.locator("h1").inner_text()
+            page.goto(base + "/a/records/exercises")
+            option = page.locator("select[name='f.topic'] option").nth(1)  # the most common topic, "(n)" beside it
+            label = option.inner_text()
+            page.select_option("select[name='f.topic']", option.get_attribute("value"))
+            page.click("button[type=submit]")
+            page.wait_for_load_state()
+            assert f"({label.rsplit('(', 1)[1].rstrip(')')} record" in page.locator("h1").inner_text()
             page.goto(base + "/a/records/exercises")
             page.fill("input[name=q]", "hostile")
             page.click("button[type=submit]")
@@ -302,6 +280,3 @@ def test_in_a_real_browser(run_dir: Path, tmp_path: Path) -> None:
         image = Image.open(shot).convert("L")
         colors = image.getcolors(maxcolors=1 << 16) or []
         assert image.size[0] > 600 and len(colors) > 20  # text and highlighting, not a blank page
-    finally:
-        server.terminate()
-        server.wait(10)

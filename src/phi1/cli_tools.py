@@ -31,8 +31,12 @@ def eval_cmd(
     endpoint: Annotated[str | None, typer.Option(help="OpenAI-compatible base URL, e.g. http://host:8000/v1")] = None,
     model_name: Annotated[str | None, typer.Option(help="model name the endpoint serves")] = None,
     canonical: Annotated[bool, typer.Option(help="score the benchmark's own reference solutions")] = False,
-    problems: Annotated[Path | None, typer.Option(help="your copy of the benchmark (phi1 ships all three), or your "
-                                                         "own problems with --benchmark problems")] = None,
+    problems: Annotated[
+        Path | None,
+        typer.Option(
+            help="your copy of the benchmark (phi1 ships all three), or your own problems with --benchmark problems"
+        ),
+    ] = None,
     k: Annotated[str, typer.Option(help="pass@k values, comma-separated; only k <= samples per task")] = "1,10,100",
     n: Annotated[int, typer.Option(help="samples per problem when generating")] = 1,
     temperature: Annotated[float, typer.Option(help="0 = greedy")] = 0.0,
@@ -239,8 +243,9 @@ def doctor_cmd(
 
 
 def export_cmd(
-    checkpoint: Annotated[Path, typer.Option(help="a checkpoint folder of a phi, llama, mistral or qwen2 model "
-                                             "(e.g. RUN/finetune/final)")],
+    checkpoint: Annotated[
+        Path, typer.Option(help="a checkpoint folder of a phi, llama, mistral or qwen2 model (e.g. RUN/finetune/final)")
+    ],
     out: Annotated[Path, typer.Option(help="the .gguf file to write; its Modelfile is written beside it")],
     format_: Annotated[str, typer.Option("--format", help="gguf (llama.cpp, Ollama, LM Studio)")] = "gguf",
     dtype: Annotated[str, typer.Option(help="f16, or q8_0 (8-bit, about half the size)")] = "f16",

@@ -88,11 +88,14 @@ def plan(config: Config, run_dir: Path) -> list[str]:
         "(each verified in the sandbox)",
         f"3 clean        MinHash {c.clean.minhash_bands}x{c.clean.minhash_rows}; decontamination: "
         f"{c.clean.ngram_n}-grams, embedding >= {c.clean.embed_threshold}, AST tau >= {c.clean.ast_threshold}",
-        f"4 tokenize     {_tokenizer_name(c)}; "
-        f"sequences of {seq}; mix {c.tokenize.mix}",
+        f"4 tokenize     {_tokenizer_name(c)}; sequences of {seq}; mix {c.tokenize.mix}",
         f"5 pretrain     {model_name}: {params['total'] / 1e6:,.1f}M parameters; "
-        + (f"{c.pretrain.max_steps:,} steps x {c.pretrain.batch_size} x {seq} = {pre_tokens / 1e9:,.3f}B tokens; "
-           f"lr {c.pretrain.lr}" if c.pretrain.max_steps else "none (max_steps 0): the base as it is"),
+        + (
+            f"{c.pretrain.max_steps:,} steps x {c.pretrain.batch_size} x {seq} = {pre_tokens / 1e9:,.3f}B tokens; "
+            f"lr {c.pretrain.lr}"
+            if c.pretrain.max_steps
+            else "none (max_steps 0): the base as it is"
+        ),
         f"6 finetune     {c.finetune.max_steps:,} steps x {c.finetune.batch_size} x {seq} = "
         f"{ft_tokens / 1e6:,.1f}M tokens; lr {c.finetune.lr}; loss on {c.finetune.loss_on}; format "
         f"{c.finetune.format}, packing {c.finetune.packing}"

@@ -132,7 +132,6 @@ class _GrowingLayer(DynamicLayer):
         self.keys, self.values = self._k[..., :length, :], self._v[..., :length, :]
 
 
-
 def draft(seq: Sequence[int], k: int, longest: int = 3) -> list[int]:
     """Prompt lookup: the k tokens that followed the latest earlier occurrence of the sequence's last n tokens
     (n = `longest` down to 1), or none. An answer that restates its prompt's signature and docstring, or

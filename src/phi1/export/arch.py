@@ -75,10 +75,12 @@ def read_config(checkpoint: Path) -> tuple[Arch, dict[str, Any]]:
             "rope_scaling": scaled,
             "hidden_act": config.get("hidden_act", "silu") != "silu"
             and f"{config.get('hidden_act')}: llama.cpp's {arch.name} computes SiLU",
-            "attention_bias": arch.name == "llama" and config.get("attention_bias")
+            "attention_bias": arch.name == "llama"
+            and config.get("attention_bias")
             and "llama.cpp's llama reads no attention biases",
             "mlp_bias": config.get("mlp_bias") and f"llama.cpp's {arch.name} reads no MLP biases",
-            "sliding_window": arch.name == "llama" and config.get("sliding_window")
+            "sliding_window": arch.name == "llama"
+            and config.get("sliding_window")
             and "llama.cpp's llama has no sliding-window attention",
         }
     for field, problem in problems.items():

@@ -27,8 +27,10 @@ class Vocab:
 
 
 def _byte_level(step: dict, regex: bool) -> bool:
-    return step.get("type") == "ByteLevel" and bool(step.get("use_regex", True)) is regex and not step.get(
-        "add_prefix_space", False
+    return (
+        step.get("type") == "ByteLevel"
+        and bool(step.get("use_regex", True)) is regex
+        and not step.get("add_prefix_space", False)
     )
 
 

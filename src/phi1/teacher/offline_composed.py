@@ -147,6 +147,7 @@ EXCLUDED_FILE = "offline_composed_excluded.json"
 def excluded() -> dict[str, list[list[Any]]]:
     return json.loads((resources.files("phi1.teacher") / EXCLUDED_FILE).read_text())
 
+
 _PARAM_NAMES = ("numbers", "values", "nums", "items", "data", "readings")
 _ITEM_NAMES = {"numbers": "n", "values": "v", "nums": "num", "items": "item", "data": "d", "readings": "r"}
 
@@ -221,7 +222,6 @@ def main() -> None:
     path = Path(__file__).with_name(EXCLUDED_FILE)
     path.write_text(json.dumps(found, indent=1, sort_keys=True) + "\n")
     print(f"{len(found)} of {len(every_composition())} compositions match a benchmark problem: {path}")
-
 
 
 def _family(summary: Summary, transform: Transform, select: Select) -> Family:

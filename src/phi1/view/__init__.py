@@ -7,8 +7,15 @@ the pages (escaped; no scripts). `serve` runs the app on the loopback interface.
 
 from __future__ import annotations
 
+import socket
+import subprocess
+import sys
 import threading
+import time
 import webbrowser
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from phi1.errors import Phi1Error
@@ -44,3 +51,39 @@ def serve(run_dirs: list[Path], host: str = "127.0.0.1", port: int = 8765, open_
         threading.Thread(target=opener, daemon=True).start()
     print(f"phi1 view: {url} (Ctrl-C stops it)", flush=True)
     server.run()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass(frozen=True)
+class Served:
+    url: str  # http://127.0.0.1:PORT
+    port: int
+    pid: int
+
+
+@contextmanager
+def running(run_dirs: list[Path], port: int | None = None, timeout_s: float = 60.0) -> Iterator[Served]:
+    """`phi1 view` in a process of its own on the loopback interface, for as long as the block runs (tests,
+    benchmarks, screenshots), once it accepts connections."""
+    port = port or free_port()
+    cmd = [sys.executable, "-m", "phi1.cli", "view", *map(str, run_dirs), "--port", str(port), "--no-open"]
+    server = subprocess.Popen(cmd)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise Phi1Error(f"phi1 view did not start on port {port}") from None
+                time.sleep(0.1)
+        yield Served(f"http://127.0.0.1:{port}", port, server.pid)
+    finally:
+        server.terminate()
+        server.wait(10)

@@ -33,7 +33,6 @@ from pygments import highlight
 from pygments.formatters import HtmlFormatter
 from pygments.lexers import PythonLexer
 from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, RedirectResponse, Response
@@ -96,12 +95,12 @@ def make_app(run_dirs: list[Path]) -> Starlette:
             raise HTTPException(404, f"no run {key!r}")
         return runs[key]
 
-    async def home(request: Request) -> Response:
+    def home(request: Request) -> Response:
         if len(runs) == 1:
             return RedirectResponse("/a/")
         return page("compare.html", request, pairs=_compare(runs["a"], runs["b"]))
 
-    async def overview(request: Request) -> Response:
+    def overview(request: Request) -> Response:
         r = run_of(request)
         stages = run_info.stages(r.path)
         by_name = {s.name: s for s in stages if s.manifest is not None}
@@ -109,7 +108,7 @@ def make_app(run_dirs: list[Path]) -> Starlette:
         return page("overview.html", request, run=r, stages=stages, funnel=run_info.funnel(r.path, by_name, n),
                     figures=run_info.figures(r.path), evals=run_info.eval_sets(r.path))  # fmt: skip
 
-    async def records(request: Request) -> Response:
+    def records(request: Request) -> Response:
         r = run_of(request)
         name = request.path_params["table"]
         table = r.tables.table(name)
@@ -122,7 +121,7 @@ def make_app(run_dirs: list[Path]) -> Starlette:
         return page("records.html", request, run=r, table=table, rows=rows, total=total, q=q, facets=facets,
                     page_size=PAGE, params=params, urlencode=urlencode)  # fmt: skip
 
-    async def record(request: Request) -> Response:
+    def record(request: Request) -> Response:
         r = run_of(request)
         name, rid = request.path_params["table"], request.path_params["id"]
         row = r.tables.record(name, rid)
@@ -136,7 +135,7 @@ def make_app(run_dirs: list[Path]) -> Starlette:
         return page("record.html", request, run=r, name=name, row=row, text=text, lineage=r.tables.lineage(rid),
                     flags=flags, code_columns=CODE_COLUMNS)  # fmt: skip
 
-    async def pair(request: Request) -> Response:
+    def pair(request: Request) -> Response:
         r = run_of(request)
         rid, task = request.path_params["id"], request.path_params["task_id"]
         problem = evidence.problems().get(task)
@@ -147,25 +146,26 @@ def make_app(run_dirs: list[Path]) -> Starlette:
         clean_cfg = r.config.get("clean") or {}
         ev = evidence.pair(found[1].get("text") or "", kind, problem, int(clean_cfg.get("ngram_n", 13)),
                            int(clean_cfg.get("ast_min_nodes", 12)))  # fmt: skip
+        judged = evidence.judge_answers(r.path / "teacher-cache.sqlite", found[1].get("text") or "", kind, problem)
         flags = [f for f in r.tables.rows_with("flags", "id", rid) if f.get("task_id") == task]
         removed = r.tables.rows_with("removed", "id", rid)
         return page("pair.html", request, run=r, rid=rid, problem=problem, ev=ev, flags=flags, removed=removed,
-                    source=found[0])  # fmt: skip
+                    source=found[0], judged=judged)  # fmt: skip
 
-    async def mutants(request: Request) -> Response:
+    def mutants(request: Request) -> Response:
         r = run_of(request)
         row = r.tables.record("exercises", request.path_params["id"])
         if row is None:
             raise HTTPException(404, f"no exercise {request.path_params['id']!r}")
-        found = await run_in_threadpool(surviving_mutants, r.path, row)
+        found = surviving_mutants(r.path, row)
         return page("mutants.html", request, run=r, row=row, found=found)
 
-    async def evals(request: Request) -> Response:
+    def evals(request: Request) -> Response:
         r = run_of(request)
         return page("eval.html", request, run=r, evals=run_info.eval_sets(r.path),
                     comparison=run_info.comparison(r.path))  # fmt: skip
 
-    async def eval_set(request: Request) -> Response:
+    def eval_set(request: Request) -> Response:
         r = run_of(request)
         model, bench = request.path_params["model"], request.path_params["benchmark"]
         found = [e for e in run_info.eval_sets(r.path) if e.model == model and e.benchmark == bench]
@@ -184,7 +184,7 @@ def make_app(run_dirs: list[Path]) -> Starlette:
         return page("eval_set.html", request, run=r, e=found[0], rows=shown, total=len(rows), statuses=statuses,
                     status=status, search=search)  # fmt: skip
 
-    async def eval_problem(request: Request) -> Response:
+    def eval_problem(request: Request) -> Response:
         r = run_of(request)
         bench, task = request.path_params["benchmark"], request.path_params["task_id"]
         answers = []
@@ -197,14 +197,14 @@ def make_app(run_dirs: list[Path]) -> Starlette:
         return page("eval_problem.html", request, run=r, bench=bench, task=task, answers=answers,
                     problem=evidence.problems().get(task), perturbed=perturbed)  # fmt: skip
 
-    async def figure(request: Request) -> Response:
+    def figure(request: Request) -> Response:
         r = run_of(request)
         name = request.path_params["name"]
         if name not in run_info.figures(r.path):  # only a listed file: no path is built from the request
             raise HTTPException(404, "no such figure")
         return FileResponse(r.path / "figures" / name, media_type="image/png")
 
-    async def stylesheet(request: Request) -> Response:
+    def stylesheet(request: Request) -> Response:
         return Response(css, media_type="text/css")
 
     async def not_found(request: Request, exc: HTTPException) -> Response:
@@ -223,6 +223,8 @@ def make_app(run_dirs: list[Path]) -> Starlette:
         Route("/{run:str}/eval/{model:str}/{benchmark:str}/{task_id:path}", eval_problem),
         Route("/{run:str}/figures/{name:str}", figure),
     ]
+    # The handlers are plain functions: Starlette runs them in its thread pool, so a slow query (a search over a
+    # large run) or a mutant run does not hold up other pages.
     return Starlette(routes=routes, exception_handlers={HTTPException: not_found})
 
 

@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import html
 import re
+import sqlite3
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from markupsafe import Markup
 
 from phi1.clean.detectors.ast_match import ast_matches, function_shapes, sample_shapes
+from phi1.clean.detectors.llm_judge import ASKS, judge_request, parse_verdict
 from phi1.clean.detectors.ngram import ngrams
 from phi1.clean.problems import BenchmarkProblem, load_benchmark_problems
+from phi1.clean.twins import functions_of
 
 _WORD = re.compile(r"\w+")  # the n-gram detector's words
 
@@ -66,3 +70,36 @@ def pair(sample: str, kind: str, problem: BenchmarkProblem, n: int = 13, min_nod
         "n": n,
         "ast_tau": round(max(taus), 4) if taus else None,
     }
+
+
+def judge_answers(cache: Path, sample: str, kind: str, problem: BenchmarkProblem) -> list[dict[str, Any]]:
+    """The teacher's answers when clean's LLM judge asked about this pair (`clean.llm_judge`), read from the
+    run's teacher cache: the judge's requests are rebuilt (the whole sample, and each of its functions, as
+    corpus code is judged; every ask) and looked up by their cache keys. The cache is opened immutable, so
+    nothing is written beside it; a cache that a running stage still holds open shows only what has reached its
+    file (SQLite folds its write-ahead log in on close). Empty where the judge did not run."""
+    if not cache.is_file():
+        return []
+    shown = [("the whole sample", sample)] + [(f"function {f.name}", f.source) for f in functions_of(sample, kind, 0)]
+    db = sqlite3.connect(f"file:{cache}?immutable=1", uri=True)
+    try:
+        teachers = db.execute("SELECT DISTINCT backend, model FROM responses").fetchall()
+        wanted: dict[str, tuple[str, int, str]] = {}
+        for label, text in shown:
+            for attempt in range(ASKS):
+                request = judge_request(text, problem, attempt, 0)
+                for backend, model in teachers:
+                    wanted[request.key(backend, model)] = (label, attempt + 1, f"{backend}: {model}")
+        keys = list(wanted)
+        rows = []
+        for start in range(0, len(keys), 500):  # SQLite's limit on bound parameters
+            part = keys[start : start + 500]
+            marks = ",".join("?" * len(part))
+            rows += db.execute(f"SELECT key, text FROM responses WHERE key IN ({marks})", part).fetchall()
+    except sqlite3.Error:
+        return []
+    finally:
+        db.close()
+    out = [{"shown": wanted[k][0], "ask": wanted[k][1], "teacher": wanted[k][2], "answer": text,
+            "verdict": parse_verdict(text)} for k, text in rows]  # fmt: skip
+    return sorted(out, key=lambda a: (a["shown"] != "the whole sample", a["shown"], a["ask"]))

@@ -121,7 +121,7 @@ def judge_pairs(judge: Judge, pairs: list[tuple[str, Any]], usage: Usage) -> lis
     out: list[str | None] = [None] * len(pairs)
     todo = list(range(len(pairs)))
     for attempt in range(ASKS):
-        requests = [_request(*pairs[n], attempt, n) for n in todo]
+        requests = [judge_request(*pairs[n], attempt, n) for n in todo]
         for response in judge.teacher.generate(requests, usage, progress="decontaminating: llm"):
             n = response.request.metadata["n"]
             out[n] = parse_verdict(response.text) if response.ok else None
@@ -129,7 +129,8 @@ def judge_pairs(judge: Judge, pairs: list[tuple[str, Any]], usage: Usage) -> lis
     return out
 
 
-def _request(sample: str, problem: Any, attempt: int, n: int) -> Request:
+def judge_request(sample: str, problem: Any, attempt: int, n: int) -> Request:
+    """The request that asks whether `sample` is `problem` (ask `attempt`; `n` only tags the answer)."""
     text = sample if len(sample) <= MAX_CHARS else sample[:MAX_CHARS] + "\n# ... (cut)"
     shown = problem.solution if problem.prompt in problem.solution else problem.prompt + "\n" + problem.solution
     body = prompts.render("judge", sample=text.strip(), problem=shown.strip())
