@@ -8,21 +8,22 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: run test lint setup bench clean
 
+# $(call apt_install,COMMAND,PACKAGE,WHAT IT IS FOR,WHAT HAPPENS WITHOUT IT): Debian's PACKAGE, installed with apt-get
+# when COMMAND is missing and we are root; otherwise a note.
+define apt_install
+command -v $(1) >/dev/null 2>&1 || { \
+  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+    echo "installing $(2) ($(3))"; \
+    (apt-get install -y -qq $(2) >/dev/null 2>&1 || \
+     (apt-get update -qq >/dev/null && apt-get install -y -qq $(2) >/dev/null)); \
+  else echo "note: $(2) is missing (sudo apt-get install $(2)): $(4)"; fi; }
+endef
+
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml Makefile
-	@command -v bwrap >/dev/null 2>&1 || { \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "installing bubblewrap (the sandbox for model-written code)"; \
-	    (apt-get install -y -qq bubblewrap >/dev/null 2>&1 || \
-	     (apt-get update -qq >/dev/null && apt-get install -y -qq bubblewrap >/dev/null)); \
-	  else echo "note: bubblewrap is missing; install it (sudo apt-get install bubblewrap) to run model code"; fi; }
-	@command -v chromium >/dev/null 2>&1 || { \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "installing chromium (the browser the phi1 view tests drive)"; \
-	    (apt-get install -y -qq chromium >/dev/null 2>&1 || \
-	     (apt-get update -qq >/dev/null && apt-get install -y -qq chromium >/dev/null)); \
-	  else echo "note: chromium is missing; the browser tests of phi1 view will be skipped"; fi; }
+	@$(call apt_install,bwrap,bubblewrap,the sandbox for model-written code,model code cannot run)
+	@$(call apt_install,chromium,chromium,the browser the phi1 view tests drive,the browser tests of phi1 view are skipped)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH)"
