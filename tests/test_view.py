@@ -137,6 +137,10 @@ def test_record_lineage_contamination_pair_and_exercise(client, run_dir: Path) -
     pair = client.get(f"/a/pair/{f['id']}/{f['task_id']}").text
     assert f["detector"] in pair and "Evidence" in pair and f["task_id"] in pair
     assert ("<mark>" in pair) == (f["detector"] == "ngram") or "AST similarity" in pair
+    ast_flag = next(x for x in flags if x["detector"] == "ast")
+    page = client.get(f"/a/pair/{ast_flag['id']}/{ast_flag['task_id']}").text
+    tau = float(__import__("re").search(r"best function\)</td><td>([\d.]+)<", page).group(1))
+    assert "matches best by AST shape" in page and tau == pytest.approx(ast_flag["score"], abs=1e-3)
     gone = next(r for r in removed if r["reason"] == f"benchmark_{f['detector']}" and r["id"] == f["id"])
     record = client.get(f"/a/records/removed/{gone['id']}").text
     assert "Lineage" in record and gone["reason"] in record and "Text (from the stage that wrote it)" in record

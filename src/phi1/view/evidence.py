@@ -6,20 +6,23 @@ The texts are model- and corpus-written: every piece is escaped before the marks
 
 from __future__ import annotations
 
+import ast
 import html
 import re
 import sqlite3
+import textwrap
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from markupsafe import Markup
 
-from phi1.clean.detectors.ast_match import ast_matches, function_shapes, sample_shapes
+from phi1.clean.detectors.ast_match import ast_matches, function_nodes, function_shapes
 from phi1.clean.detectors.llm_judge import ASKS, judge_request, parse_verdict
 from phi1.clean.detectors.ngram import ngrams
 from phi1.clean.problems import BenchmarkProblem, load_benchmark_problems
 from phi1.clean.twins import functions_of
+from phi1.markdown import code_blocks
 
 _WORD = re.compile(r"\w+")  # the n-gram detector's words
 
@@ -57,18 +60,34 @@ def marked(text: str, shared: set[tuple[str, ...]], n: int) -> Markup:
     return Markup("".join(out))
 
 
+def best_function(sample: str, kind: str, problem: BenchmarkProblem, min_nodes: int) -> tuple[float, str, str] | None:
+    """(tau, name, source) of the sample's function most like the problem's solution by AST shape, as the AST
+    detector compares them (a method or a nested function counts on its own); None where it has none."""
+    bench = function_shapes(problem.solution, min_nodes)
+    best = None
+    for block in code_blocks(sample) if kind == "textbook" else [sample]:
+        for node, shape in function_nodes(block, min_nodes):
+            taus = [tau for _, _, tau in ast_matches([shape], bench, 0.0, workers=1)]
+            if taus and (best is None or max(taus) > best[0]):
+                source = " " * node.col_offset + (ast.get_source_segment(block, node) or "")  # a method's indent
+                best = (max(taus), node.name, textwrap.dedent(source))
+    return best
+
+
 def pair(sample: str, kind: str, problem: BenchmarkProblem, n: int = 13, min_nodes: int = 10) -> dict[str, Any]:
-    """The evidence for one (sample, problem) pair: marked texts, shared n-gram count, best AST tau."""
+    """The evidence for one (sample, problem) pair: marked texts, shared n-gram count, the function that is
+    most like the problem's by AST shape and its tau."""
     theirs = problem.prompt + "\n" + problem.solution if problem.benchmark == "mbpp" else problem.solution
     shared = ngrams(sample, n) & (ngrams(problem.prompt, n) | ngrams(problem.solution, n))
-    shapes = sample_shapes(sample, kind, min_nodes)
-    taus = [tau for _, _, tau in ast_matches(shapes, function_shapes(problem.solution, min_nodes), 0.0, workers=1)]
+    best = best_function(sample, kind, problem, min_nodes)
     return {
         "sample": marked(sample, shared, n),
         "problem": marked(theirs, shared, n),
         "shared": len(shared),
         "n": n,
-        "ast_tau": round(max(taus), 4) if taus else None,
+        "ast_tau": round(best[0], 4) if best else None,
+        "best_name": best[1] if best else None,
+        "best_source": best[2] if best else None,
     }
 
 

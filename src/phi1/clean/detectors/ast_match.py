@@ -64,18 +64,24 @@ def parse_quiet(source: str) -> ast.Module | None:
         return None
 
 
-def function_shapes(source: str, min_nodes: int) -> list[str]:
-    """The normalised node-type strings of every function in the source (unparseable source: none)."""
+def function_nodes(source: str, min_nodes: int) -> list[tuple[ast.FunctionDef | ast.AsyncFunctionDef, str]]:
+    """Every function in the source (methods and nested ones too) with its normalised node-type string, those of
+    at least `min_nodes` nodes (unparseable source: none)."""
     tree = parse_quiet(source)
     if tree is None:
         return []
-    shapes = []
+    out = []
     for node in ast.walk(tree):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             shape = "".join(_code(name) for name in _preorder(node))
             if len(shape) >= min_nodes:
-                shapes.append(shape)
-    return shapes
+                out.append((node, shape))
+    return out
+
+
+def function_shapes(source: str, min_nodes: int) -> list[str]:
+    """The normalised node-type strings of every function in the source (unparseable source: none)."""
+    return [shape for _, shape in function_nodes(source, min_nodes)]
 
 
 def sample_shapes(text: str, kind: str, min_nodes: int) -> list[str]:
