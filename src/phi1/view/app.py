@@ -38,6 +38,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from phi1.evaluate import flips
 from phi1.view import evidence
 from phi1.view import run as run_info
 from phi1.view.tables import BY_NAME, PAGE, Query, RunTables
@@ -312,16 +313,15 @@ def _compare(a: Run, b: Run) -> dict[str, Any]:
     )
     removed = [(reason, a.tables.count("removed", "reason", reason), b.tables.count("removed", "reason", reason))
                for reason in reasons]  # fmt: skip
-    flips = []
+    flipped = []
     sets_b = {(e.model, e.benchmark): e for e in run_info.eval_sets(b.path)}
     for ea in run_info.eval_sets(a.path):
         eb = sets_b.get((ea.model, ea.benchmark))
         if eb is None:
             continue
-        pa = {x["task_id"]: bool(x.get("passed")) for x in run_info.eval_rows(ea.path)}
-        pb = {x["task_id"]: bool(x.get("passed")) for x in run_info.eval_rows(eb.path)}
-        up = sorted(t for t in pa.keys() & pb.keys() if pb[t] and not pa[t])
-        down = sorted(t for t in pa.keys() & pb.keys() if pa[t] and not pb[t])
-        flips.append({"model": ea.model, "benchmark": ea.benchmark, "a": sum(pa.values()), "b": sum(pb.values()),
-                      "n": len(pa), "up": up, "down": down})  # fmt: skip
-    return {"counts": counts, "removed": removed, "flips": flips}
+        # The evaluation stage's own paired comparison, over the nominal problems (not prompt-style variants).
+        pa, pb = ({t: ok for t, ok in flips.passed(e.path / "results.jsonl").items() if "@" not in t} for e in (ea, eb))
+        c = flips.compare(pa, pb)
+        flipped.append({"model": ea.model, "benchmark": ea.benchmark, "a": c["base_passed"], "b": c["finetuned_passed"],
+                        "n": c["problems"], "up": c["to_pass"], "down": c["to_fail"]})  # fmt: skip
+    return {"counts": counts, "removed": removed, "flips": flipped}

@@ -178,8 +178,7 @@ class RunTables:
         total = cur.execute(f"SELECT count(*) FROM {table.scan}{where}", params).fetchone()[0]
         sql = f"SELECT {', '.join(shown)} FROM {table.scan}{where}{order} LIMIT {PAGE} OFFSET ?"
         cur.execute(sql, [*params, max(0, int(query.offset))])
-        names = [d[0] for d in cur.description]
-        return [dict(zip(names, row, strict=True)) for row in cur.fetchall()], int(total)
+        return _dicts(cur), int(total)
 
     def facet(self, name: str, column: str) -> list[tuple[Any, int]]:
         """A column's values and their counts, most common first; empty when it has too many to pick from."""
@@ -199,22 +198,15 @@ class RunTables:
 
     def record(self, name: str, record_id: str) -> dict[str, Any] | None:
         """The whole record `record_id` of table `name` (its first row with that id)."""
-        table = self.tables.get(name)
-        if table is None or "id" not in table.columns:
-            return None
-        cur = self._cursor().execute(f"SELECT * FROM {table.scan} WHERE id = ? LIMIT 1", [record_id])
-        names = [d[0] for d in cur.description]
-        row = cur.fetchone()
-        return dict(zip(names, row, strict=True)) if row else None
+        rows = self.rows_with(name, "id", record_id, limit=1)
+        return rows[0] if rows else None
 
     def rows_with(self, name: str, column: str, value: str, limit: int = 50) -> list[dict[str, Any]]:
         """Rows of table `name` whose `column` is `value`."""
         table = self.tables.get(name)
         if table is None or column not in table.columns:
             return []
-        cur = self._cursor().execute(f'SELECT * FROM {table.scan} WHERE "{column}" = ? LIMIT {limit}', [value])
-        names = [d[0] for d in cur.description]
-        return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+        return _dicts(self._cursor().execute(f'SELECT * FROM {table.scan} WHERE "{column}" = ? LIMIT {limit}', [value]))
 
     def count(self, name: str, column: str | None = None, value: str | None = None) -> int:
         table = self.tables.get(name)
@@ -244,3 +236,9 @@ class RunTables:
             if row is not None:
                 return name, row
         return None
+
+
+def _dicts(cur: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+    """The rows of an executed query as dicts by column name."""
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
