@@ -389,12 +389,16 @@ def test_embedding_on_several_devices_writes_what_one_device_writes(curated: tup
     run_dir, result = curated
     cfg = load_config(None, ["corpus.max_files=600", "corpus.shard_size=200"]).curate
     assert embed_devices(cfg) == [None]  # no GPU here: one process, on the default device
-    (tmp_path / "corpus").mkdir()
-    for k in (0, 2):
-        shutil.copy(run_dir / "corpus" / f"data-{k:05d}.parquet", tmp_path / "corpus" / f"data-{k:05d}.parquet")
-    manifest = embed_corpus(tmp_path, cfg, result["corpus"]["cache_key"], devices=["cpu", "cpu"])
-    assert manifest["devices"] == ["cpu", "cpu"] and manifest["counts"]["embedded_this_run"] == 400
-    for ours, theirs in (("00000", "00000"), ("00001", "00002")):
+    for folder in ("one", "two"):  # two small shards of the run's corpus, embedded once in each way
+        (tmp_path / folder / "corpus").mkdir(parents=True)
+        for k in (0, 2):
+            table = pq.read_table(run_dir / "corpus" / f"data-{k:05d}.parquet").slice(0, 25)
+            pq.write_table(table, tmp_path / folder / "corpus" / f"data-{k:05d}.parquet")
+    one = embed_corpus(tmp_path / "one", cfg, result["corpus"]["cache_key"], devices=[None])
+    two = embed_corpus(tmp_path / "two", cfg, result["corpus"]["cache_key"], devices=["cpu", "cpu"])
+    assert two["devices"] == ["cpu", "cpu"] and two["counts"]["embedded_this_run"] == 50
+    assert one["counts"]["embedded_this_run"] == 50
+    for k in ("00000", "00001"):
         for kind in ("ids", "emb"):
-            mine = tmp_path / "embeddings" / f"{kind}-{ours}.npy"
-            assert mine.read_bytes() == (run_dir / "embeddings" / f"{kind}-{theirs}.npy").read_bytes(), mine
+            mine = tmp_path / "two" / "embeddings" / f"{kind}-{k}.npy"
+            assert mine.read_bytes() == (tmp_path / "one" / "embeddings" / f"{kind}-{k}.npy").read_bytes(), mine

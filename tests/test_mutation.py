@@ -99,6 +99,21 @@ def test_hangs_crashes_and_a_failing_reference_are_counted_apart(sandbox: Sandbo
     assert score.invalid == 1 and score.run + score.timeout == 2 and score.mutants == 3
 
 
+def test_a_reference_slower_than_the_mutant_cap_still_passes_within_its_own_limit(sandbox: Sandbox) -> None:
+    # HumanEval+'s HumanEval/15 takes ~4.6 s of CPU against its plus inputs: near the 5 s mutant cap, over it
+    # on a loaded machine. A reference is held to the dataset's own limit; the cap bounds its mutants.
+    code = "def slow(n: int) -> int:\n    total = 0\n    for i in range(n):\n        total += i % 7\n    return total\n"
+    spin = "import time\nend = time.process_time() + 0.6\nwhile time.process_time() < end:\n    pass\n"
+    tests = (spin + "assert slow(10) == 24\n",)
+    score = score_target(sandbox, Target("slow", code, tests), Settings(max_mutants=3, cap_s=0.3), Limits(timeout_s=5))
+    assert score.reference == "passed" and score.mutants == 3
+    # Every mutant runs at most the cap: the 0.6 s test spin makes each a timeout, none a kill.
+    assert score.timeout == 3 and score.killed == score.survived == 0
+    # Over the dataset's own limit, the reference still times out.
+    over = score_target(sandbox, Target("slow", code, tests), Settings(max_mutants=3, cap_s=0.3), Limits(timeout_s=0.4))
+    assert over.reference == "timeout" and over.run == 0
+
+
 @pytest.mark.slow
 def test_testscore_ranks_humaneval_plus_above_humaneval_and_mbpp_low(tmp_path: Path, cli_env: dict) -> None:
     means = {}

@@ -192,8 +192,9 @@ def test_clean_and_tokenize_are_byte_identical_on_every_executor(
 
     settings = ["curate.encoder=hashing", "tokenize.vocab_size=512", "tokenize.seq_len=64", "clean.mbpp=false"]
     outputs = {}
-    executors = [("one process", ["executor.workers=1"]), ("two processes", ["executor.workers=2"]),
-                 ("ray", ["executor.kind=ray", "executor.workers=2"])]  # fmt: skip
+    # Ray on one node, started by phi1 itself, is compared with the local executor by the `phi1 run` test below
+    # (clean and tokens among its files); here Ray joins a cluster of two raylets.
+    executors = [("one process", ["executor.workers=1"]), ("two processes", ["executor.workers=2"])]
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")  # a throwaway cluster on loopback: no token to hand around
     with _two_raylets() as address:
         executors.append(("two raylets", ["executor.kind=ray", f"executor.address={address}"]))
@@ -224,7 +225,6 @@ def test_clean_and_tokenize_are_byte_identical_on_every_executor(
         ray_module().shutdown()
     assert len(outputs["one process"]) >= 8  # clean shards, removed, similarity, four token sets and masks
     assert outputs["two processes"] == outputs["one process"]
-    assert outputs["ray"] == outputs["one process"]
     assert outputs["two raylets"] == outputs["one process"]
 
 

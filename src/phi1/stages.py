@@ -93,7 +93,8 @@ STEPS: dict[str, Step] = {
             # 3: tests' mutation score, weak_tests, repair (bump with phi1.mutation's FORMATs too)
             # 4: the teacher names the function; the offline teacher's composed families and wrapped docstrings
             # 5: a repaired exercise keeps its first answer and what was wrong with it (first_answer, first_problem)
-            format=5,
+            # 6: mutation score format 2 (a reference gets the verify timeout, not the mutants' cap)
+            format=6,
         ),
         Step(
             "clean",

@@ -4,16 +4,20 @@ namespace under an alarm of its own, and prints one line per program as it finis
 the whole program down loses nothing before it (`phi1.mutation.score` runs the rest again). Its source is
 sent as a stage, followed by one call of `_phi1_mutation_run`; imported, it runs nothing.
 
-A mutant's alarm is on CPU time: `factor` times the reference's own CPU time, at least `floor_s` and at most
-`cap_s`, so a change that makes the tests ten times slower is a timeout, counted apart from kills. CPU time,
-not wall time, so that a busy machine (other sandboxes on every core) does not turn a slow start into a
-timeout, and the floor can be small: most mutants that time out loop forever, and each costs its floor. A
-wall-clock alarm of twice `cap_s` stops a mutant that waits without computing. (The printout could be
-forged by a mutant; mutants are made by phi1 from a solution, not written by a model.)
+The reference is held to the dataset's own limit (`reference_s`, CPU time): a benchmark may allow a program a
+minute (HumanEval+), and its reference is not wrong for taking more than a mutant may. A mutant's alarm is on
+CPU time: `factor` times the reference's own CPU time, at least `floor_s` and at most `cap_s`, so a change
+that makes the tests ten times slower is a timeout, counted apart from kills. CPU time, not wall time, so that
+a busy machine (other sandboxes on every core) does not turn a slow start into a timeout, and the floor can be
+small: most mutants that time out loop forever, and each costs its floor. A wall-clock alarm of twice `cap_s`
+stops a mutant that waits without computing. (The printout could be forged by a mutant; mutants are made by
+phi1 from a solution, not written by a model.)
 """
 
 import signal as _phi1_msignal
 import time as _phi1_mtime
+
+REFERENCE_WALL = 6  # the reference's wall-clock alarm, in multiples of its CPU limit
 
 
 class _Phi1MutantSlow(BaseException):  # not an Exception: a bare `except Exception` in the tests cannot swallow it
@@ -64,7 +68,14 @@ def _phi1_guard(timeout_s: float) -> None:
 
 
 def _phi1_mutation_run(
-    reference: str, mutants: list[str], first: int, tests: list[str], factor: float, floor_s: float, cap_s: float
+    reference: str,
+    mutants: list[str],
+    first: int,
+    tests: list[str],
+    factor: float,
+    floor_s: float,
+    cap_s: float,
+    reference_s: float,
 ) -> None:
     """Print 'PHI1-REF <status> <seconds>' for the reference, then 'PHI1-MUTANT <index> <status>' for each
     mutant from index `first` on (stopping early when the reference does not pass)."""
@@ -78,10 +89,9 @@ def _phi1_mutation_run(
         print("PHI1-REF killed:0 0", flush=True)
         return
     start = _phi1_mtime.process_time()
-    # The reference's wall allowance is wider than a mutant's: its CPU is capped the same, but a reference that
-    # times out voids the whole score, and on a machine whose cores are shared (CI running tests side by side)
-    # wall time runs several times CPU time.
-    status = _phi1_run_one(reference, tests, base, cap_s, 6 * cap_s)
+    # The reference's wall allowance is wider than a mutant's: a reference that times out voids the whole score,
+    # and on a machine whose cores are shared (CI running tests side by side) wall time runs several times CPU.
+    status = _phi1_run_one(reference, tests, base, reference_s, REFERENCE_WALL * reference_s)
     took = _phi1_mtime.process_time() - start
     print(f"PHI1-REF {status.replace(' ', ':')} {took:.6f}", flush=True)
     if status != "survived":

@@ -18,10 +18,13 @@ from pathlib import Path
 
 from phi1.mutation import mutants as mutants_module
 from phi1.mutation.mutants import Mutant, mutants
+from phi1.mutation.runner_program import REFERENCE_WALL
 from phi1.sandbox import Limits, Sandbox, Verdict
 
 RUNNER = (Path(__file__).parent / "runner_program.py").read_text(encoding="utf-8")
-FORMAT = 1  # of a Score: bump with any change to how mutants are run or counted
+# Of a Score: bump with any change to how mutants are run or counted. 2: the reference is held to the dataset's
+# own time limit, not the mutants' cap (a 5-10 s reference timed out and voided its score).
+FORMAT = 2
 
 
 @dataclass(frozen=True)
@@ -79,16 +82,25 @@ class Score:
         return {**asdict(self), "run": self.run, "mutation_score": self.mutation_score}
 
 
-def runner_stage(reference: str, sources: list[str], first: int, tests: Iterable[str], settings: Settings) -> str:
-    """The sandbox stage that runs `tests` against `reference` and then each of `sources` (mutants numbered
-    from `first`)."""
-    return RUNNER + runner_call(reference, sources, first, tests, settings)
+def runner_stage(
+    reference: str, sources: list[str], first: int, tests: Iterable[str], settings: Settings, limits: Limits
+) -> str:
+    """The sandbox stage that runs `tests` against `reference` (within `limits`' time) and then each of
+    `sources` (mutants numbered from `first`, each within the settings' cap)."""
+    return RUNNER + runner_call(reference, sources, first, tests, settings, limits)
 
 
-def runner_call(reference: str, sources: list[str], first: int, tests: Iterable[str], settings: Settings) -> str:
+def runner_call(
+    reference: str, sources: list[str], first: int, tests: Iterable[str], settings: Settings, limits: Limits
+) -> str:
     """`runner_stage` for a program whose earlier stage (`guard_stage`) already defined the runner."""
     args = [reference, sources, first, list(tests), settings.factor, settings.floor_s, settings.cap_s]
-    return f"_phi1_mutation_run(*{args!r})\n"
+    return f"_phi1_mutation_run(*{[*args, reference_s(settings, limits)]!r})\n"
+
+
+def reference_s(settings: Settings, limits: Limits) -> float:
+    """The reference's CPU limit: the dataset's own time limit for a program, never under a mutant's cap."""
+    return max(settings.cap_s, limits.timeout_s)
 
 
 GUARD_TIMEOUT = "_Phi1VerifySlow"  # what the harness reports when a guard stage's alarm stops the program
@@ -101,9 +113,10 @@ def guard_stage(timeout_s: float) -> str:
 
 
 def program_limits(n_mutants: int, settings: Settings, base: Limits) -> Limits:
-    # Each mutant stops at its alarm; the program as a whole is a backstop for code that ignores signals.
+    # The reference and each mutant stop at their alarms (wall: `REFERENCE_WALL` times the reference's limit,
+    # twice the cap for a mutant); the program as a whole is a backstop for code that ignores signals.
     return Limits(
-        timeout_s=base.timeout_s + settings.cap_s * (n_mutants + 1) + 5.0,
+        timeout_s=REFERENCE_WALL * reference_s(settings, base) + 2 * settings.cap_s * n_mutants + 5.0,
         memory_mb=base.memory_mb,
         output_bytes=max(base.output_bytes, 4 << 20),
     )
@@ -135,7 +148,7 @@ def finish_score(
         if verdict is None:
             first = len(statuses)
             sources = [m.source for m in valid[first:]]
-            stage = runner_stage(target.code, sources, first, target.tests, settings)
+            stage = runner_stage(target.code, sources, first, target.tests, settings, limits)
             verdict = sandbox.run([*target.setup, stage], program_limits(len(sources), settings, limits))
         reference, found = parse_output(verdict.stdout)
         if reference is None or reference[0] != "passed":

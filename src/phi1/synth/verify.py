@@ -46,7 +46,8 @@ def check_exercise(
         return Check("passed", "", finish_score(sandbox, target, [], settings, limits, None) if settings else None)
     sources = [m.source for m in chosen]  # one that does not parse is counted apart in the sandbox
     # The guard stops the exercise's own run at its timeout; the mutants then run under their alarms.
-    stages = [guard_stage(limits.timeout_s), code, *statements, runner_call(code, sources, 0, target.tests, settings)]
+    runner = runner_call(code, sources, 0, target.tests, settings, limits)
+    stages = [guard_stage(limits.timeout_s), code, *statements, runner]
     verdict = sandbox.run(stages, program_limits(len(sources), settings, limits))
     if verdict.stages_passed < 1 + len(statements):
         return Check(_status(verdict), describe_failure(verdict, statements, limits.timeout_s, 1), None)
