@@ -24,7 +24,8 @@ def test_the_readme_is_a_page_whose_stage_table_is_the_registry() -> None:
 def test_every_example_of_the_extending_guide_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import phi1.pipeline  # noqa: F401 - imported first, as in a real session: it must see the new stage
     from phi1.clean.detectors import TYPES
-    from phi1.stages import STAGES, STEPS
+    from phi1.stages import STAGES
+    from phi1.steps import STEPS
 
     monkeypatch.chdir(tmp_path)
     blocks = re.findall(r"```python\n(.*?)```", (ROOT / "docs" / "extending.md").read_text(), re.S)

@@ -16,7 +16,7 @@ import pytest
 from pydantic import BaseModel, ValidationError
 
 from phi1.config import Config, load_config
-from phi1.stages import STEPS, dependents, derived_keys
+from phi1.steps import STEPS, dependents, derived_keys
 
 BASE = Config()
 BASE_KEYS = derived_keys(BASE)
@@ -105,7 +105,7 @@ def test_every_result_field_changes_the_keys_of_the_steps_that_read_it_and_no_ot
 ) -> None:
     section, field = item
     declarers = _declarers(section, field)
-    assert declarers, f"{_label(item)} is read by no step: declare it in phi1.stages.STEPS or mark it execution-only"
+    assert declarers, f"{_label(item)} is read by no step: declare it in phi1.steps.STEPS or mark it execution-only"
     keys = derived_keys(_changed(section, field))
     changed = {folder for folder in keys if keys[folder] != BASE_KEYS[folder]}
     assert changed == _with_dependents(declarers)
@@ -225,6 +225,36 @@ def test_a_run_directory_from_before_derived_keys_is_redone_with_one_line_and_ch
     with pytest.raises(Phi1Error, match=r"pretrain\.lr: 0\.001 -> 0\.002.*--force"):
         Stage(tmp_path, "pretrain", changed.key("pretrain"), changed).begin({}, {})
     assert (folder / "checkpoints" / "step-0000002").exists()
+
+
+def test_a_base_taken_as_it_is_is_no_checkpoint_to_guard(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`pretrain.max_steps: 0` keeps the base as it is in `final/` (links to the user's cache): nothing trained
+    there, so a changed input redoes it with one line, where a trained `final/` is kept until --force (a phi1
+    upgrade that changed the exercises' format stopped `make run` at the demo's pretrain folder)."""
+    from phi1.errors import Phi1Error
+    from phi1.keys import KeyParts
+    from phi1.rundir import Stage
+
+    old = KeyParts({"pretrain": {"max_steps": 0}}, {}, {}, {"tokens": "t"}, 2)
+    new = KeyParts({"pretrain": {"max_steps": 0}}, {}, {}, {"tokens": "u"}, 2)
+
+    def folder(steps: int) -> Path:
+        path = tmp_path / "pretrain"
+        (path / "final").mkdir(parents=True, exist_ok=True)
+        (path / "final" / "config.json").write_text("{}")
+        manifest = {"stage": "pretrain", "status": "complete", "cache_key": old.key("pretrain"),
+                    "derived_from": old.as_dict(), "steps": steps}  # fmt: skip
+        (path / "manifest.json").write_text(json.dumps(manifest))
+        return path
+
+    path = folder(0)
+    Stage(tmp_path, "pretrain", new.key("pretrain"), new).begin({}, {})
+    assert "pretrain: input tokens changed: redoing it" in " ".join(capsys.readouterr().err.split())
+    assert not (path / "final").exists()
+    path = folder(11)
+    with pytest.raises(Phi1Error, match=r"input tokens changed.*--force"):
+        Stage(tmp_path, "pretrain", new.key("pretrain"), new).begin({}, {})
+    assert (path / "final" / "config.json").exists()
 
 
 def test_a_file_inside_an_installed_package_is_named_by_pkg_and_keyed_by_what_it_is(tmp_path: Path) -> None:

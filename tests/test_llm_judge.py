@@ -121,7 +121,7 @@ def test_phi1_clean_removes_what_the_judge_names_and_keys_the_teacher_only_while
     from phi1.clean import run_clean
     from phi1.config import load_config
     from phi1.rundir import read_table
-    from phi1.stages import STEPS
+    from phi1.steps import STEPS
     from test_synth_clean import _write_stage
 
     # A twin whose task detail changed (it fails the problem's tests) among ordinary corpus code.

@@ -102,6 +102,25 @@ def test_answers_are_deterministic_and_vary_with_the_sample_index() -> None:
     assert len(texts) >= 4
 
 
+def test_a_cache_filled_by_another_version_of_the_offline_teacher_answers_nothing(tmp_path: Path) -> None:
+    """The offline teacher's answers are made by its code: a cache filled by an older one (the same backend and
+    configured model) must not hand its answers to a newer one, or a run keeps an old teacher's exercises."""
+    from phi1.teacher.base import Response
+    from phi1.teacher.cache import Cache
+
+    prompt = prompts.render("exercise", topic="Lists", subtopic="slicing", audience="a student", constraint="none")
+    request = Request.chat(prompt)
+    cache = Cache(tmp_path / "cache.sqlite")
+    old = Response(request, "an older teacher's exercise", "stop", 1, 1, 0.0, model="phi1-offline")
+    cache.put(request.key("offline", "phi1-offline"), "offline", "phi1-offline", old)
+    teacher = make_teacher(TeacherConfig(), tmp_path / "cache.sqlite")
+    fresh = teacher.complete(request)
+    assert fresh.text != old.text and "```python" in fresh.text and teacher.usage.cache_hits == 0
+    # The same code answers from its own cache.
+    again = make_teacher(TeacherConfig(), tmp_path / "cache.sqlite")
+    assert again.complete(request).text == fresh.text and again.usage.cache_hits == 1
+
+
 def test_annotation_answer_has_the_required_final_line() -> None:
     stdlib = Path(sysconfig.get_paths()["stdlib"])
     teacher = _offline()

@@ -4,7 +4,7 @@ A key hashes everything that changes a stage's output: every result field the st
 whole section's fields minus its `EXECUTION_ONLY` ones, or single fields of other sections), what each
 file-naming field points at (`config.Names`: a content hash, or a fingerprint for large inputs), the prompt
 templates it renders, its inputs' keys and its format version. Nothing here knows any particular stage:
-the declarations live in `phi1.stages`.
+the declarations live in `phi1.steps`.
 """
 
 from __future__ import annotations

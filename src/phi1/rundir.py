@@ -1,6 +1,6 @@
 """The run directory: one folder per stage, each with Parquet shards and a `manifest.json`.
 
-A stage's cache key is derived from its declaration (`phi1.stages`, `phi1.keys`): the config fields it reads,
+A stage's cache key is derived from its declaration (`phi1.steps`, `phi1.keys`): the config fields it reads,
 the files they name, its inputs' keys and its format version, so changing one redoes that stage and
 everything after it, and nothing else. A stage whose manifest says `complete` with
 the same key is skipped; an interrupted stage is resumed by the stage itself (teacher calls come from the
@@ -28,6 +28,7 @@ from phi1.keys import KeyParts, changes, config_changes, key_parts
 from phi1.manifests import read as read_manifest
 from phi1.progress import console
 from phi1.records import atomic_write, write_json
+from phi1.steps import STEPS
 
 TEACHER_CACHE = "teacher-cache.sqlite"  # a run's teacher answers, unless teacher.cache_path says elsewhere
 
@@ -41,11 +42,9 @@ def stage_key(section: Any, inputs: Iterable[str] = ()) -> str:
 
 
 def open_step(run_dir: Path, folder: str, config: Config) -> Stage:
-    """The folder of a declared step (`phi1.stages.STEPS`) with its key derived from the declaration: the
+    """The folder of a declared step (`phi1.steps.STEPS`) with its key derived from the declaration: the
     config fields it reads, the files they name, its templates, the keys of its inputs as they are on disk
     (required ones must be complete; optional ones count where they are) and its format version."""
-    from phi1.stages import STEPS
-
     step = STEPS[folder]
     inputs: dict[str, str | None] = {name: require_complete(run_dir, name)["cache_key"] for name in step.inputs}
     for name in step.optional:
@@ -86,7 +85,11 @@ class Stage:
         return bool(m and m.get("status") == "complete" and m.get("cache_key") == self.key)
 
     def holds_checkpoints(self) -> bool:
-        return any(self.path.glob("checkpoints/step-*")) or (self.path / "final" / "config.json").exists()
+        """Whether the folder holds training to guard: a step checkpoint, or a final model that trained. A
+        final model of no steps is a base taken as it is (`pretrain.max_steps: 0`), made again in a moment."""
+        if any(self.path.glob("checkpoints/step-*")):
+            return True
+        return (self.path / "final" / "config.json").exists() and (self.manifest() or {}).get("steps") != 0
 
     def changes(self, config: Any, inputs: dict[str, str]) -> list[str]:
         """What differs from the run that left this folder: config fields that decide the result, the files

@@ -21,7 +21,7 @@ from phi1.teacher import Teacher
 
 def run_curate(config: Config, run_dir: Path, teacher: Teacher, force: bool = False) -> dict[str, Any]:
     """Run (or resume) every curation step; returns the manifests by step. Each step's key is derived from
-    its declaration (`phi1.stages.STEPS`) once the steps before it are done."""
+    its declaration (`phi1.steps.STEPS`) once the steps before it are done."""
     run_dir = Path(run_dir)
     cfg = config.curate
     corpus = build_corpus(run_dir, config, force)

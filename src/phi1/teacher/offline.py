@@ -12,8 +12,9 @@ reproducible. It answers each of phi1's prompt templates from the prompt text al
   design, so that the mutation-score gate and the repair round have work to do;
 - repair: the same exercise as the task's first answer, with every test case.
 
-Answers are a pure function of (prompt, sample index, seed). Data made with it shows the pipeline
-working, not what a real teacher would teach.
+Answers are a pure function of (prompt, sample index, seed) and of this code: the teacher's model name carries
+a digest of its source files (`phi1-offline@<digest>`), so a cache filled by an older offline teacher answers
+nothing for a newer one. Data made with it shows the pipeline working, not what a real teacher would teach.
 """
 
 from __future__ import annotations
@@ -24,14 +25,30 @@ import random
 import re
 import textwrap
 import time
+from functools import lru_cache
+from importlib import resources
 
 from phi1 import prompts
 from phi1.teacher.base import Request, Response, Teacher
 from phi1.teacher.offline_exercises import all_families, build, choose_family, name_template
 
 
+@lru_cache(maxsize=1)
+def code_digest() -> str:
+    """A digest of the offline teacher's own files: what its answers are made by."""
+    digest = hashlib.sha256()
+    for entry in sorted(resources.files("phi1.teacher").iterdir(), key=lambda e: e.name):
+        if entry.name.startswith("offline") and entry.name.endswith((".py", ".json")):
+            digest.update(entry.name.encode() + b"\0" + entry.read_bytes())
+    return digest.hexdigest()[:12]
+
+
 class OfflineTeacher(Teacher):
     backend = "offline"
+
+    def __init__(self, model: str, *args: object, **kwargs: object) -> None:
+        # Its answers are cached by (backend, model, request): the digest keeps an older version's out.
+        super().__init__(f"{model}@{code_digest()}", *args, **kwargs)  # type: ignore[arg-type]
 
     async def _complete(self, request: Request) -> Response:
         start = time.perf_counter()
