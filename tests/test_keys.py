@@ -222,7 +222,9 @@ def test_a_run_directory_from_before_derived_keys_is_redone_with_one_line_and_ch
 
     changed = KeyParts({"pretrain": {"lr": 0.002}}, {}, {}, {"tokens": "t"}, 2)
     old_folder("pretrain", {"cache_key": parts.key("pretrain"), "derived_from": parts.as_dict()})
-    with pytest.raises(Phi1Error, match=r"pretrain\.lr: 0\.001 -> 0\.002.*--force"):
+    # The one line names the command that redoes this stage alone (`make run` users have no --force to add).
+    lr_changed = r"pretrain\.lr: 0\.001 -> 0\.002.*phi1 run --from pretrain.*phi1 pretrain --force"
+    with pytest.raises(Phi1Error, match=lr_changed):
         Stage(tmp_path, "pretrain", changed.key("pretrain"), changed).begin({}, {})
     assert (folder / "checkpoints" / "step-0000002").exists()
 
@@ -252,7 +254,7 @@ def test_a_base_taken_as_it_is_is_no_checkpoint_to_guard(tmp_path: Path, capsys:
     assert "pretrain: input tokens changed: redoing it" in " ".join(capsys.readouterr().err.split())
     assert not (path / "final").exists()
     path = folder(11)
-    with pytest.raises(Phi1Error, match=r"input tokens changed.*--force"):
+    with pytest.raises(Phi1Error, match=r"input tokens changed.*phi1 run --from pretrain"):
         Stage(tmp_path, "pretrain", new.key("pretrain"), new).begin({}, {})
     assert (path / "final" / "config.json").exists()
 

@@ -125,8 +125,8 @@ class Stage:
             if not force and self.holds_checkpoints() and self.settings_changed():
                 raise Phi1Error(
                     f"{self.path}: the {self.name} settings changed ({changed}); it holds training checkpoints, "
-                    "which phi1 deletes only with --force: restore the old values, use another --run-dir, or "
-                    "pass --force to start the stage over"
+                    "which phi1 deletes only when told: restore the old values, use another --run-dir, or start "
+                    f"the stage over with `phi1 run --from {self.name}` (`phi1 {self.name} --force`)"
                 )
             console.print(f"{self.name}: {changed}: redoing it")
         if force or stale:
