@@ -88,8 +88,7 @@ STEPS: dict[str, Step] = {
             # 4: the teacher names the function; the offline teacher's composed families and wrapped docstrings
             # 5: a repaired exercise keeps its first answer and what was wrong with it (first_answer, first_problem)
             # 6: mutation score format 2 (a reference gets the verify timeout, not the mutants' cap)
-            # 7: the offline teacher's compositions over the words of a text; its answers cached under its code's digest
-            format=7,
+            format=6,
         ),
         Step(
             "clean",

@@ -172,16 +172,13 @@ def _name(summary: Summary, transform: Transform, select: Select, rng: random.Ra
 
 
 def every_composition() -> tuple[Family, ...]:
-    """The compositions over a list of integers, then those over the words of a text (`offline_composed_words`)."""
-    from phi1.teacher.offline_composed_words import word_compositions
-
     families = []
     for summary in SUMMARIES:
         for transform in TRANSFORMS:
             if summary.identity_only and transform.key != "identity":
                 continue
             families += [_family(summary, transform, select) for select in SELECTS]
-    return (*families, *word_compositions())
+    return tuple(families)
 
 
 def composed_families() -> tuple[Family, ...]:
