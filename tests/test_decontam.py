@@ -161,6 +161,30 @@ def test_offline_catalogue_holds_no_benchmark_twin() -> None:
     assert fired == [], fired
 
 
+def test_the_ast_detector_matches_what_a_problem_asks_for_not_its_helper_classes() -> None:
+    """MBPP/601's answer is `max_chain_length`; its `Pair.__init__` (`self.a = a; self.b = b`) is boilerplate in
+    every library: a file holding such a class is no copy of the problem (38 standard library files were
+    removed for such methods alone in `make run`'s demo). A module-level helper the entry point calls
+    (MBPP/367's `get_height`) is part of the answer and still matches."""
+    by_id = {p.task_id: p for p in load_benchmark_problems(True, True)}
+    problems = tuple(by_id[t] for t in ("MBPP/601", "MBPP/367", "HumanEval/50"))
+    library = (
+        "class Interval:\n    def __init__(self, start, end):\n        self.start = start\n        self.end = end\n\n"
+        "    def __repr__(self):\n        return f'Interval({self.start}, {self.end})'\n"
+    )
+    chain = by_id["MBPP/601"].solution.split("def max_chain_length")[1]
+    copied = "def longest_chain" + chain.replace("mcl", "best")
+    helper = (
+        "def depth(node):\n    if node is None:\n        return 0\n"
+        "    return max(depth(node.left), depth(node.right)) + 1\n"
+    )
+    texts = [library, copied, helper]
+    with Sandbox(workers=1) as sb:
+        found, _ = detect_texts(texts, ["code"] * 3, problems, Thresholds(ast=0.8), sb)
+    fired = {(i, problems[j].task_id) for (i, j), m in found.items() if "ast" in m.detectors}
+    assert fired == {(1, "MBPP/601"), (2, "MBPP/367")}
+
+
 def test_the_composed_families_the_offline_teacher_uses_hold_no_benchmark_twin() -> None:
     """`scan` excluded the compositions phi1's detectors match to a benchmark problem; one exercise of each kept
     composition, drawn with seeds the scan never used (other names, parameters, phrasing, solution style), is

@@ -88,6 +88,23 @@ def test_mbpp_prompt_is_text_and_first_test_in_a_docstring() -> None:
     assert len(bench.problems) == 500 and min(int(t.split("/")[1]) for t in bench.problems) == 11
 
 
+def test_every_mbpp_entry_point_is_a_function_its_code_defines() -> None:
+    """All 974 rows (clean checks every one): a first test that wraps the call in parentheses,
+    `assert (max_height(root)) == 3`, named `assert` as the entry point, so the execution detector never ran
+    MBPP/769's or MBPP/927's tests on a sample."""
+    import re
+
+    from phi1.data import benchmark_file, mbpp_entry_point
+    from phi1.records import read_jsonl
+
+    rows = [row for _, row in read_jsonl(benchmark_file("mbpp"))]
+    assert len(rows) == 974
+    for row in rows:
+        entry = mbpp_entry_point(row["test_list"][0])
+        assert re.search(rf"def\s+{re.escape(entry)}\s*\(", row["code"]), (row["task_id"], entry)
+    assert mbpp_entry_point("assert (max_height(root)) == 3") == "max_height"
+
+
 def test_empty_completions_score_zero(tmp_path: Path) -> None:
     bench = benchmarks.load_humaneval()
     samples = tmp_path / "empty.jsonl"

@@ -98,7 +98,9 @@ STEPS: dict[str, Step] = {
             # 3: a band match counts at clean.minhash_threshold; signatures saved beside the band keys
             # 4: corpus functions run with the imports they use, nearest problems by source and by docstring
             # 5: counts.near_kept_by_jaccard
-            format=5,
+            # 6: the AST detector matches a problem's entry point and the functions it calls (not helper classes);
+            #    MBPP/769's and /927's entry points (a parenthesised call was named `assert`)
+            format=6,
         ),
         Step(
             "tokenizer",

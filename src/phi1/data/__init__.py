@@ -7,6 +7,7 @@ Public API: `benchmark_file`, `mbpp_entry_point`.
 
 from __future__ import annotations
 
+import keyword
 import re
 from importlib import resources
 from pathlib import Path
@@ -27,6 +28,7 @@ _NOT_ENTRY = {"set", "sorted", "list", "tuple", "abs", "round", "isclose", "str"
 def mbpp_entry_point(test: str) -> str:
     """The function an MBPP test calls (`assert set(similar_elements(...)) == ...` -> similar_elements)."""
     for match in re.finditer(r"([A-Za-z_]\w*)\s*\(", test):
-        if match.group(1) not in _NOT_ENTRY:
+        # `assert (max_height(root)) == 3`: a keyword before a parenthesis is no call
+        if match.group(1) not in _NOT_ENTRY and not keyword.iskeyword(match.group(1)):
             return match.group(1)
     return ""

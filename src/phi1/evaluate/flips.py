@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 
-from phi1.clean.detectors.ast_match import ast_matches, function_shapes, sample_shapes
+from phi1.clean.detectors.ast_match import ast_matches, sample_shapes, solution_shapes
 from phi1.clean.detectors.ngram import ngrams
 from phi1.clean.problems import load_benchmark_problems
 
@@ -86,7 +86,8 @@ def nearest_exercises(
         k = int(np.argmax(cos[:, j]))
         text = exercises[k]["text"]
         shapes = sample_shapes(text, "exercise", ast_min_nodes)
-        taus = [tau for _, _, tau in ast_matches(shapes, function_shapes(p.solution, ast_min_nodes), 0.0, workers=1)]
+        theirs = solution_shapes(p.solution, p.entry_point, ast_min_nodes)
+        taus = [tau for _, _, tau in ast_matches(shapes, theirs, 0.0, workers=1)]
         shared = ngrams(text, ngram_n) & (ngrams(p.prompt, ngram_n) | ngrams(p.solution, ngram_n))
         out[p.task_id] = {
             "exercise_id": exercises[k]["id"],

@@ -17,7 +17,7 @@ from typing import Any
 
 from markupsafe import Markup
 
-from phi1.clean.detectors.ast_match import ast_matches, function_nodes, function_shapes
+from phi1.clean.detectors.ast_match import ast_matches, function_nodes, solution_shapes
 from phi1.clean.detectors.llm_judge import ASKS, judge_request, parse_verdict
 from phi1.clean.detectors.ngram import ngrams
 from phi1.clean.problems import BenchmarkProblem, load_benchmark_problems
@@ -63,7 +63,7 @@ def marked(text: str, shared: set[tuple[str, ...]], n: int) -> Markup:
 def best_function(sample: str, kind: str, problem: BenchmarkProblem, min_nodes: int) -> tuple[float, str, str] | None:
     """(tau, name, source) of the sample's function most like the problem's solution by AST shape, as the AST
     detector compares them (a method or a nested function counts on its own); None where it has none."""
-    bench = function_shapes(problem.solution, min_nodes)
+    bench = solution_shapes(problem.solution, problem.entry_point, min_nodes)
     best = None
     for block in code_blocks(sample) if kind == "textbook" else [sample]:
         for node, shape in function_nodes(block, min_nodes):

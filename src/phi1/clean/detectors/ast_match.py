@@ -1,8 +1,9 @@
-"""`ast`: the normalised AST match rate tau of one of the sample's functions to a problem's solution (names
-and constants abstracted away: each tree becomes its sequence of node types, and tau is difflib's ratio of
-the two sequences; cheap vectorised upper bounds, on length and node-type counts, rule out almost every pair
-before the exact ratio is computed), at or above `clean.ast_threshold`. Scores down to the driver's `ast_floor`
-are kept without firing, for the report's table of taus (the paper's Table 3)."""
+"""`ast`: the normalised AST match rate tau of one of the sample's functions to what a problem asks for (its
+entry point and the functions that calls: `solution_shapes`), names and constants abstracted away: each tree
+becomes its sequence of node types, and tau is difflib's ratio of the two sequences; cheap vectorised upper
+bounds, on length and node-type counts, rule out almost every pair before the exact ratio is computed. It fires
+at or above `clean.ast_threshold`. Scores down to the driver's `ast_floor` are kept without firing, for the
+report's table of taus (the paper's Table 3)."""
 
 from __future__ import annotations
 
@@ -84,6 +85,29 @@ def function_shapes(source: str, min_nodes: int) -> list[str]:
     return [shape for _, shape in function_nodes(source, min_nodes)]
 
 
+def solution_shapes(solution: str, entry_point: str, min_nodes: int) -> list[str]:
+    """The shapes of what a benchmark problem asks for: its entry point and the module-level functions it calls,
+    directly or through each other (with the functions nested in them). A helper class's methods
+    (MBPP/601's `Pair.__init__`: `self.a = a; self.b = b`) and functions the prompt gives but the answer does not
+    call (HumanEval/50's `encode_shift`) are not the answer: their shapes are everywhere (38 of the 87 standard
+    library files `make run`'s demo removed as AST look-alikes matched only such methods). Without an entry point
+    defined at module level (a user's problem file), every function counts."""
+    tree = parse_quiet(solution)
+    top = {n.name: n for n in (tree.body if tree else []) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
+    if entry_point not in top:
+        return function_shapes(solution, min_nodes)
+    chosen, todo = set(), [entry_point]
+    while todo:
+        name = todo.pop()
+        if name in chosen:
+            continue
+        chosen.add(name)
+        todo += [c.func.id for c in ast.walk(top[name])
+                 if isinstance(c, ast.Call) and isinstance(c.func, ast.Name) and c.func.id in top]  # fmt: skip
+    wanted = {id(node) for name in chosen for node in ast.walk(top[name])}
+    return [shape for node, shape in function_nodes(solution, min_nodes) if id(node) in wanted]
+
+
 def sample_shapes(text: str, kind: str, min_nodes: int) -> list[str]:
     """Functions of a training sample: a code file or exercise as a whole, a textbook's code blocks."""
     if kind == "textbook":
@@ -151,7 +175,12 @@ def shapes_of(texts: Sequence[str], kinds: Sequence[str], min_nodes: int) -> tup
 
 @lru_cache(maxsize=4)
 def _bench_shapes(problems: tuple[BenchmarkProblem, ...], min_nodes: int) -> tuple[list[int], list[str]]:
-    return shapes_of([p.solution for p in problems], ["code"] * len(problems), min_nodes)
+    owner, shapes = [], []
+    for j, p in enumerate(problems):
+        for shape in solution_shapes(p.solution, p.entry_point, min_nodes):
+            owner.append(j)
+            shapes.append(shape)
+    return owner, shapes
 
 
 class AstDetector(Detector):

