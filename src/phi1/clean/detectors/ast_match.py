@@ -69,10 +69,12 @@ def function_nodes(source: str, min_nodes: int) -> list[tuple[ast.FunctionDef | 
     """Every function in the source (methods and nested ones too) with its normalised node-type string, those of
     at least `min_nodes` nodes (unparseable source: none)."""
     tree = parse_quiet(source)
-    if tree is None:
-        return []
+    return [] if tree is None else _shaped(ast.walk(tree), min_nodes)
+
+
+def _shaped(nodes: Iterable[ast.AST], min_nodes: int) -> list[tuple[ast.FunctionDef | ast.AsyncFunctionDef, str]]:
     out = []
-    for node in ast.walk(tree):
+    for node in nodes:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             shape = "".join(_code(name) for name in _preorder(node))
             if len(shape) >= min_nodes:
@@ -104,8 +106,8 @@ def solution_shapes(solution: str, entry_point: str, min_nodes: int) -> list[str
         chosen.add(name)
         todo += [c.func.id for c in ast.walk(top[name])
                  if isinstance(c, ast.Call) and isinstance(c.func, ast.Name) and c.func.id in top]  # fmt: skip
-    wanted = {id(node) for name in chosen for node in ast.walk(top[name])}
-    return [shape for node, shape in function_nodes(solution, min_nodes) if id(node) in wanted]
+    nodes = [node for name in top if name in chosen for node in ast.walk(top[name])]  # in source order
+    return [shape for _, shape in _shaped(nodes, min_nodes)]
 
 
 def sample_shapes(text: str, kind: str, min_nodes: int) -> list[str]:
