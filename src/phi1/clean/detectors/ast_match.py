@@ -165,24 +165,20 @@ def ast_matches(
     return [(i, j, tau) for (i, j), tau in zip(candidates, ratios, strict=True) if tau >= floor]
 
 
+def _owned(per_item: Iterable[list[str]]) -> tuple[list[int], list[str]]:
+    """Every shape of the items in one list, and the index of the item each came from."""
+    pairs = [(i, shape) for i, shapes in enumerate(per_item) for shape in shapes]
+    return [i for i, _ in pairs], [shape for _, shape in pairs]
+
+
 def shapes_of(texts: Sequence[str], kinds: Sequence[str], min_nodes: int) -> tuple[list[int], list[str]]:
     """Every function shape of the texts, and the index of the text each came from."""
-    owner, shapes = [], []
-    for i, (text, kind) in enumerate(zip(texts, kinds, strict=True)):
-        for shape in sample_shapes(text, kind, min_nodes):
-            owner.append(i)
-            shapes.append(shape)
-    return owner, shapes
+    return _owned(sample_shapes(text, kind, min_nodes) for text, kind in zip(texts, kinds, strict=True))
 
 
 @lru_cache(maxsize=4)
 def _bench_shapes(problems: tuple[BenchmarkProblem, ...], min_nodes: int) -> tuple[list[int], list[str]]:
-    owner, shapes = [], []
-    for j, p in enumerate(problems):
-        for shape in solution_shapes(p.solution, p.entry_point, min_nodes):
-            owner.append(j)
-            shapes.append(shape)
-    return owner, shapes
+    return _owned(solution_shapes(p.solution, p.entry_point, min_nodes) for p in problems)
 
 
 class AstDetector(Detector):
