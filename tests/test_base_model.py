@@ -295,6 +295,33 @@ def test_lora_trains_adapters_only_and_saves_them_merged(
     AutoModelForCausalLM.from_pretrained(run / "finetune" / "final")  # loads as any checkpoint
 
 
+@pytest.mark.parametrize("checkpointing", [False, True])
+def test_adding_adapters_asks_no_deprecated_transformers_name(
+    smollm2_tokenizer: Path, tmp_path: Path, checkpointing: bool
+) -> None:
+    """transformers 5 warns on `is_gradient_checkpointing` (removed in v6): phi1 asked for it, and peft does while
+    it wraps the model. A finetune's log must not carry a warning the user cannot act on; the adapters still
+    let recomputed layers reach their weights (`enable_input_require_grads`) where checkpointing is on."""
+    import warnings
+
+    from transformers import AutoModelForCausalLM
+
+    from phi1.config import load_config
+    from phi1.train.lora import add_adapters
+
+    lm = AutoModelForCausalLM.from_pretrained(tiny_llama(smollm2_tokenizer, tmp_path / "llama"))
+    if checkpointing:
+        (getattr(lm, "activation_checkpointing_enable", None) or lm.gradient_checkpointing_enable)()
+    cfg = load_config(None, ["finetune.lora={r: 4}"]).finetune
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        wrapper = add_adapters(lm, cfg, world=1)
+    assert wrapper is not None
+    assert not [str(w.message) for w in caught if "is_gradient_checkpointing" in str(w.message)]
+    hooked = lm.get_input_embeddings()._forward_hooks
+    assert bool(hooked) == checkpointing  # the input-grad hook, only where layers are recomputed
+
+
 def test_a_lora_finetune_resumed_from_a_checkpoint_ends_where_an_uninterrupted_one_does(
     tokens_free_run: Path, smollm2_tokenizer: Path, tmp_path: Path
 ) -> None:

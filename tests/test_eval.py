@@ -44,6 +44,25 @@ def test_humaneval_plus_canonical_solutions_pass_base_and_plus(tmp_path: Path) -
     assert all(r["passed_base"] and r["passed"] for r in rows)
 
 
+def test_the_eval_table_shows_status_counts_only_on_the_metric_they_count() -> None:
+    """HumanEval+'s statuses are its stronger tests': 7 pass HumanEval's own tests, 6 the plus tests. The base
+    row printed the plus counts beside its 4.3% (7 of 164), as if 6 had passed."""
+    from rich.console import Console
+
+    from phi1.evaluate.run import table
+
+    summary = {"benchmark": "humaneval+", "samples": 164, "tasks_evaluated": 164, "problems": 164,
+               "pass_at_k": {"humaneval+ (base)": {"pass@1": 7 / 164}, "humaneval+": {"pass@1": 6 / 164}},
+               "status_counts": {"passed": 6, "failed": 78, "error": 80, "timeout": 0, "killed": 0},
+               "wall_s": 13.5, "samples_per_s": 12.2}  # fmt: skip
+    console = Console(width=200, record=True)
+    console.print(table(summary))
+    rows = {line.split("│")[1].strip(): [c.strip() for c in line.split("│")[2:-1]]
+            for line in console.export_text().splitlines() if line.count("│") > 2}  # fmt: skip
+    assert rows["humaneval+"][:4] == ["3.7%", "6", "78", "80"]
+    assert rows["humaneval+ (base)"][:4] == ["4.3%", "-", "-", "-"]
+
+
 def test_humaneval_plus_catches_what_base_tests_miss(sandbox: Sandbox) -> None:
     bench = benchmarks.load_humaneval_plus()
     # HumanEval/0 with `<=` instead of `<`: passes the base tests' spirit on most inputs, not on all.

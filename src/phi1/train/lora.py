@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import importlib.util
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -36,12 +37,23 @@ def add_adapters(lm: Any, cfg: TrainConfig, world: int) -> Any | None:
     config = PeftLoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=targets,
                             task_type="CAUSAL_LM")  # fmt: skip
     try:
-        wrapper = get_peft_model(lm, config)
+        with warnings.catch_warnings():
+            # peft asks for `is_gradient_checkpointing`, which transformers 5 warns is deprecated: nothing a user
+            # of phi1 can act on.
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing", category=FutureWarning)
+            wrapper = get_peft_model(lm, config)
     except ValueError as exc:  # peft's word for targets that name no module of this model
         raise Phi1Error(f"finetune.lora.targets: {exc}".splitlines()[0]) from None
-    if getattr(lm, "is_gradient_checkpointing", False):
+    if _checkpointing(lm):
         lm.enable_input_require_grads()  # recomputed layers need an input that requires grad
     return wrapper
+
+
+def _checkpointing(lm: Any) -> bool:
+    """Whether activation checkpointing is on: transformers 5's name, or the one before it."""
+    if hasattr(type(lm), "is_activation_checkpointing"):
+        return bool(lm.is_activation_checkpointing)
+    return bool(getattr(lm, "is_gradient_checkpointing", False))
 
 
 def merged(adapters: Any) -> Any:
