@@ -62,37 +62,39 @@ def _run(
     seq_len: int | None,
 ) -> dict[str, float]:
     """The run up to finetuning; seconds per part."""
-    sets = ["--set", "pretrain.max_steps=0"]
+    sets = ["pretrain.max_steps=0"]
     if base is not None:
-        sets += ["--set", f"model.base={base}"]
+        sets.append(f"model.base={base}")
     if seq_len is not None:
-        sets += ["--set", f"tokenize.seq_len={seq_len}"]
+        sets.append(f"tokenize.seq_len={seq_len}")
     if packing is not None:
-        sets += ["--set", f"finetune.packing={packing}"]
+        sets.append(f"finetune.packing={packing}")
     where = ["--config", str(config), "--run-dir", str(run_dir)]
-    times = {"data_s": _phi1("run", *where, *sets, "--until", "pretrain")}
+    times = {"data_s": _phi1("run", *where, *_as_args(sets), "--until", "pretrain")}
     index = json.loads((run_dir / "tokens" / "index.json").read_text())
     from phi1.config import load_config
     from phi1.tokens import TokenShards
     from phi1.train.collate import packed
 
-    finetune = load_config(config, [s for s in sets if s != "--set"]).finetune
-    data = packed(TokenShards(run_dir / "tokens", "finetune"), finetune.packing, 0)
-    ft: list[str] = []
+    data = packed(TokenShards(run_dir / "tokens", "finetune"), load_config(config, sets).finetune.packing, 0)
     if epochs is not None:
         steps = max(1, math.ceil(epochs * data.n_sequences / batch))
-        ft = ["--set", f"finetune.max_steps={steps}", "--set", f"finetune.batch_size={batch}",
-              "--set", f"finetune.micro_batch_size={min(batch, 8)}",
-              "--set", f"finetune.warmup_steps={max(1, steps // 10)}",
-              "--set", "finetune.lr=1e-4", "--set", "finetune.weight_decay=0.01", "--set", "finetune.dropout=0.0",
-              "--set", "finetune.eval_every=1000000", "--set", "finetune.humaneval_loss=false",
-              "--set", "finetune.checkpoint_every=1000000", "--set", "finetune.keep_best=false"]  # fmt: skip
-        finetune = load_config(config, [s for s in [*sets, *ft] if s != "--set"]).finetune
-    times["finetune_s"] = _phi1("run", *where, *sets, *ft, "--only", "finetune")
+        sets += [f"finetune.max_steps={steps}", f"finetune.batch_size={batch}",
+                 f"finetune.micro_batch_size={min(batch, 8)}", f"finetune.warmup_steps={max(1, steps // 10)}",
+                 "finetune.lr=1e-4", "finetune.weight_decay=0.01", "finetune.dropout=0.0",
+                 "finetune.eval_every=1000000", "finetune.humaneval_loss=false",
+                 "finetune.checkpoint_every=1000000", "finetune.keep_best=false"]  # fmt: skip
+    finetune = load_config(config, sets).finetune
+    times["finetune_s"] = _phi1("run", *where, *_as_args(sets), "--only", "finetune")
     print(f"finetune set: {index['files']['finetune']['documents']} exercises ({index['exercise_format']}), "
           f"{data.n_sequences} sequences of {index['seq_len']} ({finetune.packing}); "
           f"{finetune.max_steps} steps of {finetune.batch_size}, LR {finetune.lr:g}")  # fmt: skip
     return times
+
+
+def _as_args(sets: list[str]) -> list[str]:
+    """`phi1 run`'s arguments for config overrides."""
+    return [arg for item in sets for arg in ("--set", item)]
 
 
 def _eval(
