@@ -307,11 +307,11 @@ def test_adding_adapters_asks_no_deprecated_transformers_name(
     from transformers import AutoModelForCausalLM
 
     from phi1.config import load_config
+    from phi1.train.build import checkpoint_layers
     from phi1.train.lora import add_adapters
 
     lm = AutoModelForCausalLM.from_pretrained(tiny_llama(smollm2_tokenizer, tmp_path / "llama"))
-    if checkpointing:
-        (getattr(lm, "activation_checkpointing_enable", None) or lm.gradient_checkpointing_enable)()
+    checkpoint_layers(lm, checkpointing)  # as a finetune with train.activation_checkpointing does
     cfg = load_config(None, ["finetune.lora={r: 4}"]).finetune
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
