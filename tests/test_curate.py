@@ -22,7 +22,7 @@ from phi1.config import TeacherConfig, load_config
 from phi1.curate import run_curate
 from phi1.curate.annotate import parse_score, sample_ids, truncate_code
 from phi1.curate.classifier import edu_probability, load_model
-from phi1.curate.embed import encode, load_embeddings, load_encoder
+from phi1.curate.embed import default_batch_tokens, encode, load_embeddings, load_encoder
 from phi1.curate.readers import SkipCounter, iter_corpus, stdlib_path
 from phi1.rundir import read_table
 from phi1.teacher import make_teacher
@@ -262,6 +262,17 @@ def test_causal_lm_encoder(tiny_checkpoint: Path) -> None:
     assert a.shape == (3, 32) and np.isfinite(a).all()
     assert np.allclose(a[0], b[0], atol=1e-5)  # one chunk: the same
     assert not np.allclose(a[1], b[1])  # several chunks: averaged
+
+
+def test_embeddings_do_not_depend_on_how_files_are_batched() -> None:
+    """The default batches (`default_batch_tokens`: small on a CPU) give every file the vector that one batch of
+    all of them gives: padding is masked, so only float summation order differs."""
+    enc = load_encoder("minilm", max_tokens=64, bf16="off")
+    texts = ["def f():\n    return 1\n", "import os\n" * 40, "x = 1", 'class A:\n    """Doc."""\n' * 5] * 30
+    tokens = sum(min(len(ids), enc.max_tokens) for ids in enc.tokenize(texts))
+    assert tokens > default_batch_tokens(enc)  # several batches by default
+    assert np.allclose(encode(enc, texts), encode(enc, texts, batch_tokens=10**6), atol=1e-5)
+    assert np.allclose(encode(enc, texts), encode(enc, texts, batch_tokens=1), atol=1e-5)
 
 
 def test_curate_cli_show_prompt_and_bad_config(tmp_path: Path, cli_env: dict) -> None:

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from conftest import tiny_llama
-from phi1.evaluate.decode import decode
+from phi1.evaluate.decode import decode, prefill_parts
 from phi1.evaluate.flips import compare, mcnemar_p, nearest_exercises
 
 
@@ -159,3 +159,45 @@ def test_one_row_at_a_time_decodes_every_prompt(llama: tuple) -> None:
         one = dict(decode(model, prompts, tok.pad_token_id, 1, 4, lambda r, t: False, set()))
         many = dict(decode(model, prompts, tok.pad_token_id, 3, 4, lambda r, t: False, set()))
     assert one == many and sorted(one) == [0, 1, 2]
+
+
+def test_prompt_parts_are_consecutive_and_within_the_token_budget() -> None:
+    lengths = [3, 4, 4, 9, 2, 30, 5]
+    parts = prefill_parts(lengths, 12)
+    assert [k for part in parts for k in part] == list(range(len(lengths)))
+    for part in parts:  # within the budget, or a single row longer than it
+        assert len(part) == 1 or len(part) * max(lengths[k] for k in part) <= 12
+    assert parts == [[0, 1, 2], [3], [4], [5], [6]]
+    assert prefill_parts(lengths, 0) == [list(range(len(lengths)))]
+
+
+def test_prompts_prefilled_in_parts_decode_as_each_prompt_alone_with_generate(llama: tuple) -> None:
+    model, tok = llama
+    prompts = [tok(p)["input_ids"] for p in PROMPTS]
+    assert len(prefill_parts([len(p) for p in prompts[:4]], 16)) > 1  # the first batch is prefilled in parts
+    with torch.inference_mode():
+        got = dict(decode(model, prompts, tok.pad_token_id, 4, 8, lambda r, t: False, set(), prefill_tokens=16))
+        whole = dict(decode(model, prompts, tok.pad_token_id, 4, 8, lambda r, t: False, set(), prefill_tokens=0))
+    assert got == whole
+    for i, ids in enumerate(prompts):
+        assert got[i] == _alone(model, ids, 8, -1)
+
+
+def test_a_cache_that_cannot_be_joined_decodes_every_prompt_as_alone(smollm2_tokenizer: Path, tmp_path: Path) -> None:
+    """A sliding-window cache cannot be padded and joined: the first part decodes alone, the rest come after."""
+    from transformers import MistralConfig, MistralForCausalLM
+
+    torch.manual_seed(5)
+    config = MistralConfig(vocab_size=49152, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                           num_attention_heads=4, num_key_value_heads=2, sliding_window=4, eos_token_id=2,
+                           pad_token_id=2)  # fmt: skip
+    model = MistralForCausalLM(config).eval()
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(smollm2_tokenizer)
+    prompts = [tok(p)["input_ids"] for p in PROMPTS]
+    with torch.inference_mode():
+        got = dict(decode(model, prompts, tok.pad_token_id, 4, 6, lambda r, t: False, set(), prefill_tokens=16))
+        assert sorted(got) == list(range(len(prompts)))
+        for i, ids in enumerate(prompts):
+            assert got[i] == _alone(model, ids, 6, -1)

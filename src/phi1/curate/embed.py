@@ -161,6 +161,13 @@ def _ids(tok: Any, texts: list[str]) -> list[list[int]]:
     return tok(texts, add_special_tokens=False, verbose=False)["input_ids"]
 
 
+def default_batch_tokens(encoder: Encoder) -> int:
+    """Tokens a batch when none are asked for: a CPU runs a forward fastest at about 2,048 tokens, where the
+    activations still fit its caches (MiniLM on 2 cores: 21.9 files/s against 16.0 at 8,192), a GPU wants
+    more to be busy."""
+    return 2048 if encoder.precision.device.split(":")[0] == "cpu" else 64 * 256
+
+
 def chunk(ids: list[int], max_tokens: int, mode: str, max_chunks: int) -> list[list[int]]:
     if not ids:
         return [[]]
@@ -174,10 +181,12 @@ def encode(
     texts: Sequence[str],
     chunking: str = "truncate",
     max_chunks: int = 8,
-    batch_tokens: int = 64 * 256,
+    batch_tokens: int | None = None,
     advance: Callable[[int], None] | None = None,
 ) -> np.ndarray:
-    """Embed texts: token-length-sorted, token-budget batches; chunk embeddings averaged per text."""
+    """Embed texts: token-length-sorted, token-budget batches (default `default_batch_tokens`); chunk
+    embeddings averaged per text."""
+    batch_tokens = batch_tokens or default_batch_tokens(encoder)
     # Tokenizing a whole file to keep its first 256 tokens wastes most of the time on long files: a
     # character prefix (at least 8 characters a token would need) is enough for truncation.
     limit = None if chunking == "mean" else encoder.max_tokens * 8
@@ -307,7 +316,7 @@ def embed_shard(job: EmbedJob, advance: Callable[[int], None] | None = None, enc
     cfg = job.cfg
     encoder = encoder or _encoder(cfg.encoder, cfg.max_tokens, _DEVICE[0] if _DEVICE else cfg.device, cfg.bf16)
     rows = list(read_shards([Path(job.shard)], ["id", "text"]))
-    budget = cfg.embed_batch_size * cfg.max_tokens
+    budget = cfg.embed_batch_size * cfg.max_tokens if cfg.embed_batch_size else None
     vectors = encode(encoder, [r["text"] for r in rows], cfg.chunking, cfg.max_chunks, budget, advance)
     _save_npy(Path(job.ids), np.array([r["id"] for r in rows]))
     _save_npy(Path(job.vectors), vectors.astype(np.float32))

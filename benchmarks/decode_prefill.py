@@ -1,0 +1,65 @@
+"""How many prompt tokens phi1's decoding (`phi1.evaluate.decode`) should feed the model in one prefill forward
+on this machine: every HumanEval prompt in SmolLM2-135M-Instruct's chat template (the demo's model and mode),
+greedy, up to 384 new tokens, at the demo's batch size (64 rows), each batch prefilled whole (the baseline: one
+forward per batch, as decoding did before) and in forwards of at most N tokens (rows x the longest prompt).
+
+    .venv/bin/python benchmarks/decode_prefill.py [--budgets 2048] [--batch-size 64] [--problems 164]
+
+Target per budget: at least 1.1x the baseline's speed with every answer equal (greedy both: only float
+summation order differs). `phi1.evaluate.decode.decode`'s `prefill_tokens` default follows what this measures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from helpers.chat_model import DEFAULT_BASE, chat_model, humaneval_chat_prompts
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--budgets", default="2048", help="comma-separated prefill budgets in tokens per forward")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--problems", type=int, default=164)
+    parser.add_argument("--max-new-tokens", type=int, default=384)
+    parser.add_argument("--base", default=DEFAULT_BASE)
+    args = parser.parse_args()
+
+    from phi1.evaluate import chat
+    from phi1.evaluate.decode import decode
+
+    tok, model, prec, eos = chat_model(args.base)
+    tids, prompts = humaneval_chat_prompts(tok, 0, args.problems)
+    encoded = tok(prompts, add_special_tokens=False)["input_ids"]
+
+    def finished(row: int, tokens: list[int]) -> bool:
+        return chat.FENCE in tok.decode(tokens[-12:], skip_special_tokens=True)
+
+    def run(budget: int) -> tuple[float, dict[int, list[int]]]:
+        start, out = time.perf_counter(), {}
+        with torch.inference_mode():
+            for k, new in decode(model, encoded, tok.pad_token_id, args.batch_size, args.max_new_tokens, finished,
+                                 eos, prefill_tokens=budget):  # fmt: skip
+                out[k] = new
+        return time.perf_counter() - start, out
+
+    print(f"{len(tids)} HumanEval prompts ({sum(map(len, encoded))} prompt tokens), batch {args.batch_size}, "
+          f"{prec.dtype()}, {torch.get_num_threads()} threads")  # fmt: skip
+    base_s, base_out = run(0)
+    print(f"whole batches: {base_s:.1f} s, {sum(map(len, base_out.values()))} tokens")
+    for budget in (int(b) for b in args.budgets.split(",")):
+        s, out = run(budget)
+        equal = sum(out[k] == base_out[k] for k in base_out)
+        print(f"{budget} tokens a forward: {s:.1f} s, {sum(map(len, out.values()))} tokens, "
+              f"{equal} of {len(base_out)} answers equal")  # fmt: skip
+        ratio = base_s / s
+        status = "met" if ratio >= 1.1 and equal == len(base_out) else "missed"
+        print(f"RESULT decode_prefill_{budget} value={s:.1f} baseline={base_s:.1f} ratio={ratio:.2f} target=1.1 "
+              f"status={status}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
