@@ -12,11 +12,10 @@ summation order differs). `phi1.evaluate.decode.decode`'s `prefill_tokens` defau
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
 
-from helpers.chat_model import DEFAULT_BASE, chat_model, humaneval_chat_prompts
+from helpers.chat_model import DEFAULT_BASE, chat_model, humaneval_chat_prompts, timed_decode
 
 
 def main() -> None:
@@ -28,23 +27,12 @@ def main() -> None:
     parser.add_argument("--base", default=DEFAULT_BASE)
     args = parser.parse_args()
 
-    from phi1.evaluate import chat
-    from phi1.evaluate.decode import decode
-
     tok, model, prec, eos = chat_model(args.base)
     tids, prompts = humaneval_chat_prompts(tok, 0, args.problems)
     encoded = tok(prompts, add_special_tokens=False)["input_ids"]
 
-    def finished(row: int, tokens: list[int]) -> bool:
-        return chat.FENCE in tok.decode(tokens[-12:], skip_special_tokens=True)
-
     def run(budget: int) -> tuple[float, dict[int, list[int]]]:
-        start, out = time.perf_counter(), {}
-        with torch.inference_mode():
-            for k, new in decode(model, encoded, tok.pad_token_id, args.batch_size, args.max_new_tokens, finished,
-                                 eos, prefill_tokens=budget):  # fmt: skip
-                out[k] = new
-        return time.perf_counter() - start, out
+        return timed_decode(tok, model, encoded, args.batch_size, args.max_new_tokens, eos, prefill_tokens=budget)
 
     print(f"{len(tids)} HumanEval prompts ({sum(map(len, encoded))} prompt tokens), batch {args.batch_size}, "
           f"{prec.dtype()}, {torch.get_num_threads()} threads")  # fmt: skip

@@ -33,3 +33,24 @@ def humaneval_chat_prompts(tok: Any, first: int, count: int) -> tuple[list[str],
     bench = load("humaneval")
     tids = sorted(bench.problems, key=lambda t: len(bench.problems[t].prompt))[first : first + count]
     return tids, [chat.model_prompt(tok, bench.problems[t].prompt) for t in tids]
+
+
+def timed_decode(tok: Any, model: Any, encoded: list[list[int]], batch: int, max_new_tokens: int, eos: set[int],
+                 **options: Any) -> tuple[float, dict[int, list[int]]]:  # fmt: skip
+    """(seconds, each prompt's new tokens) of phi1's decoding, greedy, each answer ending where its code block
+    closes (as `phi1 eval --chat on` ends it); `options` go to `phi1.evaluate.decode.decode`."""
+    import time
+
+    import torch
+
+    from phi1.evaluate import chat
+    from phi1.evaluate.decode import decode
+
+    def finished(row: int, tokens: list[int]) -> bool:
+        return chat.FENCE in tok.decode(tokens[-12:], skip_special_tokens=True)
+
+    start, out = time.perf_counter(), {}
+    with torch.inference_mode():
+        for k, new in decode(model, encoded, tok.pad_token_id, batch, max_new_tokens, finished, eos, **options):
+            out[k] = new
+    return time.perf_counter() - start, out
