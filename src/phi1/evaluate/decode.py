@@ -227,7 +227,8 @@ def decode(
             pending.extendleft(reversed([indices[k] for part in parts[1:] for k in part]))
             return first
         first.cache = _growing(first.cache)
-        first.join(*(forward([indices[k] for k in part]) for part in parts[1:]))
+        if len(parts) > 1:  # one part: its cache is held already, joining nothing would copy it again
+            first.join(*(forward([indices[k] for k in part]) for part in parts[1:]))
         return first
 
     while pending or running is not None:
