@@ -104,8 +104,9 @@ class CurateConfig(Section):
     max_tokens: int = Field(256, ge=8)  # tokens per chunk given to the encoder
     chunking: Literal["truncate", "mean"] = "truncate"  # mean: average the embeddings of all chunks
     max_chunks: int = Field(8, ge=1)
-    # Sequences of max_tokens per batch (a token budget). Default: about 2,048 tokens a batch on a CPU, where a
-    # forward of that size runs fastest (benchmarks/curate_throughput.py), and 32 sequences on a GPU.
+    # Sequences of max_tokens per batch (a token budget). Default (`curate.embed.default_batch_tokens`): 2,048
+    # tokens a batch on a CPU, where a forward of that size runs fastest (benchmarks/curate_throughput.py), and
+    # 16,384 on a GPU.
     embed_batch_size: int | None = Field(None, ge=1)
     device: str | None = None  # default: cuda when present
     bf16: Bf16 = "auto"
