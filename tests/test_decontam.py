@@ -284,15 +284,19 @@ def test_phi1_clean_and_phi1_decontam_flag_the_same_sample_problem_detector_trip
 
 
 def test_the_sweep_program_is_a_module_the_tests_can_call(capsys: pytest.CaptureFixture[str]) -> None:
-    """phi1/clean/sweep_program.py, called in this process as the sandbox runs it after a function: the
-    problems whose tests pass with the function as their entry point, printed for the driver."""
+    """phi1/clean/sweep_program.py, called in this process as the sandbox runs it after a function, on tests
+    the driver compiled (`compiled_cases`): the problems whose tests pass with the function as their entry
+    point, printed for the driver. A test that does not compile is left out, as it could never pass."""
     import phi1.clean.sweep_program as sweep
+    from phi1.clean.twins import compiled_cases
 
     namespace = vars(sweep)
     exec("def double(x):\n    return 2 * x\n", namespace)  # the training function, as stage 0 defines it
     try:
-        cases = [(0, "twice", "assert twice(3) == 6"), (1, "triple", "assert triple(3) == 9"),
-                 (2, "slow", "while True:\n    pass")]  # fmt: skip
+        problems = [("twice", "assert twice(3) == 6"), ("triple", "assert triple(3) == 9"),
+                    ("slow", "while True:\n    pass"), ("broken", "assert broken(3) ==")]  # fmt: skip
+        cases = sweep._phi1_cases(compiled_cases(problems, [0, 1, 2, 3], {}))
+        assert [c[0] for c in cases] == [0, 1, 2]
         assert sweep._phi1_sweep(cases, "double", 0.2) == [0]
         assert capsys.readouterr().out.strip() == "PHI1-TWINS [0]"
     finally:

@@ -11,11 +11,14 @@ similarity. The sandbox confirms: about (problems x k) runs.
 from __future__ import annotations
 
 import ast
+import base64
 import json
+import marshal
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -207,9 +210,12 @@ def sweep_twins(
     else:
         jobs = [(i, js) for i, js in enumerate(choices) if js]
     programs = []
+    blobs: dict[tuple[int, ...], bytes] = {}
+    codes: dict[int, Any] = {}
     for i, js in jobs:
-        cases = [(j, problems[j][0], problems[j][1]) for j in js]
-        call = f"_phi1_sweep({cases!r}, {functions[i].name!r}, {per_test_s!r})\n"
+        if tuple(js) not in blobs:
+            blobs[tuple(js)] = compiled_cases(problems, js, codes)
+        call = f"_phi1_sweep(_phi1_cases({blobs[tuple(js)]!r}), {functions[i].name!r}, {per_test_s!r})\n"
         programs.append([functions[i].source, SWEEP + call])
     twins = []
     with progress_bar(len(programs), "decontaminating: execution sweep", unit="functions") as advance:
@@ -220,6 +226,23 @@ def sweep_twins(
                 twins += [Twin(functions[i].sample, int(j), functions[i].name) for j in json.loads(line[11:])]
             advance(1)
     return sorted(twins, key=lambda t: (t.sample, t.problem))
+
+
+def compiled_cases(problems: Sequence[tuple[str, str]], js: Sequence[int], codes: dict[int, Any]) -> bytes:
+    """Problems `js` as the sweep program takes them: (problem, entry point, tests compiled), marshalled and in
+    base64. Compiled here once per sweep (`codes` keeps them) rather than in each of its programs: with ~700
+    problems of a function's arity, compiling their tests was most of each program's time (measured by
+    benchmarks/sweep_throughput.py). A test that does not compile could never pass, and is left out."""
+    cases = []
+    for j in js:
+        if j not in codes:
+            try:
+                codes[j] = compile(problems[j][1], f"<tests of problem {j}>", "exec", dont_inherit=True)
+            except (SyntaxError, ValueError):
+                codes[j] = None
+        if codes[j] is not None:
+            cases.append((j, problems[j][0], codes[j]))
+    return base64.b64encode(marshal.dumps(cases))
 
 
 def find_twins(
