@@ -2,9 +2,9 @@
 it tries every benchmark problem of the function's arity, each test in a copy of the namespace with the
 function bound to the entry point and an alarm of its own, and prints the problems whose tests passed. (The
 printout could be forged by the function; a training sample that forges its own contamination only gets
-itself removed.) Its source is sent as a stage, followed by one call of `_phi1_sweep`; imported, it runs
-nothing. The tests come compiled (`_phi1_cases` reads them): the driver compiles each problem's tests once
-per sweep instead of every program compiling all of them again.
+itself removed.) Its source is sent as a stage with the problems' tests, compiled (`_phi1_cases` reads them:
+the driver compiles each problem's tests once per sweep, not every program all of them again); one call of
+`_phi1_sweep` is the next stage. Imported, it runs nothing.
 """
 
 import base64 as _phi1_base64
@@ -27,7 +27,7 @@ def _phi1_cases(blob: bytes) -> list:
     return _phi1_marshal.loads(_phi1_base64.b64decode(blob))
 
 
-def _phi1_sweep(cases: list, name: str, per_test: float) -> list[int]:
+def _phi1_sweep(cases: list[tuple[int, str, object]], name: str, per_test: float) -> list[int]:
     """Run each (problem, entry point, tests) with the function `name` as the entry point; print and return
     the problems whose tests passed."""
     _phi1_signal.signal(_phi1_signal.SIGALRM, _phi1_alarm)

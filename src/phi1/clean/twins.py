@@ -210,13 +210,15 @@ def sweep_twins(
     else:
         jobs = [(i, js) for i, js in enumerate(choices) if js]
     programs = []
-    blobs: dict[tuple[int, ...], bytes] = {}
+    # Per set of problems, the sweep program with their compiled tests: one string that all its programs share
+    # (their tests are ~0.5 MB; a copy in each of thousands of programs would be gigabytes).
+    sweeps: dict[tuple[int, ...], str] = {}
     codes: dict[int, Any] = {}
     for i, js in jobs:
-        if tuple(js) not in blobs:
-            blobs[tuple(js)] = compiled_cases(problems, js, codes)
-        call = f"_phi1_sweep(_phi1_cases({blobs[tuple(js)]!r}), {functions[i].name!r}, {per_test_s!r})\n"
-        programs.append([functions[i].source, SWEEP + call])
+        if tuple(js) not in sweeps:
+            sweeps[tuple(js)] = SWEEP + f"_phi1_loaded = _phi1_cases({compiled_cases(problems, js, codes)!r})\n"
+        call = f"_phi1_sweep(_phi1_loaded, {functions[i].name!r}, {per_test_s!r})\n"
+        programs.append([functions[i].source, sweeps[tuple(js)], call])
     twins = []
     with progress_bar(len(programs), "decontaminating: execution sweep", unit="functions") as advance:
         for n, verdict in sandbox.map(programs, Limits(timeout_s=120, memory_mb=1024)):
