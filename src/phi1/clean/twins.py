@@ -215,10 +215,11 @@ def sweep_twins(
     sweeps: dict[tuple[int, ...], str] = {}
     codes: dict[int, Any] = {}
     for i, js in jobs:
-        if tuple(js) not in sweeps:
-            sweeps[tuple(js)] = SWEEP + f"_phi1_loaded = _phi1_cases({compiled_cases(problems, js, codes)!r})\n"
+        key = tuple(js)
+        if key not in sweeps:
+            sweeps[key] = SWEEP + f"_phi1_loaded = _phi1_cases({compiled_cases(problems, js, codes)!r})\n"
         call = f"_phi1_sweep(_phi1_loaded, {functions[i].name!r}, {per_test_s!r})\n"
-        programs.append([functions[i].source, sweeps[tuple(js)], call])
+        programs.append([functions[i].source, sweeps[key], call])
     twins = []
     with progress_bar(len(programs), "decontaminating: execution sweep", unit="functions") as advance:
         for n, verdict in sandbox.map(programs, Limits(timeout_s=120, memory_mb=1024)):
