@@ -150,6 +150,20 @@ def test_the_report_leads_with_the_jump_and_escapes_the_exercise_it_shows() -> N
     for bad in ("<script", "<img", "](javascript:", "`y`", "ex<1>"):
         assert bad not in text
     assert "&lt;script&gt;" in text and "ex&lt;1&gt;" in text
+    assert "decoded in" not in text  # no precision recorded: nothing said about it
+
+
+def test_the_jump_says_how_both_models_decoded_and_what_bf16_changes() -> None:
+    from phi1.report.evaluation import jump_lines
+
+    comparison = {"problems": 2, "base_passed": 1, "finetuned_passed": 1, "to_pass": [], "to_fail": [],
+                  "mcnemar_p": 1.0}  # fmt: skip
+    for dtype, warned in (("bf16", True), ("fp32", False)):
+        m = {"eval": {"comparison": {"humaneval": comparison}, "config": {"batch_size": 64},
+                      "precision": {"dtype": dtype}}}  # fmt: skip
+        text = "\n".join(jump_lines(m))
+        assert f"Both models decoded in {dtype}, 64 rows at once." in text
+        assert ("evaluate.bf16: off" in text) is warned
 
 
 def test_one_row_at_a_time_decodes_every_prompt(llama: tuple) -> None:

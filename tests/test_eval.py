@@ -357,11 +357,32 @@ def test_samples_of_another_generation_are_never_mixed(tmp_path: Path, tiny_chec
     assert (tmp_path / "samples.jsonl").read_text().count("\n") == 1  # nothing lost either
 
 
+def test_the_precision_is_chosen_recorded_and_never_mixed_in_one_folder(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    sampling = Sampling(max_new_tokens=4)
+
+    def run(bf16: str) -> dict:
+        return run_eval("humaneval", Source(model=tiny_checkpoint), tmp_path, ks=[1], workers=1, limit=1,
+                        sampling=sampling, bf16=bf16)  # fmt: skip
+
+    assert run("off")["precision"]["dtype"] == "fp32"
+    assert json.loads((tmp_path / "generation.json").read_text())["precision"] == "fp32"
+    with pytest.raises(Phi1Error, match=r"another generation \(precision: \"fp32\" -> \"bf16\"\)"):
+        run("on")  # bf16 answers differ from fp32's: not appended to them
+    # A folder from before the precision was recorded is resumed as it is.
+    identity = json.loads((tmp_path / "generation.json").read_text())
+    del identity["precision"]
+    (tmp_path / "generation.json").write_text(json.dumps(identity))
+    assert run("off")["samples"] == 1
+    with pytest.raises(Phi1Error, match="bf16 must be auto, on or off"):
+        run("fp16")
+
+
 def test_local_checkpoint_generation(tiny_checkpoint: Path, sandbox: Sandbox) -> None:
     bench = benchmarks.load_humaneval()
     bench.problems = {t: bench.problems[t] for t in list(bench.problems)[:3]}
-    greedy = list(generate_with_model(tiny_checkpoint, bench, Sampling(max_new_tokens=24), batch_size=2))
-    again = list(generate_with_model(tiny_checkpoint, bench, Sampling(max_new_tokens=24), batch_size=3))
+    # fp32: there (unlike bf16) how rows are batched leaves greedy answers as they are
+    greedy = list(generate_with_model(tiny_checkpoint, bench, Sampling(max_new_tokens=24), batch_size=2, bf16="off"))
+    again = list(generate_with_model(tiny_checkpoint, bench, Sampling(max_new_tokens=24), batch_size=3, bf16="off"))
     assert sorted(greedy, key=lambda s: s.task_id) == sorted(again, key=lambda s: s.task_id)
     assert {s.task_id for s in greedy} == set(bench.problems)
     for s in greedy:

@@ -103,6 +103,7 @@ def _evaluate(model_dir: Path, config: Config, out: Path) -> dict[str, float]:
             sandbox_mode=cfg.sandbox,
             timeout_s=cfg.timeout_s,
             batch_size=cfg.batch_size,
+            bf16=cfg.bf16,
         )
         scores[f"{name} pass@1"] = list(summary["pass_at_k"].values())[-1]["pass@1"]
     return scores

@@ -45,6 +45,12 @@ def eval_cmd(
     batch_size: Annotated[
         int, typer.Option(help="--model: rows decoding at once; a finished row's place goes to the next prompt")
     ] = 8,
+    bf16: Annotated[
+        str,
+        typer.Option(
+            help="--model's weights: auto (bf16 where native), on, off (fp32: the same answers at any --batch-size)"
+        ),
+    ] = "auto",
     workers: Annotated[int | None, typer.Option(help="parallel sandboxes (default: CPU cores)")] = None,
     timeout: Annotated[float | None, typer.Option(help="seconds per program (default per benchmark)")] = None,
     sandbox: Annotated[str, typer.Option(help="bwrap, or none (UNSAFE: runs model code unisolated)")] = "bwrap",
@@ -93,6 +99,7 @@ def eval_cmd(
         variants=variants,
         perturb_seed=perturb_seed,
         grader=_grader(config, set_, out) if grade else None,
+        bf16=bf16,
     )  # type: ignore[arg-type]
     if grade:
         g = summary["grade"]

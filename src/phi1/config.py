@@ -195,7 +195,8 @@ class TokenizeConfig(Section):
 class EvaluateConfig(Section):
     """Which benchmarks score the base and finetuned models, and how completions are sampled."""
 
-    EXECUTION_ONLY = frozenset({"batch_size", "workers"})
+    # Not batch_size: in bf16, how rows are batched changes greedy answers (docs/benchmarks.md, "Precision").
+    EXECUTION_ONLY = frozenset({"workers"})
 
     benchmarks: list[Literal["humaneval", "humaneval+", "mbpp"]] = ["humaneval"]
     mbpp_path: Annotated[str | None, Names(shipped="data/mbpp.jsonl")] = None
@@ -205,6 +206,9 @@ class EvaluateConfig(Section):
     top_p: float = Field(0.95, gt=0, le=1)
     max_new_tokens: int = Field(256, ge=1)
     batch_size: int = Field(16, ge=1)  # a local model: rows decoding at once (a finished one is replaced at once)
+    # A local model's weights: auto = bf16 where the hardware computes it natively (about 2x faster decoding on
+    # AVX512-BF16); off = fp32, whose greedy answers do not depend on batch_size.
+    bf16: Bf16 = "auto"
     ks: list[int] = [1]
     # How the base (pretrained) model is asked: auto = in its chat template where it has one (an instruct
     # model's best mode); the finetuned model is always asked in the format it was finetuned in.

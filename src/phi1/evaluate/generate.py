@@ -99,11 +99,14 @@ def generate_with_model(
     device: str | None = None,
     rows: Sequence[Row] | None = None,
     chat: bool = False,
+    bf16: str = "auto",
 ) -> Iterator[Sample]:
     """Batched generation with a local transformers causal LM, yielding each batch's samples as it finishes.
     The prompt is kept as it is (not stripped: a trailing newline or indentation is part of what the model
     must continue); with `chat`, it is asked in the model's chat template and the code is taken from its
-    answer (`phi1.evaluate.chat`). `rows` limits the work to those (task, sample) pairs (default: all)."""
+    answer (`phi1.evaluate.chat`). `rows` limits the work to those (task, sample) pairs (default: all).
+    `bf16` (auto/on/off, `phi1.precision`): the weights' dtype; in bf16, greedy answers depend on how rows
+    are batched (`batch_size`), in fp32 they do not."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -112,7 +115,7 @@ def generate_with_model(
     path = as_checkpoint(model_dir, "--model")
     if not (path / "config.json").exists():
         raise Phi1Error(f"{path}: not a transformers checkpoint (no config.json)")
-    precision = resolve("auto", device)
+    precision = resolve(bf16, device)
     device = precision.device
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
     tokenizer.padding_side = "left"

@@ -83,6 +83,7 @@ def run_eval(
     variants: int = 5,
     perturb_seed: int = 0,
     grader: Teacher | None = None,
+    bf16: str = "auto",
 ) -> dict:
     """Score `source` on a benchmark into OUT (results.jsonl, summary.json; generated completions are kept in
     samples.jsonl as they come). HumanEval+'s reference outputs are cached in `references` (default OUT).
@@ -90,9 +91,13 @@ def run_eval(
     `perturb` (categories of `phi1.evaluate.perturb`): every problem also in `variants` perturbed forms,
     written to OUT/perturbed/, judged like the rest; summary.json gains `robustness.<category>`.
     `grader`: the teacher grades every completion (`phi1.evaluate.grade`) into OUT/grades.jsonl and
-    summary.json's `grade`; problems without tests (a user's own) are graded only."""
+    summary.json's `grade`; problems without tests (a user's own) are graded only. `bf16` (auto/on/off): a
+    local model's weights in bf16 where native, always, or never (fp32: greedy answers independent of
+    `batch_size`)."""
     source.check()
     check_mode(chat)
+    if source.model is not None:
+        resolve(bf16)  # a wrong setting stops here, before any sandbox or generation
     if source.samples is not None and not source.samples.exists():
         raise Phi1Error(f"{source.samples}: no such file")
     if perturb and not 1 <= variants <= 50:
@@ -116,7 +121,7 @@ def run_eval(
             samples = [s for s in read_samples(source.samples, every_problem) if s.task_id in bench.problems]
         else:
             identity = perturb_identity(list(perturb), variants, perturb_seed)
-            samples, chatted = _completions(bench, source, sampling, batch_size, out, chat, identity)
+            samples, chatted = _completions(bench, source, sampling, batch_size, out, chat, identity, bf16)
         limits = Limits(timeout_s=timeout_s) if timeout_s else None
         out.mkdir(parents=True, exist_ok=True)
         runnable = [s for s in samples if bench.problems[s.task_id].tests]  # a user's problem may have none
@@ -138,7 +143,7 @@ def run_eval(
         sandbox=sandbox_mode,
         sampling=vars(sampling) if not source.samples and not source.canonical else None,
         chat=chatted,
-        precision=resolve("auto").as_dict() if source.model is not None else None,
+        precision=resolve(bf16).as_dict() if source.model is not None else None,
     )
     write_results(out, bench, results, summary)
     # Piped output (CI logs, files) gets a wide table rather than rich's 80-column default.
@@ -221,13 +226,14 @@ def _completions(
     out: Path,
     chat: str,
     perturbation: dict | None = None,
+    bf16: str = "auto",
 ) -> tuple[list[Sample], bool | None]:
     """The samples to judge, and whether they were asked in chat form (None: not generated here)."""
     if source.canonical:
         return reference_samples(bench), None
     # Only `auto` looks at the model's tokenizer (for a chat template).
     chatted = use_chat(chat, _tokenizer(source.model) if source.model is not None and chat == "auto" else None)
-    return _generate_kept(bench, source, sampling, batch_size, out, chatted, perturbation), chatted
+    return _generate_kept(bench, source, sampling, batch_size, out, chatted, perturbation, bf16), chatted
 
 
 def _tokenizer(model: Path) -> object | None:
@@ -247,6 +253,7 @@ def _generate_kept(
     out: Path,
     chat: bool,
     perturbation: dict | None = None,
+    bf16: str = "auto",
 ) -> list[Sample]:
     """Generate into OUT/samples.jsonl, one flushed line per completion as it is produced: a crash or kill
     loses none, and the same command later generates only the completions that are missing."""
@@ -254,6 +261,8 @@ def _generate_kept(
                 "sampling": vars(sampling), "chat": chat}  # fmt: skip
     if perturbation is not None:  # only then: a folder generated before perturbation existed stays valid
         identity["perturbation"] = perturbation
+    if source.model is not None:  # bf16 and fp32 give different greedy answers: never mixed in one folder
+        identity["precision"] = resolve(bf16).name
     done = {(s.task_id, s.completion_id): s for s in _kept_samples(out, identity, bench)}
     todo = [row for row in all_rows(bench, sampling.n) if row not in done]
     if not todo:
@@ -261,7 +270,8 @@ def _generate_kept(
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / GENERATION, identity)
     if source.model is not None:
-        produced = generate_with_model(source.model, bench, sampling, batch_size=batch_size, rows=todo, chat=chat)
+        produced = generate_with_model(source.model, bench, sampling, batch_size=batch_size, rows=todo, chat=chat,
+                                       bf16=bf16)  # fmt: skip
     else:
         assert source.endpoint and source.model_name
         produced = generate_with_endpoint(source.endpoint, source.model_name, bench, sampling, rows=todo, chat=chat)
@@ -286,6 +296,8 @@ def _kept_samples(out: Path, identity: dict, bench: benchmarks.Benchmark) -> lis
         old = json.loads((out / GENERATION).read_text())
     except (OSError, json.JSONDecodeError):
         old = None
+    if isinstance(old, dict) and "precision" not in old:  # written before the precision was recorded
+        identity = {k: v for k, v in identity.items() if k != "precision"}
     if old != identity:
         changed = "; ".join(config_changes(old, identity)) if isinstance(old, dict) else "no generation.json"
         raise Phi1Error(

@@ -111,6 +111,7 @@ def evaluate_run(run_dir: Path, config: Config, force: bool = False) -> dict[str
                         variants=cfg.variants,
                         perturb_seed=cfg.perturb_seed,
                         chat=modes[label],
+                        bf16=cfg.bf16,
                     )
             split = similarity_split(run_dir, out / "results.jsonl")
             results.setdefault(label, {})[name] = {
@@ -124,7 +125,7 @@ def evaluate_run(run_dir: Path, config: Config, force: bool = False) -> dict[str
     with stage.timed("comparison_s"):
         comparison = compare_models(run_dir, config, stage.path, [name for name, _ in chosen])
     write_json(stage.path / "comparison.json", comparison)
-    return stage.finish(results=results, comparison=comparison, precision=resolve("auto").as_dict())
+    return stage.finish(results=results, comparison=comparison, precision=resolve(cfg.bf16).as_dict())
 
 
 def compare_models(run_dir: Path, config: Config, eval_dir: Path, names: list[str]) -> dict[str, Any]:

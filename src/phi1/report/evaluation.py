@@ -127,6 +127,19 @@ def _table3(results: dict) -> list[str]:
             "match):", "", *head, *lines]  # fmt: skip
 
 
+def _decoding_line(ev: dict[str, Any]) -> list[str]:
+    """How both models decoded: in bf16, greedy answers depend on how many rows decode at once."""
+    dtype = (ev.get("precision") or {}).get("dtype")
+    rows = (ev.get("config") or {}).get("batch_size")
+    if dtype is None or rows is None:
+        return []
+    line = f"Both models decoded in {dtype}, {rows} rows at once."
+    if dtype == "bf16":
+        line += (" In bf16 how rows are batched changes some greedy answers; `evaluate.bf16: off` decodes in fp32, "
+                 "where it does not (about half as fast).")  # fmt: skip
+    return [line, ""]
+
+
 def jump_lines(m: dict[str, Any]) -> list[str]:
     """The paper's central claim on this run: per benchmark, base vs finetuned on the same problems (each asked
     in its own mode), the problems that flipped each way, McNemar's exact p, and each problem that flipped to
@@ -147,6 +160,7 @@ def jump_lines(m: dict[str, Any]) -> list[str]:
              pct(c["finetuned_passed"] / max(n, 1)), f"{c['finetuned_passed']}/{n}"],
         ])  # fmt: skip
         lines += [
+            *_decoding_line(ev),
             f"Flipped to pass: {len(c['to_pass'])} ({', '.join(c['to_pass']) or 'none'}); to fail: "
             f"{len(c['to_fail'])} ({', '.join(c['to_fail']) or 'none'}). McNemar's exact p = {c['mcnemar_p']:.4g} "
             f"({'below' if c['mcnemar_p'] < 0.05 else 'not below'} 0.05).",
