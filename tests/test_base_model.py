@@ -295,6 +295,36 @@ def test_lora_trains_adapters_only_and_saves_them_merged(
     AutoModelForCausalLM.from_pretrained(run / "finetune" / "final")  # loads as any checkpoint
 
 
+def test_merge_base_saves_the_finetuned_weights_averaged_with_the_start(
+    tokens_free_run: Path, smollm2_tokenizer: Path, tmp_path: Path
+) -> None:
+    """WiSE-FT: `finetune.merge_base: w` saves (1 - w) x the finetuned weights + w x the weights it started from;
+    the same finetune without it gives the finetuned weights themselves."""
+    import torch
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
+    from phi1.train import train
+
+    base = tiny_llama(smollm2_tokenizer, tmp_path / "llama")
+    weights = {}
+    for merge in ("0.0", "0.25"):
+        run = tmp_path / f"run-{merge}"
+        cfg = _finetune_run(tokens_free_run, base, run, f"finetune.merge_base={merge}", "finetune.max_steps=3",
+                            "finetune.lr=1e-2", "finetune.bf16=off")  # fmt: skip
+        m = train(run, cfg, "finetune")
+        weights[merge] = load_file(str(run / "finetune" / "final" / "model.safetensors"))
+        assert (m["merge_base"] or {}).get("weight") == (0.25 if merge == "0.25" else None)
+    start = load_file(str(run / "pretrain" / "final" / "model.safetensors"))
+    tuned, merged = weights["0.0"], weights["0.25"]
+    assert set(merged) == set(tuned) == set(start)
+    moved = [k for k in start if not torch.equal(start[k], tuned[k])]
+    assert len(moved) > 10  # the finetune moved the weights
+    for k in start:
+        assert torch.allclose(merged[k], 0.75 * tuned[k] + 0.25 * start[k], atol=1e-6), k
+    AutoModelForCausalLM.from_pretrained(run / "finetune" / "final")  # loads as any checkpoint
+
+
 @pytest.mark.parametrize("checkpointing", [False, True])
 def test_adding_adapters_asks_no_deprecated_transformers_name(
     smollm2_tokenizer: Path, tmp_path: Path, checkpointing: bool

@@ -151,6 +151,11 @@ def test_the_report_leads_with_the_jump_and_escapes_the_exercise_it_shows() -> N
         assert bad not in text
     assert "&lt;script&gt;" in text and "ex&lt;1&gt;" in text
     assert "decoded in" not in text  # no precision recorded: nothing said about it
+    m["finetune"] = {"merge_base": {"weight": 0.5, "start": "runs/demo/pretrain/final"}}
+    assert (
+        "| finetuned on the run's clean exercises, averaged with its start (0.5 of it: `finetune.merge_base`) |"
+        in "\n".join(jump_lines(m))
+    )
 
 
 def test_the_jump_says_how_both_models_decoded_and_what_bf16_changes() -> None:
@@ -163,6 +168,7 @@ def test_the_jump_says_how_both_models_decoded_and_what_bf16_changes() -> None:
                       "precision": {"dtype": dtype}}}  # fmt: skip
         text = "\n".join(jump_lines(m))
         assert f"Both models decoded in {dtype}, 64 rows at once." in text
+        assert "averaged with its start" not in text
         assert ("evaluate.bf16: off" in text) is warned
 
 

@@ -104,3 +104,6 @@ class FinetuneConfig(TrainConfig):
     # `documents`: whole exercises packed into sequences, positions and attention reset at every exercise.
     packing: Literal["paper", "documents"] = "paper"
     lora: LoraConfig | None = None  # low-rank adapters; null: a full finetune
+    # WiSE-FT: the saved model is (1 - merge_base) x the finetuned weights + merge_base x the weights finetuning
+    # started from (phi1.train.merge_base); 0 keeps the finetuned weights as they are.
+    merge_base: float = Field(0.0, ge=0, lt=1)

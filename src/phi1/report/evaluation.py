@@ -147,16 +147,20 @@ def jump_lines(m: dict[str, Any]) -> list[str]:
     ev = m.get("eval") or {}
     comparison, results = ev.get("comparison") or {}, ev.get("results") or {}
     base = (m.get("pretrain") or {}).get("base")
+    merged = (m.get("finetune") or {}).get("merge_base")
     lines: list[str] = []
     for name, c in comparison.items():
         modes = {label: (results.get(label, {}).get(name) or {}).get("chat") for label in ("base", "finetuned")}
         n = c["problems"]
         lines += [f"### Base vs finetuned: {name} (greedy, {n} problems)", ""]
         base_name = f"base ({untrusted(Path(base).name)})" if base else "base (pretrained here)"
+        tuned_name = "finetuned on the run's clean exercises"
+        if merged:
+            tuned_name += f", averaged with its start ({merged['weight']:g} of it: `finetune.merge_base`)"
         lines += table(["model", "asked", "pass@1", "solved"], [
             [base_name, "chat" if modes["base"] else "completion", pct(c["base_passed"] / max(n, 1)),
              f"{c['base_passed']}/{n}"],
-            ["finetuned on the run's clean exercises", "chat" if modes["finetuned"] else "completion",
+            [tuned_name, "chat" if modes["finetuned"] else "completion",
              pct(c["finetuned_passed"] / max(n, 1)), f"{c['finetuned_passed']}/{n}"],
         ])  # fmt: skip
         lines += [

@@ -33,6 +33,7 @@ from phi1.train.batches import Batches
 from phi1.train.collate import Data, PackedDocuments, collate, packed, targets
 from phi1.train.distributed import Dist
 from phi1.train.kernels import CausalLMLoss, Kernels
+from phi1.train.merge_base import merge_with_start
 
 __all__ = ["Batches", "targets", "train"]
 
@@ -229,9 +230,16 @@ def _train(
     final = stage.path / checkpoint.FINAL
     checkpoint.save_final(final, raw, b.tokenizer, cfg, dist, stage.path / checkpoint.BEST if best else None,
                           b.adapters)  # fmt: skip
+    merged = None
+    if getattr(cfg, "merge_base", 0.0) > 0:
+        if dist.main:
+            merged = merge_with_start(final, build.init_path(run_dir, cfg), cfg.merge_base)
+        dist.barrier()
     if writer is not None:
         writer.close()
     summary = _summary(b, cfg, dist, accum, b.kernels, counts, fpt, metrics_path, final, best)
+    if phase == "finetune":
+        summary["merge_base"] = merged
     return stage.finish(**summary) if dist.main else summary
 
 
