@@ -303,6 +303,44 @@ def test_the_sweep_program_is_a_module_the_tests_can_call(capsys: pytest.Capture
         del namespace["double"]
 
 
+class _CountingSandbox(Sandbox):
+    """The real sandbox, counting the programs it is given."""
+
+    programs = 0
+
+    def map(self, programs, limits=None):  # type: ignore[no-untyped-def]
+        programs = list(programs)
+        self.programs += len(programs)
+        return super().map(programs, limits)
+
+
+def test_find_twins_runs_each_function_once_for_all_its_problems_and_alone_again_if_that_program_dies() -> None:
+    """Corpus candidates come as (function, problem) pairs, most functions in several (on the demo, 1,683
+    pairs of 384 functions): one sandboxed program per function tries all of its problems, as the sweep
+    does. A program that dies before printing its verdict (here a function that ends the process on one
+    problem's input) has its pairs run one by one, so no twin is lost to a neighbour's crash or hang."""
+    from phi1.clean.twins import Function, find_twins
+
+    doubling = Function(0, "double", 1, "def double(x):\n    return 2 * x\n")
+    # Ends the whole process when given a string: its group's program dies on "shout" before any verdict.
+    exiting = Function(1, "scale", 1, "import os\n\ndef scale(x):\n    if isinstance(x, str):\n"
+                                      "        os._exit(0)\n    return 3 * x\n")  # fmt: skip
+    problems = [
+        ("twice", "assert twice(3) == 6"),
+        ("triple", "assert triple(3) == 9"),
+        ("shout", "assert shout('a') == 'A'"),
+        ("slow", "assert slow(2) == 4\nwhile True:\n    pass"),
+    ]
+    # The same function appears as a separate object in each of its pairs, as the execution detector makes them.
+    functions = [doubling, doubling, doubling, exiting, exiting, exiting]
+    pairs = [(0, 0), (1, 1), (2, 3), (3, 2), (4, 1), (5, 0)]
+    with _CountingSandbox(workers=2) as sandbox:
+        twins = find_twins(functions, problems, pairs, sandbox, timeout_s=1.0)
+        grouped = sandbox.programs
+    assert [(t.sample, t.problem, t.function) for t in twins] == [(0, 0, "double"), (1, 1, "scale")]
+    assert grouped == 2 + 3  # one per function, then the dead program's three pairs alone
+
+
 def test_benchmark_vectors_are_cached_by_encoder_and_text(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import numpy as np
 

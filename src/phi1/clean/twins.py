@@ -15,7 +15,7 @@ import base64
 import json
 import marshal
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -209,6 +209,25 @@ def sweep_twins(
         jobs = [(i, by_arity[f.arity]) for i, f in enumerate(functions) if by_arity.get(f.arity)]
     else:
         jobs = [(i, js) for i, js in enumerate(choices) if js]
+    twins = []
+    for n, passed in _swept(functions, problems, jobs, sandbox, per_test_s, lambda js: 120.0, "execution sweep"):
+        i = jobs[n][0]
+        twins += [Twin(functions[i].sample, j, functions[i].name) for j in passed or ()]
+    return sorted(twins, key=lambda t: (t.sample, t.problem))
+
+
+def _swept(
+    functions: Sequence[Function],
+    problems: Sequence[tuple[str, str]],
+    jobs: Sequence[tuple[int, Sequence[int]]],
+    sandbox: Sandbox,
+    per_test_s: float,
+    timeout_s: Callable[[Sequence[int]], float],
+    what: str,
+) -> Iterator[tuple[int, list[int] | None]]:
+    """(job, the problems whose tests passed) for each job (function index, problems): one sandbox program
+    per job, the function then the sweep; None for a program that printed no verdict (it died or ran out of
+    time)."""
     programs = []
     # Per set of problems, the sweep program with their compiled tests: one string that all its programs share
     # (their tests are ~0.5 MB; a copy in each of thousands of programs would be gigabytes).
@@ -220,15 +239,12 @@ def sweep_twins(
             sweeps[key] = SWEEP + f"_phi1_loaded = _phi1_cases({compiled_cases(problems, js, codes)!r})\n"
         call = f"_phi1_sweep(_phi1_loaded, {functions[i].name!r}, {per_test_s!r})\n"
         programs.append([functions[i].source, sweeps[key], call])
-    twins = []
-    with progress_bar(len(programs), "decontaminating: execution sweep", unit="functions") as advance:
-        for n, verdict in sandbox.map(programs, Limits(timeout_s=120, memory_mb=1024)):
-            i = jobs[n][0]
+    limits = [Limits(timeout_s=timeout_s(js), memory_mb=1024) for _, js in jobs]
+    with progress_bar(len(programs), f"decontaminating: {what}", unit="functions") as advance:
+        for n, verdict in sandbox.map(programs, lambda n: limits[n]):
             line = next((ln for ln in reversed(verdict.stdout.splitlines()) if ln.startswith("PHI1-TWINS ")), None)
-            if line is not None:
-                twins += [Twin(functions[i].sample, int(j), functions[i].name) for j in json.loads(line[11:])]
+            yield n, None if line is None else [int(j) for j in json.loads(line[11:])]
             advance(1)
-    return sorted(twins, key=lambda t: (t.sample, t.problem))
 
 
 def compiled_cases(problems: Sequence[tuple[str, str]], js: Sequence[int], codes: dict[int, Any]) -> bytes:
@@ -256,17 +272,35 @@ def find_twins(
     timeout_s: float = 5.0,
 ) -> list[Twin]:
     """Run each (function, problem) pair: the function, renamed to the problem's entry point, against the
-    problem's tests (`problems`: (entry point, test program)). The twins are the pairs that pass."""
+    problem's tests (`problems`: (entry point, test program)). The twins are the pairs that pass.
+
+    A function comes in several pairs (on the demo, 1,683 pairs of 384 functions), and a sandbox's start
+    costs more than a test: each function runs once, swept over all of its problems with `timeout_s` per
+    test, as `sweep_twins` does (one function per program: it can sway no other function's verdict). The
+    pairs of a program that prints no verdict (a crash, `os._exit`, a hang the alarm cannot stop) run again
+    one by one, each with `timeout_s` in all, so a twin is never lost to its neighbour."""
+    groups: dict[Function, list[int]] = {}
+    for n, (i, _) in enumerate(pairs):
+        groups.setdefault(functions[i], []).append(n)
+    jobs = [(pairs[ns[0]][0], [pairs[n][1] for n in ns]) for ns in groups.values()]
+    passed: list[tuple[int, int]] = []
+    alone: list[tuple[int, int]] = []
+    for n, js in _swept(functions, problems, jobs, sandbox, timeout_s,
+                        lambda js: timeout_s * (len(js) + 1), "execution"):  # fmt: skip
+        i = jobs[n][0]
+        if js is None:
+            alone += [(i, j) for j in jobs[n][1]]
+        else:
+            passed += [(i, j) for j in js]
     programs = []
-    for i, j in pairs:
+    for i, j in alone:
         entry, test = problems[j]
         f = functions[i]
         programs.append([f.source, f"{entry} = {f.name}\n", test])
-    twins = []
-    with progress_bar(len(programs), "decontaminating: execution", unit="runs") as advance:
+    with progress_bar(len(programs), "decontaminating: execution, one by one", unit="runs") as advance:
         for n, verdict in sandbox.map(programs, Limits(timeout_s=timeout_s, memory_mb=1024)):
             if verdict.passed:
-                i, j = pairs[n]
-                twins.append(Twin(functions[i].sample, j, functions[i].name))
+                passed.append(alone[n])
             advance(1)
+    twins = {Twin(functions[i].sample, j, functions[i].name) for i, j in passed}
     return sorted(twins, key=lambda t: (t.sample, t.problem))
