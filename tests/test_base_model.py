@@ -298,8 +298,9 @@ def test_lora_trains_adapters_only_and_saves_them_merged(
 def test_merge_base_saves_the_finetuned_weights_averaged_with_the_start(
     tokens_free_run: Path, smollm2_tokenizer: Path, tmp_path: Path
 ) -> None:
-    """WiSE-FT: `finetune.merge_base: w` saves (1 - w) x the finetuned weights + w x the weights it started from;
-    the same finetune without it gives the finetuned weights themselves."""
+    """WiSE-FT: `finetune.merge_base: w` saves (1 - w) x the finetuned weights + w x the weights it started from,
+    and records the held-out loss of that average (the finetune's own is of the weights before it); the same
+    finetune without it gives the finetuned weights themselves."""
     import torch
     from safetensors.torch import load_file
     from transformers import AutoModelForCausalLM
@@ -315,6 +316,12 @@ def test_merge_base_saves_the_finetuned_weights_averaged_with_the_start(
         m = train(run, cfg, "finetune")
         weights[merge] = load_file(str(run / "finetune" / "final" / "model.safetensors"))
         assert (m["merge_base"] or {}).get("weight") == (0.25 if merge == "0.25" else None)
+        if merge == "0.25":
+            # The model that is evaluated is the average: its held-out loss is recorded beside the finetune's own.
+            merged_val, tuned_val = m["merge_base"]["val_loss"], m["final_val"]["val_loss"]
+            assert merged_val > 0 and abs(merged_val - tuned_val) > 1e-4, (merged_val, tuned_val)
+            saved = json.loads((run / "finetune" / "manifest.json").read_text())
+            assert saved["merge_base"]["val_loss"] == merged_val
     start = load_file(str(run / "pretrain" / "final" / "model.safetensors"))
     tuned, merged = weights["0.0"], weights["0.25"]
     assert set(merged) == set(tuned) == set(start)

@@ -221,3 +221,18 @@ def test_a_cache_that_cannot_be_joined_decodes_every_prompt_as_alone(smollm2_tok
         assert sorted(got) == list(range(len(prompts)))
         for i, ids in enumerate(prompts):
             assert got[i] == _alone(model, ids, 6, -1)
+
+
+def test_the_training_table_gives_the_held_out_loss_of_the_averaged_model_that_is_evaluated(tmp_path: Path) -> None:
+    """With `finetune.merge_base` the evaluated model is the average with the start: its held-out loss is shown
+    beside the finetune's own, never the finetune's alone as if it were the evaluated model's."""
+    from phi1.report.training import training_section
+
+    finetune = {"steps": 11, "parameters": {"total": 134_515_008}, "first_loss": 0.527, "final_loss": 0.149,
+                "final_val": {"step": 11, "val_loss": 0.030163}, "tokens_per_s": 267.9, "mfu": None}  # fmt: skip
+    m = {"pretrain": None, "finetune": finetune}
+    row = next(line for line in training_section(m, tmp_path / "figures", tmp_path) if line.startswith("| finetune"))
+    assert "| 0.030163 |" in row and "averaged" not in row
+    finetune["merge_base"] = {"weight": 0.5, "start": "runs/demo/pretrain/final", "val_loss": 0.071234}
+    row = next(line for line in training_section(m, tmp_path / "figures", tmp_path) if line.startswith("| finetune"))
+    assert "| 0.030163; averaged with its start (0.5 of it): 0.071234 |" in row

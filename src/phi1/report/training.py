@@ -44,7 +44,11 @@ def training_section(m: dict[str, Any], fig_dir: Path, run_dir: Path) -> list[st
             val = t.get("final_val") or {}
             loss = f"{t['first_loss']} -> {t['final_loss']}" if t.get("first_loss") is not None else (
                 "none: the base as it is" if t.get("base") else None)  # fmt: skip
-            rows.append([phase, t["steps"], f"{t['parameters']['total'] / 1e6:.1f}M", loss, val.get("val_loss"),
+            held_out = val.get("val_loss")
+            merged = t.get("merge_base") or {}
+            if merged.get("val_loss") is not None:  # the model evaluated is this average, not the finetune alone
+                held_out = f"{held_out}; averaged with its start ({merged['weight']:g} of it): {merged['val_loss']}"
+            rows.append([phase, t["steps"], f"{t['parameters']['total'] / 1e6:.1f}M", loss, held_out,
                          val.get("humaneval_loss"),
                          f"{t['tokens_per_s']:,}", manifests.mfu_text(t), link(phase)])  # fmt: skip
     if rows:

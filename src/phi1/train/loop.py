@@ -230,17 +230,33 @@ def _train(
     final = stage.path / checkpoint.FINAL
     checkpoint.save_final(final, raw, b.tokenizer, cfg, dist, stage.path / checkpoint.BEST if best else None,
                           b.adapters)  # fmt: skip
-    merged = None
-    if getattr(cfg, "merge_base", 0.0) > 0:
-        if dist.main:
-            merged = merge_with_start(final, build.init_path(run_dir, cfg), cfg.merge_base)
-        dist.barrier()
+    merged = _average_with_start(run_dir, cfg, dist, b, final, solution_only)
     if writer is not None:
         writer.close()
     summary = _summary(b, cfg, dist, accum, b.kernels, counts, fpt, metrics_path, final, best)
     if phase == "finetune":
         summary["merge_base"] = merged
     return stage.finish(**summary) if dist.main else summary
+
+
+def _average_with_start(
+    run_dir: Path, cfg: TrainConfig, dist: Dist, b: _Built, final: Path, solution_only: bool
+) -> dict[str, Any] | None:
+    """`finetune.merge_base` (WiSE-FT): `final` rewritten as its average with the start, on the main rank; what
+    the manifest records of it, with the average's held-out loss (the model evaluated is the average, and the
+    finetune's own validation loss is of the weights before it)."""
+    if getattr(cfg, "merge_base", 0.0) <= 0:
+        return None
+    merged = None
+    if dist.main:
+        start = build.init_path(run_dir, cfg)
+        lm = merge_with_start(final, start, cfg.merge_base).to(dist.device)
+        merged = {"weight": cfg.merge_base, "start": str(start)}
+        if b.val is not None:
+            loss = CausalLMLoss(lm, "torch", b.precision.autocast, labelled_only=build.head_at_labels(cfg, dist, lm))
+            merged.update(validate.evaluate(loss, b.val, None, cfg, dist, solution_only))
+    dist.barrier()
+    return merged
 
 
 def _summary(

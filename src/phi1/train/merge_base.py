@@ -17,9 +17,9 @@ import torch
 from phi1.errors import Phi1Error
 
 
-def merge_with_start(final: Path, start: Path, weight: float) -> dict[str, Any]:
+def merge_with_start(final: Path, start: Path, weight: float) -> Any:
     """Rewrite the inference checkpoint `final` as (1 - weight) x its weights + weight x those of `start` (the
-    checkpoint finetuning began from, the same architecture), in fp32; what the manifest records of it."""
+    checkpoint finetuning began from, the same architecture), in fp32; the averaged model (fp32, on the CPU)."""
     from transformers import AutoModelForCausalLM
 
     tuned = AutoModelForCausalLM.from_pretrained(final, dtype=torch.float32, local_files_only=True)
@@ -41,4 +41,4 @@ def merge_with_start(final: Path, start: Path, weight: float) -> dict[str, Any]:
     for f in tmp.iterdir():
         os.replace(f, final / f.name)
     tmp.rmdir()
-    return {"weight": weight, "start": str(start)}
+    return tuned
