@@ -319,14 +319,27 @@ def test_a_gguf_file_is_a_checkpoint_everywhere(tmp_path: Path, cli_env: dict, m
     into phi1's cache, then used as the hf teacher and by `phi1 eval --model` (in its chat template)."""
     import json
 
+    import gguf as gguf_package
+
     from conftest import smollm2_gguf
     from phi1.errors import Phi1Error
     from phi1.gguf import as_checkpoint
     from phi1.teacher.hf_local import HFTeacher
 
     monkeypatch.setenv("PHI1_CACHE_DIR", str(tmp_path / "cache"))
+    parsed: list[str] = []
+    real_reader = gguf_package.GGUFReader
+
+    def counting_reader(path: object, *args: object, **kwargs: object) -> object:
+        parsed.append(str(path))
+        return real_reader(path, *args, **kwargs)
+
+    monkeypatch.setattr(gguf_package, "GGUFReader", counting_reader)
     gguf = smollm2_gguf()
     teacher = HFTeacher(str(gguf), batch_size=2)
+    # transformers reads the file anew for the config, the tokenizer and the weights (~4 s each for SmolLM2's
+    # 49k-token vocabulary); the conversion parses it once and leaves the gguf package as it found it.
+    assert len(parsed) == 1 and gguf_package.GGUFReader is counting_reader
     [converted] = list((tmp_path / "cache" / "gguf").iterdir())
     assert {"config.json", "model.safetensors", "tokenizer.json"} <= {p.name for p in converted.iterdir()}
     made = (converted / "model.safetensors").stat().st_mtime_ns

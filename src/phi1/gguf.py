@@ -5,11 +5,15 @@ from then on. Needs `pip install 'phi1[gguf]'` (the gguf and accelerate packages
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import importlib.util
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from phi1.errors import Phi1Error
 from phi1.user_cache import user_cache
@@ -47,8 +51,9 @@ def _convert(p: Path, out: Path, field: str) -> None:
     from transformers import AutoModelForCausalLM
 
     try:
-        tokenizer = gguf_tokenizer(p)
-        model = AutoModelForCausalLM.from_pretrained(p.parent, gguf_file=p.name, dtype=torch.float32)
+        with _parsed_once():
+            tokenizer = gguf_tokenizer(p)
+            model = AutoModelForCausalLM.from_pretrained(p.parent, gguf_file=p.name, dtype=torch.float32)
     except (ValueError, KeyError, OSError, RuntimeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise Phi1Error(f"{field}: {p}: transformers cannot read this GGUF file: {first}") from None
@@ -66,6 +71,31 @@ def _convert(p: Path, out: Path, field: str) -> None:
         tmp.rename(out)  # whole or not at all: a killed conversion leaves no half checkpoint behind
     except OSError:  # another process converted it meanwhile
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _parsed_once() -> Iterator[None]:
+    """transformers parses a GGUF file anew for its config, its tokenizer and its weights, and builds the gguf
+    package's tensor-name map again for each of its ~400 tensors: for SmolLM2-135M (49k vocabulary entries and
+    merges to parse each time) 22.6 s of a first conversion, 9.4 s with each file parsed and each map built once,
+    the same files written (measured on 2 AMD EPYC cores). transformers imports both from `gguf` when it calls
+    them, so they are swapped for memoized ones for this block only."""
+    import gguf
+
+    real_reader, real_map = gguf.GGUFReader, gguf.get_tensor_name_map
+    readers: dict[tuple[str, str], Any] = {}
+
+    def reader(path: str | os.PathLike[str], mode: str = "r") -> Any:
+        key = (str(Path(path).resolve()), mode)
+        if key not in readers:
+            readers[key] = real_reader(path, mode)
+        return readers[key]
+
+    gguf.GGUFReader, gguf.get_tensor_name_map = reader, functools.cache(real_map)
+    try:
+        yield
+    finally:
+        gguf.GGUFReader, gguf.get_tensor_name_map = real_reader, real_map
 
 
 def _smollm_pre_tokenizer() -> object:
