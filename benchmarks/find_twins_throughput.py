@@ -13,10 +13,9 @@ sandboxed program per function, a dead program's pairs again one by one); the ba
 from __future__ import annotations
 
 import argparse
-import re
 import time
 
-from phi1.clean.shards import Benchmarks, problems_of, runnable
+from helpers.twins import benchmark_problems, planted_twins
 from phi1.clean.twins import Function, candidates, find_twins, functions_of
 from phi1.curate.readers import stdlib_path
 from phi1.sandbox import Limits, Sandbox
@@ -38,16 +37,10 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--files", type=int, default=400)
     args = parser.parse_args()
-    source = Benchmarks()
-    problems = problems_of(source)
-    tests = [(p.entry_point, p.test) for p in problems]
-    arities = runnable(source)[1]
+    problems, tests, arities = benchmark_problems()
     functions = stdlib_functions(args.files)
-    for k, p in enumerate(problems[:10]):  # planted twins: HumanEval's own solutions under a longer name
-        for f in functions_of(p.solution, "code", 10_000 + k):
-            if f.name == p.entry_point:
-                name = f"{p.entry_point}_of_values"
-                functions.append(Function(f.sample, name, f.arity, re.sub(rf"\b{p.entry_point}\b", name, f.source)))
+    # Planted twins: HumanEval's own solutions under a longer name.
+    functions += planted_twins(problems[:10], "code", 10_000, lambda k, entry: f"{entry}_of_values")
     pairs = candidates(functions, [(p.entry_point, a) for p, a in zip(problems, arities, strict=True)], None)
     # The execution detector hands find_twins one Function object per pair, as here.
     pair_functions = [functions[i] for i, _ in pairs]

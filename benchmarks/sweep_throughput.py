@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import time
 
-from phi1.clean.shards import Benchmarks, problems_of, runnable
+from helpers.twins import benchmark_problems, planted_twins
 from phi1.clean.twins import SWEEP, Function, functions_of, sweep_twins
 from phi1.config import SynthConfig, TeacherConfig
 from phi1.sandbox import Limits, Sandbox
@@ -52,16 +51,10 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--exercises", type=int, default=300)
     args = parser.parse_args()
-    source = Benchmarks()
-    problems = problems_of(source)
-    tests = [(p.entry_point, p.test) for p in problems]
-    arities = runnable(source)[1]
+    problems, tests, arities = benchmark_problems()
     functions = exercise_functions(args.exercises)
-    for k, p in enumerate(problems[:10]):  # planted twins: HumanEval's own solutions under another name
-        for f in functions_of(p.solution, "exercise", args.exercises + k):
-            if f.name == p.entry_point:
-                functions.append(Function(f.sample, f"planted_{k}", f.arity,
-                                          re.sub(rf"\b{p.entry_point}\b", f"planted_{k}", f.source)))  # fmt: skip
+    # Planted twins: HumanEval's own solutions under another name.
+    functions += planted_twins(problems[:10], "exercise", args.exercises, lambda k, entry: f"planted_{k}")
     sandbox = Sandbox()
     sweep_twins(functions[:8], tests, arities, sandbox)  # warm both: the sandbox, the page cache
     source_sweep(functions[:8], tests, arities, sandbox)
