@@ -5,7 +5,8 @@ n-grams, embeddings and AST similarity miss exactly what an LLM teacher writes: 
 twin. Running every function against every problem would cost (functions x problems) sandbox runs, so cheap
 signals pick a few candidates per problem first: the same number of positional parameters, and a name that
 shares a word with the entry point (`fib` ~ `fibonacci`, `rolling_max` ~ `running_max`) or a high embedding
-similarity. The sandbox confirms: about (problems x k) runs.
+similarity. The sandbox confirms: about (problems x k) pairs, each candidate function run once over all of its
+problems (`find_twins`).
 """
 
 from __future__ import annotations
