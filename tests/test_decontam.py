@@ -316,7 +316,7 @@ class _CountingSandbox(Sandbox):
 
 def test_find_twins_runs_each_function_once_for_all_its_problems_and_alone_again_if_that_program_dies() -> None:
     """Corpus candidates come as (function, problem) pairs, most functions in several (on the demo, 1,683
-    pairs of 384 functions): one sandboxed program per function tries all of its problems, as the sweep
+    pairs of 383 distinct functions): one sandboxed program per function tries all of its problems, as the sweep
     does. A program that dies before printing its verdict (here a function that ends the process on one
     problem's input) has its pairs run one by one, so no twin is lost to a neighbour's crash or hang."""
     from phi1.clean.twins import Function, find_twins
@@ -363,3 +363,23 @@ def test_benchmark_vectors_are_cached_by_encoder_and_text(tmp_path: Path, monkey
     assert np.array_equal(Vectors("minilm", problems).bench, first)
     assert np.array_equal(Vectors("hashing", problems).bench, Vectors("hashing", problems).bench)
     assert len(list((tmp_path / "cache" / "vectors").glob("*.npy"))) == 2  # the hashing encoder is not cached
+
+
+def test_the_same_function_in_several_samples_is_run_once_and_flagged_in_each() -> None:
+    """A textbook section shows its function more than once, and sections repeat functions (on the demo, 600
+    textbook functions are 200 distinct ones): the sweep runs each distinct function once and flags every sample
+    that holds a twin; `find_twins` does the same across samples."""
+    from phi1.clean.twins import Function, find_twins, sweep_twins
+
+    doubling = "def double(x):\n    return 2 * x\n"
+    halving = "def halve(x):\n    return x // 2\n"
+    functions = [Function(0, "double", 1, doubling), Function(0, "double", 1, doubling),
+                 Function(1, "double", 1, doubling), Function(2, "halve", 1, halving)]  # fmt: skip
+    problems = [("twice", "assert twice(3) == 6"), ("triple", "assert triple(3) == 9")]
+    with _CountingSandbox(workers=2) as sandbox:
+        swept = sweep_twins(functions, problems, [1, 1], sandbox)
+        assert sandbox.programs == 2
+        found = find_twins(functions, problems, [(0, 0), (1, 1), (2, 0), (3, 0)], sandbox)
+        assert sandbox.programs == 2 + 2
+    assert sorted({(t.sample, t.problem, t.function) for t in swept}) == [(0, 0, "double"), (1, 0, "double")]
+    assert [(t.sample, t.problem, t.function) for t in found] == [(0, 0, "double"), (1, 0, "double")]

@@ -210,10 +210,16 @@ def sweep_twins(
         jobs = [(i, by_arity[f.arity]) for i, f in enumerate(functions) if by_arity.get(f.arity)]
     else:
         jobs = [(i, js) for i, js in enumerate(choices) if js]
-    twins = []
-    for n, passed in _swept(functions, problems, jobs, sandbox, per_test_s, lambda js: 120.0, "execution sweep"):
-        i = jobs[n][0]
-        twins += [Twin(functions[i].sample, j, functions[i].name) for j in passed or ()]
+    # The same function over the same problems runs once, whichever samples hold it: a textbook section shows
+    # its function more than once, and sections repeat functions (on the demo, 600 are 200 distinct ones).
+    groups: dict[tuple[str, str, tuple[int, ...]], list[int]] = {}
+    for i, js in jobs:
+        groups.setdefault((functions[i].name, functions[i].source, tuple(js)), []).append(i)
+    holders = list(groups.values())
+    runs = [(members[0], list(key[2])) for key, members in groups.items()]
+    swept = _swept(functions, problems, runs, sandbox, per_test_s, lambda js: 120.0, "execution sweep")
+    twins = {Twin(functions[i].sample, j, functions[i].name) for n, passed in swept for i in holders[n]
+             for j in passed or ()}  # fmt: skip
     return sorted(twins, key=lambda t: (t.sample, t.problem))
 
 
@@ -275,24 +281,28 @@ def find_twins(
     """Run each (function, problem) pair: the function, renamed to the problem's entry point, against the
     problem's tests (`problems`: (entry point, test program)). The twins are the pairs that pass.
 
-    A function comes in several pairs (on the demo, 1,683 pairs of 384 functions), and a sandbox's start
+    A function comes in several pairs (on the demo, 1,683 pairs of 383 distinct functions), and a sandbox's start
     costs more than a test: each function runs once, swept over all of its problems with `timeout_s` per
     test, as `sweep_twins` does (one function per program: it can sway no other function's verdict). The
     pairs of a program that prints no verdict (a crash, `os._exit`, a hang the alarm cannot stop) run again
     one by one, each with `timeout_s` in all, so a twin is never lost to its neighbour."""
-    groups: dict[Function, list[int]] = {}
-    for n, (i, _) in enumerate(pairs):
-        groups.setdefault(functions[i], []).append(n)
-    jobs = [(pairs[ns[0]][0], [pairs[n][1] for n in ns]) for ns in groups.values()]
-    passed: list[tuple[int, int]] = []
+
+    def same(i: int) -> tuple[str, str]:  # the function, whichever samples hold it
+        return functions[i].name, functions[i].source
+
+    groups: dict[tuple[str, str], tuple[int, dict[int, None]]] = {}  # -> (one of its indices, its problems)
+    for i, j in pairs:
+        groups.setdefault(same(i), (i, {}))[1][j] = None
+    keys = list(groups)
+    jobs = [(i, list(js)) for i, js in groups.values()]
+    passed: set[tuple[tuple[str, str], int]] = set()
     alone: list[tuple[int, int]] = []
     for n, js in _swept(functions, problems, jobs, sandbox, timeout_s,
                         lambda js: timeout_s * (len(js) + 1), "execution"):  # fmt: skip
-        i = jobs[n][0]
         if js is None:
-            alone += [(i, j) for j in jobs[n][1]]
+            alone += [(jobs[n][0], j) for j in jobs[n][1]]
         else:
-            passed += [(i, j) for j in js]
+            passed |= {(keys[n], j) for j in js}
     programs = []
     for i, j in alone:
         entry, test = problems[j]
@@ -301,7 +311,7 @@ def find_twins(
     with progress_bar(len(programs), "decontaminating: execution, one by one", unit="runs") as advance:
         for n, verdict in sandbox.map(programs, Limits(timeout_s=timeout_s, memory_mb=1024)):
             if verdict.passed:
-                passed.append(alone[n])
+                passed.add((same(alone[n][0]), alone[n][1]))
             advance(1)
-    twins = {Twin(functions[i].sample, j, functions[i].name) for i, j in passed}
+    twins = {Twin(functions[i].sample, j, functions[i].name) for i, j in pairs if (same(i), j) in passed}
     return sorted(twins, key=lambda t: (t.sample, t.problem))
