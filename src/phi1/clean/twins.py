@@ -293,7 +293,6 @@ def find_twins(
     groups: dict[tuple[str, str], tuple[int, dict[int, None]]] = {}  # -> (one of its indices, its problems)
     for i, j in pairs:
         groups.setdefault(same(i), (i, {}))[1][j] = None
-    keys = list(groups)
     jobs = [(i, list(js)) for i, js in groups.values()]
     passed: set[tuple[tuple[str, str], int]] = set()
     alone: list[tuple[int, int]] = []
@@ -302,7 +301,7 @@ def find_twins(
         if js is None:
             alone += [(jobs[n][0], j) for j in jobs[n][1]]
         else:
-            passed |= {(keys[n], j) for j in js}
+            passed |= {(same(jobs[n][0]), j) for j in js}
     programs = []
     for i, j in alone:
         entry, test = problems[j]
