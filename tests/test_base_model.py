@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -185,6 +186,15 @@ def test_dry_run_counts_a_base_models_parameters(smollm2_tokenizer: Path, tmp_pa
     # 49,152 x 32 tied embeddings (counted once) + 2 layers of 32-wide attention (kv 16), MLP and norms: 1.59M.
     assert "5 pretrain     llama base" in proc.stdout and "1.6M parameters" in proc.stdout
     assert "format auto, packing paper; full finetune" in proc.stdout
+    frozen = subprocess.run(phi1_cmd("run", "--dry-run", "--set", f"model.base={base}", "--set",
+                                     "finetune.freeze_layers=1"), env=cli_env, cwd=ROOT, capture_output=True,
+                            text=True)  # fmt: skip
+    assert "full finetune, its bottom 1 layer(s) frozen" in frozen.stdout
+
+    def flops(out: str) -> float:
+        return float(re.search(r"training: +(\S+) FLOPs", out).group(1))
+
+    assert flops(frozen.stdout) < flops(proc.stdout)  # the finetune's backward pass skips the frozen layer
 
 
 def test_run_continues_a_llama_base_and_a_phi_checkpoint_then_finetunes_and_evaluates(
@@ -330,6 +340,67 @@ def test_merge_base_saves_the_finetuned_weights_averaged_with_the_start(
     for k in start:
         assert torch.allclose(merged[k], 0.75 * tuned[k] + 0.25 * start[k], atol=1e-6), k
     AutoModelForCausalLM.from_pretrained(run / "finetune" / "final")  # loads as any checkpoint
+
+
+@pytest.mark.parametrize("checkpointing", [False, True])
+def test_freeze_layers_trains_only_the_layers_above_them(
+    tokens_free_run: Path, smollm2_tokenizer: Path, tmp_path: Path, checkpointing: bool
+) -> None:
+    """`finetune.freeze_layers: 1` of a two-layer Llama: the embedding (tied, so the output layer too) and layer 0
+    keep their weights, every weight above them moves, with activation checkpointing too; the manifest counts the
+    trained parameters, and the FLOPs per token behind MFU count the backward pass above the frozen layers only."""
+    import torch
+    from safetensors.torch import load_file
+    from transformers import AutoConfig
+
+    from phi1.model import count_parameters, flops_per_token
+    from phi1.train import train
+
+    base = tiny_llama(smollm2_tokenizer, tmp_path / "llama")
+    run = tmp_path / "run"
+    sets = ["finetune.freeze_layers=1", "finetune.max_steps=3", "finetune.lr=1e-2",
+            f"finetune.activation_checkpointing={str(checkpointing).lower()}"]  # fmt: skip
+    cfg = _finetune_run(tokens_free_run, base, run, *sets)
+    m = train(run, cfg, "finetune")
+    start = load_file(str(run / "pretrain" / "final" / "model.safetensors"))
+    final = load_file(str(run / "finetune" / "final" / "model.safetensors"))
+    moved = {k for k in start if not torch.equal(start[k], final[k])}
+    assert moved == {k for k in start if k.startswith("model.layers.1.")} | {"model.norm.weight"}
+    assert m["parameters"]["trained"] == sum(start[k].numel() for k in moved)
+    mcfg = AutoConfig.from_pretrained(base)
+    non_embedding = count_parameters(mcfg)["non_embedding"]
+    assert m["flops_per_token"] == flops_per_token(mcfg, 64, non_embedding, frozen_layers=1)
+    assert m["flops_per_token"] < flops_per_token(mcfg, 64, non_embedding)
+
+
+def test_flops_per_token_count_the_backward_pass_above_frozen_layers_only() -> None:
+    from transformers import LlamaConfig
+
+    from phi1.model import flops_per_token
+
+    cfg = LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=4, num_attention_heads=4)
+    n, t, d, depth = 1_000_000, 256, 64, 4
+    assert flops_per_token(cfg, t, n) == 6 * n + 12 * depth * d * t
+    # Half the layers frozen: the forward pass is whole (2N + 4LdT), the backward pass half (4N + 8LdT halved).
+    assert flops_per_token(cfg, t, n, frozen_layers=2) == 2 * n + 4 * n / 2 + 4 * depth * d * t + 8 * depth * d * t / 2
+
+
+def test_freezing_every_layer_or_with_lora_is_refused_in_one_line(
+    tokens_free_run: Path, smollm2_tokenizer: Path, tmp_path: Path
+) -> None:
+    from phi1.config import load_config
+    from phi1.train import train
+
+    with pytest.raises(Phi1Error, match=r"finetune: freeze_layers and lora: .*one or the other") as err:
+        load_config(None, ["finetune.freeze_layers=1", "finetune.lora={r: 4}"])
+    assert "\n" not in str(err.value)
+    base = tiny_llama(smollm2_tokenizer, tmp_path / "llama")
+    run = tmp_path / "run"
+    cfg = _finetune_run(tokens_free_run, base, run, "finetune.freeze_layers=2")
+    with pytest.raises(Phi1Error, match=r"freeze_layers: 2 freezes all 2 decoder layers of this llama model") as err:
+        train(run, cfg, "finetune")
+    assert "\n" not in str(err.value)
+    assert not (run / "finetune").exists()  # refused before the stage began
 
 
 @pytest.mark.parametrize("checkpointing", [False, True])

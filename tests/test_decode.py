@@ -236,3 +236,15 @@ def test_the_training_table_gives_the_held_out_loss_of_the_averaged_model_that_i
     finetune["merge_base"] = {"weight": 0.5, "start": "runs/demo/pretrain/final", "val_loss": 0.071234}
     row = next(line for line in training_section(m, tmp_path / "figures", tmp_path) if line.startswith("| finetune"))
     assert "| 0.030163; averaged with its start (0.5 of it): 0.071234 |" in row
+    assert "| 134.5M |" in row  # every weight trained: the size alone
+
+
+def test_the_training_table_says_how_much_of_the_model_was_trained(tmp_path: Path) -> None:
+    """Frozen layers (`finetune.freeze_layers`) or LoRA's adapters: the parameters column says how many trained."""
+    from phi1.report.training import training_section
+
+    finetune = {"steps": 11, "parameters": {"total": 134_515_008, "trained": 53_102_016}, "first_loss": 0.527,
+                "final_loss": 0.193, "final_val": {"step": 11, "val_loss": 0.064}, "tokens_per_s": 380.1}  # fmt: skip
+    m = {"pretrain": None, "finetune": finetune}
+    row = next(line for line in training_section(m, tmp_path / "figures", tmp_path) if line.startswith("| finetune"))
+    assert "| 134.5M (53.1M trained) |" in row

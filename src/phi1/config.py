@@ -315,7 +315,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first["loc"])
-        raise Phi1Error(f"{where}: {field}: {first['msg']}") from None
+        msg = first["msg"].removeprefix("Value error, ")  # a section's own check (a model validator) speaks plainly
+        raise Phi1Error(f"{where}: {field}: {msg}") from None
 
 
 def save_config(config: Config, path: str | Path) -> None:

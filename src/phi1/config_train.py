@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from phi1.config_base import Bf16, Names, Section
 
@@ -104,6 +104,16 @@ class FinetuneConfig(TrainConfig):
     # `documents`: whole exercises packed into sequences, positions and attention reset at every exercise.
     packing: Literal["paper", "documents"] = "paper"
     lora: LoraConfig | None = None  # low-rank adapters; null: a full finetune
+    # The token embedding (with tied embeddings, the output layer too) and the bottom `freeze_layers` decoder
+    # layers keep the weights finetuning starts from: the backward pass stops above them, so half the layers
+    # frozen is a third less compute a step (phi1.train.build.freeze_layers). 0: every weight is trained.
+    freeze_layers: int = Field(0, ge=0)
     # WiSE-FT: the saved model is (1 - merge_base) x the finetuned weights + merge_base x the weights finetuning
     # started from (phi1.train.merge_base); 0 keeps the finetuned weights as they are.
     merge_base: float = Field(0.0, ge=0, lt=1)
+
+    @model_validator(mode="after")
+    def _one_way_to_train_part_of_the_model(self) -> FinetuneConfig:
+        if self.freeze_layers and self.lora is not None:
+            raise ValueError("freeze_layers and lora: both train part of the model; set one or the other")
+        return self

@@ -85,9 +85,12 @@ def count_parameters(config: Any) -> dict[str, int]:
     return {"total": total, "non_embedding": total - embedding}
 
 
-def flops_per_token(config: Any, seq_len: int, non_embedding_params: int) -> float:
-    """Training FLOPs per token: 6N + 12·L·d·T (weights, forward and backward, plus attention scores)."""
+def flops_per_token(config: Any, seq_len: int, non_embedding_params: int, frozen_layers: int = 0) -> float:
+    """Training FLOPs per token: 6N + 12·L·d·T (weights, forward and backward, plus attention scores). With the
+    bottom `frozen_layers` frozen the forward pass is whole (2N + 4·L·d·T) and the backward pass (twice the
+    forward) runs through the layers above them only."""
     from phi1.base_model import width_and_depth
 
     width, depth = width_and_depth(config)
-    return 6 * non_embedding_params + 12 * depth * width * seq_len
+    forward = 2 * non_embedding_params + 4 * depth * width * seq_len
+    return forward + 2 * forward * (depth - frozen_layers) / depth

@@ -63,7 +63,7 @@ def plan(config: Config, run_dir: Path) -> list[str]:
     fpt = flops_per_token(mcfg, seq, params["non_embedding"])
     pre_tokens = c.pretrain.max_steps * c.pretrain.batch_size * seq
     ft_tokens = c.finetune.max_steps * c.finetune.batch_size * seq
-    flops = fpt * (pre_tokens + ft_tokens)
+    flops = fpt * pre_tokens + flops_per_token(mcfg, seq, params["non_embedding"], c.finetune.freeze_layers) * ft_tokens
     peak = c.plan_gpu_peak_tflops * 1e12
     gpu_hours = flops / (peak * c.plan_mfu) / 3600
     teacher_calls = c.curate.annotate_samples + c.synth.textbook_samples + c.synth.exercise_samples
@@ -99,7 +99,8 @@ def plan(config: Config, run_dir: Path) -> list[str]:
         f"6 finetune     {c.finetune.max_steps:,} steps x {c.finetune.batch_size} x {seq} = "
         f"{ft_tokens / 1e6:,.1f}M tokens; lr {c.finetune.lr}; loss on {c.finetune.loss_on}; format "
         f"{c.finetune.format}, packing {c.finetune.packing}"
-        + (f"; LoRA r={c.finetune.lora.r}" if c.finetune.lora else "; full finetune"),
+        + (f"; LoRA r={c.finetune.lora.r}" if c.finetune.lora else "; full finetune")
+        + (f", its bottom {c.finetune.freeze_layers} layer(s) frozen" if c.finetune.freeze_layers else ""),
         f"7 evaluate     {', '.join(c.evaluate.benchmarks)}; n={c.evaluate.n}, temperature {c.evaluate.temperature}",
         "8 report       report.md + figures",
         f"teacher calls: ~{teacher_calls:,} (~{prompt_tokens / 1e6:,.1f}M prompt + ~{completion_tokens / 1e6:,.1f}M "

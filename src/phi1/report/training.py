@@ -48,7 +48,11 @@ def training_section(m: dict[str, Any], fig_dir: Path, run_dir: Path) -> list[st
             merged = t.get("merge_base") or {}
             if merged.get("val_loss") is not None:  # the model evaluated is this average, not the finetune alone
                 held_out = f"{held_out}; averaged with its start ({merged['weight']:g} of it): {merged['val_loss']}"
-            rows.append([phase, t["steps"], f"{t['parameters']['total'] / 1e6:.1f}M", loss, held_out,
+            params = t["parameters"]
+            size = f"{params['total'] / 1e6:.1f}M"
+            if params.get("trained") is not None and 0 < params["trained"] < params["total"]:
+                size += f" ({params['trained'] / 1e6:.1f}M trained)"  # LoRA's adapters, or frozen layers
+            rows.append([phase, t["steps"], size, loss, held_out,
                          val.get("humaneval_loss"),
                          f"{t['tokens_per_s']:,}", manifests.mfu_text(t), link(phase)])  # fmt: skip
     if rows:

@@ -1,6 +1,6 @@
 """The model a phase trains: a fresh phi-1 model or a user's base model (`model.base`) for pretraining, the
-pretrained one for finetuning, its embedding rows, the loss kernels it runs with, which layers recompute their
-activations, and (LoRA) its adapters."""
+pretrained one for finetuning, its embedding rows, the loss kernels it runs with, which layers stay frozen, which
+recompute their activations, and (LoRA) its adapters."""
 
 from __future__ import annotations
 
@@ -9,7 +9,14 @@ from typing import Any
 
 import torch
 
-from phi1.base_model import check_causal_lm, decoder_layers, dropout_settings, fused_loss_problem, resolve
+from phi1.base_model import (
+    check_causal_lm,
+    decoder_layers,
+    dropout_settings,
+    fused_loss_problem,
+    resolve,
+    width_and_depth,
+)
 from phi1.config import Config, TrainConfig
 from phi1.errors import Phi1Error
 from phi1.gguf import as_checkpoint
@@ -102,6 +109,34 @@ def choose_kernels(cfg: TrainConfig, dist: Dist) -> Kernels:
         # The fused loss reads the output layer outside the LM's own forward, where FSDP2 gathers it.
         raise Phi1Error(f"train.kernels: {kernels} runs with parallel ddp, not fsdp; use kernels auto or torch")
     return kernels
+
+
+def freeze_layers(lm: Any, n: int) -> None:
+    """`finetune.freeze_layers`: the embeddings (token and any learned positions, below every layer; tied to it,
+    the output layer) and the bottom `n` decoder layers keep their weights. Nothing below layer n then needs a
+    gradient, so autograd's backward pass stops there: the finetune's compute drops by a third with half the
+    layers frozen, and the optimizer keeps no state for them (phi1.train.distributed.parallelize)."""
+    if not n:
+        return
+    for module in lm.modules():
+        if isinstance(module, torch.nn.Embedding):
+            module.requires_grad_(False)
+    for layer in decoder_layers(lm)[:n]:
+        layer.requires_grad_(False)
+
+
+def check_frozen(run_dir: Path, cfg: TrainConfig) -> None:
+    """Refuse, before the stage begins, a `finetune.freeze_layers` that leaves no layer to train."""
+    n = getattr(cfg, "freeze_layers", 0)
+    if not n:
+        return
+    from transformers import AutoConfig
+
+    mcfg = AutoConfig.from_pretrained(init_path(run_dir, cfg), local_files_only=True)
+    depth = width_and_depth(mcfg)[1]
+    if n >= depth:
+        raise Phi1Error(f"finetune.freeze_layers: {n} freezes all {depth} decoder layers of this "
+                        f"{mcfg.model_type} model; at most {depth - 1}")  # fmt: skip
 
 
 def checkpoint_layers(lm: Any, setting: bool | int) -> int:

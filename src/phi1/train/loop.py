@@ -62,6 +62,7 @@ def train(run_dir: Path, config: Config, phase: str, resume: bool = False, force
     try:
         # Settings that cannot run are refused before the stage's folder is touched.
         accum, kernels = distributed.grad_accumulation(cfg, dist, phase), build.choose_kernels(cfg, dist)
+        build.check_frozen(run_dir, cfg)
         start_from = _open_stage(stage, cfg, dist, resume, force)
         return _train(run_dir, config, cfg, phase, stage, dist, start_from, accum, kernels)
     finally:
@@ -141,6 +142,7 @@ def _build(
     if packing == "documents":
         validate.check_document_attention(raw)
     kernels = build.fused_or_plain(kernels, cfg, raw)
+    build.freeze_layers(raw, getattr(cfg, "freeze_layers", 0))
     checkpointed = build.checkpoint_layers(raw, cfg.activation_checkpointing)
     adapters = lora.add_adapters(raw, cfg, dist.world)  # LoRA: in place; None for a full finetune
     precision = resolve(cfg.bf16, str(dist.device))
@@ -172,7 +174,7 @@ def _train(
     if dist.main:
         metrics.truncate(metrics_path, start_step)
     counts = count_parameters(raw.config)
-    fpt = flops_per_token(raw.config, data.seq_len, counts["non_embedding"])
+    fpt = flops_per_token(raw.config, data.seq_len, counts["non_embedding"], getattr(cfg, "freeze_layers", 0))
     peak = distributed.peak_flops(dist.device, cfg.peak_tflops)
     batches = Batches(data, cfg.batch_size, config.seed if cfg.seed is None else cfg.seed)
     solution_only = cfg.loss_on == "solution"
