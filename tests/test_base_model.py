@@ -381,6 +381,7 @@ def test_flops_per_token_count_the_backward_pass_above_frozen_layers_only() -> N
     cfg = LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=4, num_attention_heads=4)
     n, t, d, depth = 1_000_000, 256, 64, 4
     assert flops_per_token(cfg, t, n) == 6 * n + 12 * depth * d * t
+    assert isinstance(flops_per_token(cfg, t, n), int)  # as every manifest has held it
     # Half the layers frozen: the forward pass is whole (2N + 4LdT), the backward pass half (4N + 8LdT halved).
     assert flops_per_token(cfg, t, n, frozen_layers=2) == 2 * n + 4 * n / 2 + 4 * depth * d * t + 8 * depth * d * t / 2
 

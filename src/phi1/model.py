@@ -93,4 +93,4 @@ def flops_per_token(config: Any, seq_len: int, non_embedding_params: int, frozen
 
     width, depth = width_and_depth(config)
     forward = 2 * non_embedding_params + 4 * depth * width * seq_len
-    return forward + 2 * forward * (depth - frozen_layers) / depth
+    return forward * (3 * depth - 2 * frozen_layers) // depth  # an integer, as the manifests have always held it
