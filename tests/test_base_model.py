@@ -431,9 +431,12 @@ def test_adding_adapters_asks_no_deprecated_transformers_name(
     assert bool(hooked) == checkpointing  # the input-grad hook, only where layers are recomputed
 
 
-def test_a_lora_finetune_resumed_from_a_checkpoint_ends_where_an_uninterrupted_one_does(
-    tokens_free_run: Path, smollm2_tokenizer: Path, tmp_path: Path
+@pytest.mark.parametrize("part", ["finetune.lora={r: 4}", "finetune.freeze_layers=1"])
+def test_a_partial_finetune_resumed_from_a_checkpoint_ends_where_an_uninterrupted_one_does(
+    tokens_free_run: Path, smollm2_tokenizer: Path, tmp_path: Path, part: str
 ) -> None:
+    """LoRA's adapters or the layers above frozen ones: the optimizer holds the trained parameters only, and a
+    resumed run restores it and ends on the same weights."""
     import shutil
 
     from safetensors.torch import load_file
@@ -441,7 +444,7 @@ def test_a_lora_finetune_resumed_from_a_checkpoint_ends_where_an_uninterrupted_o
     from phi1.train import train
 
     base = tiny_llama(smollm2_tokenizer, tmp_path / "llama")
-    settings = ("finetune.lora={r: 4}", "finetune.max_steps=4", "finetune.checkpoint_every=2", "finetune.lr=1e-2",
+    settings = (part, "finetune.max_steps=4", "finetune.checkpoint_every=2", "finetune.lr=1e-2",
                 "finetune.keep_best=false", "finetune.dropout=0.1")  # fmt: skip
     whole = tmp_path / "whole"
     cfg = _finetune_run(tokens_free_run, base, whole, *settings)
@@ -452,7 +455,7 @@ def test_a_lora_finetune_resumed_from_a_checkpoint_ends_where_an_uninterrupted_o
     shutil.rmtree(cut / "finetune" / "final")
     manifest = json.loads((cut / "finetune" / "manifest.json").read_text())
     (cut / "finetune" / "manifest.json").write_text(json.dumps({**manifest, "status": "running"}))
-    assert (cut / "finetune" / "checkpoints" / "step-0000002" / "adapters.safetensors").exists()
+    assert (cut / "finetune" / "checkpoints" / "step-0000002" / "adapters.safetensors").exists() is ("lora" in part)
     m = train(cut, cfg, "finetune", resume=True)
     assert m["resumed_from"] == 2
     a = load_file(str(whole / "finetune" / "final" / "model.safetensors"))
