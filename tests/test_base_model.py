@@ -478,3 +478,39 @@ def test_a_gguf_tokenizer_is_rebuilt_as_llama_cpp_tokenizes(smollm2_tokenizer: P
     gguf = smollm2_gguf()
     plain = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     assert plain.convert_ids_to_tokens(plain(text)["input_ids"])[-3:] == ["ĊĠĠĠ", "Ġ", "1"]  # what it fixes
+
+
+def test_ablate_refuses_a_study_of_pretraining_data_when_nothing_is_pretrained(
+    tokens_free_run: Path, smollm2_tokenizer: Path, tmp_path: Path
+) -> None:
+    """A base finetuned as it is (`pretrain.max_steps: 0`, as `make run`'s demo) has no pretraining to ablate:
+    Figure 2.1's (a) and (b) would both be the base itself, and every pass of the epochs study too. Refused in one
+    line naming the setting that gives the study its steps, before anything is written."""
+    from phi1.ablate import ablate_epochs, ablate_figure
+
+    base = tiny_llama(smollm2_tokenizer, tmp_path / "llama")
+    run = tmp_path / "run"
+    cfg = _finetune_run(tokens_free_run, base, run)
+    for study, setting in ((ablate_figure, "ablate.pretrain_steps"), (ablate_epochs, "ablate.epochs_steps")):
+        with pytest.raises(Phi1Error, match=rf"pretrain.max_steps 0.*set {setting}") as err:
+            study(run, cfg)
+        assert "\n" not in str(err.value)
+    assert not (run / "ablate").exists() and not (run / "ablate_epochs").exists()
+
+
+def test_ablate_contamination_asks_each_model_as_the_evaluate_stage_does(
+    tokens_free_run: Path, smollm2_tokenizer: Path, tmp_path: Path
+) -> None:
+    """The contamination study's finetuned models are asked in the format they were trained in, as the evaluate
+    stage asks them: exercises written as completions are evaluated as completions, though the base's tokenizer
+    has a chat template."""
+    from phi1.ablate import ablate_contamination
+
+    base = tiny_llama(smollm2_tokenizer, tmp_path / "llama")
+    run = tmp_path / "run"
+    cfg = _finetune_run(tokens_free_run, base, run, "finetune.format=completion", "finetune.max_steps=2",
+                        "ablate.finetune_steps=2", "evaluate.max_new_tokens=4")  # fmt: skip
+    ablate_contamination(run, cfg)
+    for variant in ("all", "pruned"):
+        summary = run / "ablate_contamination" / variant / "eval" / "humaneval" / "summary.json"
+        assert json.loads(summary.read_text())["chat"] is False, variant

@@ -74,6 +74,17 @@ def _corpus_tokens(run_dir: Path) -> np.ndarray:
     return np.array(ids, dtype=index["dtype"])
 
 
+def _pretraining_steps(steps: int, study: str, setting: str) -> int:
+    """The steps a study of pretraining data trains each variant for. A base handed on as it is (`pretrain.max_steps
+    0`) gives none: every variant would be the base itself, so the study is refused, naming what gives it steps."""
+    if not steps:
+        raise Phi1Error(
+            f"phi1 ablate --study {study} compares pretraining data, and this run pretrains nothing "
+            f"(pretrain.max_steps 0: the base as it is); set {setting} to the steps each variant pretrains"
+        )
+    return steps
+
+
 def _variant_config(config: Config, steps: int, finetune_steps: int) -> Config:
     return config.model_copy(
         update={
@@ -83,10 +94,12 @@ def _variant_config(config: Config, steps: int, finetune_steps: int) -> Config:
     )
 
 
-def _evaluate(model_dir: Path, config: Config, out: Path) -> dict[str, float]:
+def _evaluate(model_dir: Path, config: Config, out: Path, run_dir: Path, model: str) -> dict[str, float]:
+    """pass@1 (greedy) of `model_dir` on the run's benchmarks, asked as the evaluate stage asks the run's `model`
+    (base or finetuned: `phi1.evaluate.stage.ask_modes`)."""
     from phi1.evaluate.generate import Sampling
     from phi1.evaluate.run import Source, run_eval
-    from phi1.evaluate.stage import benchmark_paths
+    from phi1.evaluate.stage import ask_modes, benchmark_paths
 
     cfg = config.evaluate
     scores = {}
@@ -104,6 +117,7 @@ def _evaluate(model_dir: Path, config: Config, out: Path) -> dict[str, float]:
             timeout_s=cfg.timeout_s,
             batch_size=cfg.batch_size,
             bf16=cfg.bf16,
+            chat=ask_modes(run_dir, config)[model],
         )
         scores[f"{name} pass@1"] = list(summary["pass_at_k"].values())[-1]["pass@1"]
     return scores
@@ -114,7 +128,8 @@ def ablate_figure(run_dir: Path, config: Config, force: bool = False) -> dict[st
     from phi1.train import train
 
     run_dir = Path(run_dir)
-    steps = config.ablate.pretrain_steps or config.pretrain.max_steps
+    steps = _pretraining_steps(config.ablate.pretrain_steps or config.pretrain.max_steps, "figure",
+                               "ablate.pretrain_steps")  # fmt: skip
     ft_steps = config.ablate.finetune_steps or config.finetune.max_steps
     stage = open_step(run_dir, "ablate", config)
     if stage.is_complete() and not force:
@@ -127,19 +142,19 @@ def ablate_figure(run_dir: Path, config: Config, force: bool = False) -> dict[st
     ma = train(a, cfg, "pretrain")
     results["unfiltered"] = {
         "humaneval_loss": (ma.get("final_val") or {}).get("humaneval_loss"),
-        **_evaluate(a / "pretrain" / "final", config, a / "eval"),
+        **_evaluate(a / "pretrain" / "final", config, a / "eval", run_dir, "base"),
     }
     console.rule("[bold]ablation (b): curated code + textbook, then (c): + exercises")
     b = _sub_run(run_dir, stage.path / "textbook", run_dir / "tokens" / "pretrain.bin", with_finetune=True)
     mb = train(b, cfg, "pretrain")
     results["textbook"] = {
         "humaneval_loss": (mb.get("final_val") or {}).get("humaneval_loss"),
-        **_evaluate(b / "pretrain" / "final", config, b / "eval-base"),
+        **_evaluate(b / "pretrain" / "final", config, b / "eval-base", run_dir, "base"),
     }
     mc = train(b, cfg, "finetune")
     results["exercises"] = {
         "humaneval_loss": (mc.get("final_val") or {}).get("humaneval_loss"),
-        **_evaluate(b / "finetune" / "final", config, b / "eval-finetuned"),
+        **_evaluate(b / "finetune" / "final", config, b / "eval-finetuned", run_dir, "finetuned"),
     }
     tokens_budget = steps * cfg.pretrain.batch_size * read_token_index(run_dir / "tokens")["seq_len"]
     figure = _plot_figure(results, stage.path / "figure_2_1.png", tokens_budget)
@@ -202,11 +217,11 @@ def ablate_epochs(run_dir: Path, config: Config, force: bool = False) -> dict[st
     from phi1.train import train
 
     run_dir = Path(run_dir)
+    steps = _pretraining_steps(config.ablate.epochs_steps or config.pretrain.max_steps, "epochs", "ablate.epochs_steps")
     stage = open_step(run_dir, "ablate_epochs", config)
     index = read_token_index(run_dir / "tokens")
     seq, batch = index["seq_len"], config.pretrain.batch_size
     stream = np.fromfile(run_dir / "tokens" / "pretrain.bin", dtype=index["dtype"])
-    steps = config.ablate.epochs_steps or config.pretrain.max_steps
     notes = []
     if steps * batch * seq > stream.size:
         steps = max(1, stream.size // (batch * seq))
@@ -302,7 +317,7 @@ def ablate_contamination(run_dir: Path, config: Config, force: bool = False) -> 
         console.rule(f"[bold]contamination study: finetuned on {variant} exercises ({len(docs)})")
         sub = _finetune_run(run_dir, stage.path / variant, docs, config)
         m = train(sub, cfg, "finetune")
-        scores = _evaluate(sub / "finetune" / "final", config, sub / "eval")
+        scores = _evaluate(sub / "finetune" / "final", config, sub / "eval", run_dir, "finetuned")
         splits = {name: similarity_split(run_dir, sub / "eval" / name.replace("+", "_plus") / "results.jsonl")
                   for name in config.evaluate.benchmarks}  # fmt: skip
         results[variant] = {"exercises": len(docs), "final_val": m.get("final_val"), **scores, "splits": splits}

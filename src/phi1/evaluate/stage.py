@@ -64,12 +64,15 @@ def similarity_split(run_dir: Path, results_path: Path) -> dict[str, Any] | None
     return result
 
 
-def _trained_format(run_dir: Path) -> str:
-    """The format the run's exercises were written in for finetuning (tokens/index.json)."""
+def ask_modes(run_dir: Path, config: Config) -> dict[str, str]:
+    """How each model is asked (a `--chat` mode): the finetuned model as it was trained (the format its exercises
+    were written in, tokens/index.json; phi1.prompt_format), the base as evaluate.chat says (auto: an instruct model
+    in its chat template, its best mode)."""
     try:
-        return read_token_index(run_dir / "tokens").get("exercise_format", "completion")
+        trained = read_token_index(run_dir / "tokens").get("exercise_format", "completion")
     except Phi1Error:
-        return "completion"
+        trained = "completion"
+    return {"base": config.evaluate.chat, "finetuned": "on" if trained == "chat" else "off"}
 
 
 def evaluate_run(run_dir: Path, config: Config, force: bool = False) -> dict[str, Any]:
@@ -82,10 +85,7 @@ def evaluate_run(run_dir: Path, config: Config, force: bool = False) -> dict[str
     perturb = parse_categories(cfg.perturb) if cfg.perturb else []
     sampling = Sampling(n=cfg.n, temperature=cfg.temperature, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens)
     results: dict[str, dict[str, Any]] = {}
-    # The finetuned model is asked as it was trained (phi1.prompt_format), the base as evaluate.chat says (auto:
-    # an instruct model in its chat template, its best mode).
-    trained = _trained_format(run_dir)
-    modes = {"base": cfg.chat, "finetuned": "on" if trained == "chat" else "off"}
+    modes = ask_modes(run_dir, config)
     for label, phase in MODELS:
         model_dir = run_dir / phase / "final"
         for name, path in chosen:
