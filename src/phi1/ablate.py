@@ -104,6 +104,7 @@ def _evaluate(model_dir: Path, config: Config, out: Path, run_dir: Path, model: 
     cfg = config.evaluate
     scores = {}
     sampling = Sampling(n=1, temperature=0.0, max_new_tokens=cfg.max_new_tokens)
+    chat = ask_modes(run_dir, config)[model]
     for name, path in benchmark_paths(config):
         summary = run_eval(
             name,
@@ -117,7 +118,7 @@ def _evaluate(model_dir: Path, config: Config, out: Path, run_dir: Path, model: 
             timeout_s=cfg.timeout_s,
             batch_size=cfg.batch_size,
             bf16=cfg.bf16,
-            chat=ask_modes(run_dir, config)[model],
+            chat=chat,
         )
         scores[f"{name} pass@1"] = list(summary["pass_at_k"].values())[-1]["pass@1"]
     return scores
