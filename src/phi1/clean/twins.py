@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from phi1 import pysource
 from phi1.clean.detectors.ast_match import parse_quiet
 from phi1.markdown import code_blocks
 from phi1.progress import progress_bar
@@ -95,8 +96,8 @@ def arity(node: ast.FunctionDef | ast.AsyncFunctionDef) -> int:
 def entry_arity(solution: str, entry: str) -> int | None:
     """The arity of `entry` in a benchmark's reference solution."""
     try:
-        tree = ast.parse(solution)
-    except SyntaxError:
+        tree = pysource.parse(solution)
+    except (SyntaxError, ValueError):
         return None
     for node in ast.walk(tree):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == entry:

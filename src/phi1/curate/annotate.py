@@ -8,7 +8,6 @@ import ast
 import hashlib
 import heapq
 import re
-import warnings
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from phi1 import prompts
+from phi1 import prompts, pysource
 from phi1.config import CurateConfig, ExecutorConfig, TeacherConfig
 from phi1.executor import map_shards
 from phi1.rundir import Stage, as_stage, write_shard
@@ -45,9 +44,7 @@ def truncate_code(code: str, max_chars: int) -> str:
     ends = np.cumsum([len(line) for line in lines])
     fits = int(np.searchsorted(ends, max_chars, side="right"))  # whole lines within the limit
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            tree = ast.parse(code)
+        tree = pysource.parse(code)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return "".join(lines[:fits])
     cuts = sorted({n.end_lineno for n in ast.walk(tree) if isinstance(n, ast.stmt) and n.end_lineno
@@ -55,9 +52,7 @@ def truncate_code(code: str, max_chars: int) -> str:
     for cut in cuts[:25]:  # the last statement end that leaves every open block complete
         prefix = "".join(lines[:cut])
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                ast.parse(prefix)
+            pysource.parse(prefix)
             return prefix
         except SyntaxError:
             continue

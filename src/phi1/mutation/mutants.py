@@ -17,6 +17,8 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from phi1 import pysource
+
 FORMAT = 1  # bump when the same code and seed would give other mutants
 
 _BINOP_SWAPS: dict[type[ast.operator], tuple[type[ast.operator], ...]] = {
@@ -58,7 +60,7 @@ class Mutant:
     @property
     def valid(self) -> bool:
         """It parses (the sandbox compiles it before running it, and counts one that does not apart)."""
-        return _parses(self.source)
+        return pysource.compiles(self.source)
 
     def diff(self, original: str) -> str:
         """The change as unified-diff lines, without file headers."""
@@ -70,7 +72,7 @@ def mutants(code: str, first_line: int = 1, limit: int | None = 30, seed: int = 
     """The distinct mutants of `code`, at most `limit` of them (None: all), chosen by `seed` round-robin over
     the kinds of change, in the order of their position in the code. Code that does not parse has none."""
     try:
-        tree = ast.parse(code)
+        tree = pysource.parse(code)
     except (SyntaxError, ValueError):
         return []
     raw = code.encode("utf-8")
@@ -115,14 +117,6 @@ def _line_starts(raw: bytes) -> list[int]:
         pos += len(line)
         starts.append(pos)
     return starts
-
-
-def _parses(source: str) -> bool:
-    try:
-        compile(source, "<mutant>", "exec")
-    except (SyntaxError, ValueError):
-        return False
-    return True
 
 
 def _sites(tree: ast.Module, first_line: int) -> Iterator[tuple[str, ast.AST, str]]:

@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 
 import pyarrow as pa
 
-from phi1 import prompts
+from phi1 import prompts, pysource
 from phi1.cards import CardStats, write_card
 from phi1.config import Config, ExecutorConfig, SynthConfig
 from phi1.executor import map_shards
@@ -98,8 +98,8 @@ def parse_exercise(answer: str, function_name: str | None = None) -> Exercise | 
         blocks = ["\n".join(lines[:cut]) + "\n", "\n".join(lines[cut:]) + "\n"]
     code, tests = blocks[0].rstrip() + "\n", blocks[1].rstrip() + "\n"
     try:
-        tree = ast.parse(code)
-        ast.parse(tests)
+        tree = pysource.parse(code)
+        pysource.parse(tests)
     except (SyntaxError, ValueError):
         return "syntax_error"
     funcs = [n for n in tree.body if isinstance(n, ast.FunctionDef)]

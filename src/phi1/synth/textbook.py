@@ -3,13 +3,12 @@ section whose code does not parse is dropped and counted."""
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
-from phi1 import prompts
+from phi1 import prompts, pysource
 from phi1.cards import CardStats, write_card
 from phi1.config import Config
 from phi1.markdown import code_blocks
@@ -60,7 +59,7 @@ def check_section(text: str) -> tuple[str | None, int]:
         return "no_code", 0
     for block in blocks:
         try:
-            ast.parse(block)
+            pysource.parse(block)
         except (SyntaxError, ValueError):
             return "code_syntax", len(blocks)
     return None, len(blocks)

@@ -6,9 +6,9 @@ program is what keeps it cheap (`benchmarks/testscore.py`)."""
 
 from __future__ import annotations
 
-import ast
 from dataclasses import dataclass
 
+from phi1 import pysource
 from phi1.mutation.mutants import mutants
 from phi1.mutation.score import (
     GUARD_TIMEOUT,
@@ -57,7 +57,7 @@ def check_exercise(
 def test_statements(tests: str) -> list[str]:
     """The top-level statements of `tests`, each with its own lines (decorators and all)."""
     try:
-        body = ast.parse(tests).body
+        body = pysource.parse(tests).body
     except (SyntaxError, ValueError):
         return [tests]
     lines = tests.splitlines(keepends=True)

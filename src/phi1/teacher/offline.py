@@ -28,7 +28,7 @@ import time
 from functools import lru_cache
 from importlib import resources
 
-from phi1 import prompts
+from phi1 import prompts, pysource
 from phi1.teacher.base import Request, Response, Teacher
 from phi1.teacher.offline_exercises import all_families, build, choose_family, name_template
 
@@ -115,7 +115,7 @@ def edu_features(code: str) -> dict[str, float]:
         "long_lines": sum(1 for line in nonblank if len(line) > 120) / n,
     }
     try:
-        tree = ast.parse(code)
+        tree = pysource.parse(code)
     except (SyntaxError, ValueError):
         return features
     features["parses"] = 1.0

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ast
 import os
-import warnings
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from difflib import SequenceMatcher
@@ -18,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from phi1 import pysource
 from phi1.clean.detectors.base import Detector, Hit, ShardText
 from phi1.clean.problems import BenchmarkProblem
 from phi1.markdown import code_blocks
@@ -58,9 +58,7 @@ def parse_quiet(source: str) -> ast.Module | None:
     """The source's AST, or None when it does not parse. Cached: the AST detector and the execution detector
     read the same file one after the other, and parsing is most of what they cost."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # invalid escape sequences in old code are not our concern here
-            return ast.parse(source)
+        return pysource.parse(source)
     except (SyntaxError, ValueError, MemoryError, RecursionError):
         return None
 

@@ -17,6 +17,8 @@ import tokenize
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 
+from phi1 import pysource
+
 
 @dataclass(frozen=True)
 class Case:
@@ -53,8 +55,8 @@ def tokens(code: str) -> list[tokenize.TokenInfo]:
 
 def parse(code: str) -> ast.Module | None:
     try:
-        return ast.parse(code)
-    except SyntaxError:
+        return pysource.parse(code)
+    except (SyntaxError, ValueError):
         return None
 
 
