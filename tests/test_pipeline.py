@@ -140,3 +140,22 @@ def test_stage_selection_from_only_until() -> None:
         chosen_stages(from_stage="tokenize", until="clean")
     with pytest.raises(Phi1Error, match="--only runs one stage"):
         chosen_stages(only="clean", until="tokenize")
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="the estimate is for machines without a GPU")
+def test_dry_run_on_a_machine_without_a_gpu_estimates_its_cpu_training_time(tmp_path: Path) -> None:
+    import re
+
+    from phi1.config import load_config
+    from phi1.pipeline import CPU_TRAINING_SHARE, plan
+
+    lines = plan(load_config(ROOT / "configs" / "phi-1.yaml"), tmp_path)
+    flops = float(re.search(r"^training: +(\S+) FLOPs", lines[-2]).group(1))
+    here = re.fullmatch(r"this machine:  no GPU; ~([\d,.]+) h of training on its (\d+) CPU cores \((bf16|fp32) matmuls "
+                        r"measured at ([\d,]+) GFLOP/s, training at about 60% of that\)", lines[-1])  # fmt: skip
+    assert here, lines[-1]
+    hours, rate = float(here[1].replace(",", "")), float(here[4].replace(",", ""))
+    # phi-1's 7e20 FLOPs are decades on a CPU: the plan says so, from this CPU's measured matmul rate.
+    assert rate > 1 and hours == pytest.approx(flops / (CPU_TRAINING_SHARE * rate * 1e9) / 3600, rel=0.01)
+    tiny = plan(load_config(ROOT / "configs" / "tiny.yaml"), tmp_path)
+    assert not any(line.startswith("this machine:") for line in tiny)  # too small to train near the matmul rate

@@ -108,7 +108,48 @@ def plan(config: Config, run_dir: Path) -> list[str]:
         f"training:      {flops:.3g} FLOPs = ~{gpu_hours:,.1f} GPU-hours at {c.plan_mfu:.0%} MFU of "
         f"{c.plan_gpu_peak_tflops:g} TFLOP/s ({gpu_hours / max(1, c.plan_gpus):,.1f} h on {c.plan_gpus} GPUs)",
     ]
-    return lines
+    here = _this_cpu(c, mcfg, flops) if params["total"] >= MIN_PARAMETERS_TO_ESTIMATE else None
+    return lines + ([here] if here else [])
+
+
+# A CPU trains at about this share of its matmul rate measured at the model's width: `make run`'s finetune ran
+# at 219 GFLOP/s where the matmul ran at 380-400 (2-core AMD EPYC with AVX512-BF16, bf16), at about 100 where
+# it ran at 145 (2-core AMD EPYC with AVX2 only, fp32).
+CPU_TRAINING_SHARE = 0.6
+# Smaller models train far below it (the 2M-parameter `tiny` at 16%: norms, softmax, the optimizer and Python
+# cost more than its matmuls), so they get no estimate rather than a wrong one.
+MIN_PARAMETERS_TO_ESTIMATE = 100e6
+
+
+def _this_cpu(c: Config, mcfg: Any, flops: float) -> str | None:
+    """Where the machine that plans has no GPU, about how long its CPU would take to train: the plan's GPU-hours
+    mean little to someone trying the recipe on a CPU first."""
+    import os
+
+    import torch
+
+    from phi1.precision import cpu_matmul_gflops, resolve
+
+    if torch.cuda.is_available() or not flops:
+        return None
+    train = c.pretrain if c.pretrain.max_steps else c.finetune
+    bf16 = resolve(train.bf16, "cpu").bf16
+    width = getattr(mcfg, "hidden_size", None) or mcfg.n_embd
+    inner = getattr(mcfg, "intermediate_size", None) or getattr(mcfg, "n_inner", None) or 4 * width
+    rate = cpu_matmul_gflops((min(4096, train.micro_batch_size * c.tokenize.seq_len), width, inner), bf16)
+    seconds = flops / (CPU_TRAINING_SHARE * rate * 1e9)
+    took = (
+        f"{seconds:,.0f} s"
+        if seconds < 120
+        else f"{seconds / 60:,.0f} min"
+        if seconds < 7200
+        else (f"{seconds / 3600:,.1f} h")
+    )
+    return (
+        f"this machine:  no GPU; ~{took} of training on its {len(os.sched_getaffinity(0))} CPU cores "
+        f"({'bf16' if bf16 else 'fp32'} matmuls measured at {rate:,.0f} GFLOP/s, training at about "
+        f"{CPU_TRAINING_SHARE:.0%} of that)"
+    )
 
 
 def _tokenizer_name(c: Config) -> str:

@@ -159,26 +159,32 @@ def cpu_flags() -> set[str] | None:
 
 def measure_bf16_speed(shape: tuple[int, int, int] = PROBE_SHAPE, repeats: int = 5) -> dict[str, float]:
     """Best-of-`repeats` milliseconds of one linear layer at `shape` in fp32 and under bf16 autocast (CPU)."""
+    fp32 = _linear_ms(shape, False, repeats)
+    bf16 = _linear_ms(shape, True, repeats)
+    return {"fp32_ms": round(fp32, 4), "bf16_ms": round(bf16, 4)}
+
+
+def cpu_matmul_gflops(shape: tuple[int, int, int], bf16: bool, repeats: int = 3) -> float:
+    """The CPU's measured rate, in GFLOP/s, on one linear layer of `shape` (rows, in, out): best of `repeats`."""
+    rows, width, out = shape
+    return 2 * rows * width * out / _linear_ms(shape, bf16, repeats) / 1e6
+
+
+def _linear_ms(shape: tuple[int, int, int], bf16: bool, repeats: int) -> float:
     import torch
 
     rows, width, out = shape
     x = torch.randn(rows, width)
     w = torch.randn(out, width)
-
-    def best(bf16: bool) -> float:
-        ctx = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
-        times = []
-        with torch.inference_mode(), ctx:
-            torch.nn.functional.linear(x, w)  # warm-up: kernel selection, packing
-            for _ in range(repeats):
-                start = time.perf_counter()
-                torch.nn.functional.linear(x, w)
-                times.append(time.perf_counter() - start)
-        return min(times) * 1e3
-
-    fp32 = best(False)
-    bf16 = best(True)
-    return {"fp32_ms": round(fp32, 4), "bf16_ms": round(bf16, 4)}
+    ctx = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+    times = []
+    with torch.inference_mode(), ctx:
+        torch.nn.functional.linear(x, w)  # warm-up: kernel selection, packing
+        for _ in range(repeats):
+            start = time.perf_counter()
+            torch.nn.functional.linear(x, w)
+            times.append(time.perf_counter() - start)
+    return min(times) * 1e3
 
 
 def _can_run_bf16(kind: str) -> bool:
