@@ -514,3 +514,51 @@ def test_ablate_contamination_asks_each_model_as_the_evaluate_stage_does(
     for variant in ("all", "pruned"):
         summary = run / "ablate_contamination" / variant / "eval" / "humaneval" / "summary.json"
         assert json.loads(summary.read_text())["chat"] is False, variant
+
+
+def test_ablate_figure_and_epochs_with_a_base_continue_the_bases_pretraining_on_each_variant(
+    tokens_free_run: Path, smollm2_tokenizer: Path, tmp_path: Path
+) -> None:
+    """Figure 2.1 with a base model and `ablate.pretrain_steps`: each variant continues the base's pretraining on
+    its own data (the unfiltered corpus, or the curated code and textbook), in the base's architecture and
+    tokenizer, and is asked as the evaluate stage asks a base; (c) finetunes (b). The epochs study continues it
+    too."""
+    import torch
+    from safetensors.torch import load_file
+
+    from phi1.ablate import ablate_epochs, ablate_figure
+    from phi1.curate.corpus import build_corpus
+
+    base = tiny_llama(smollm2_tokenizer, tmp_path / "llama")
+    run = tmp_path / "run"
+    cfg = _finetune_run(tokens_free_run, base, run, "corpus.max_files=30", "ablate.pretrain_steps=2",
+                        "ablate.finetune_steps=2", "evaluate.max_new_tokens=4")  # fmt: skip
+    build_corpus(run, cfg)
+    manifest = ablate_figure(run, cfg)
+    assert set(manifest["results"]) == {"unfiltered", "textbook", "exercises"} and manifest["pretrain_steps"] == 2
+    start = load_file(base / "model.safetensors")["model.embed_tokens.weight"]
+    trained = {}
+    for variant, model in (("unfiltered", "pretrain"), ("textbook", "pretrain"), ("textbook", "finetune")):
+        final = run / "ablate" / variant / model / "final"
+        assert json.loads((final / "config.json").read_text())["model_type"] == "llama", (variant, model)
+        weights = load_file(final / "model.safetensors")["model.embed_tokens.weight"].float()
+        # Continued from the base: 2 steps away from its weights, where a fresh model would be as far as two
+        # random initialisations are.
+        moved = ((weights - start).norm() / start.norm()).item()
+        assert 0 < moved < 0.2, (variant, model, moved)
+        trained[variant, model] = weights
+    assert not torch.equal(trained["unfiltered", "pretrain"], trained["textbook", "pretrain"])  # their own data
+    for variant in ("unfiltered", "textbook"):
+        summary = json.loads((run / "ablate" / variant / ("eval" if variant == "unfiltered" else "eval-base") /
+                              "humaneval" / "summary.json").read_text())  # fmt: skip
+        assert summary["problems"] == 164 and summary["chat"] is True  # a base with a chat template, as evaluate asks
+
+    # The epochs study continues the base the same way, once per number of passes.
+    epochs = ablate_epochs(run, cfg.model_copy(update={"ablate": cfg.ablate.model_copy(
+        update={"epochs_steps": 2, "epochs_passes": [1, 2]})}))  # fmt: skip
+    assert [row["passes"] for row in epochs["results"]] == [1, 2] and all(r["val_loss"] for r in epochs["results"])
+    size = sum(t.numel() for name, t in load_file(base / "model.safetensors").items())
+    for passes in ("passes-01", "passes-02"):
+        trained_manifest = json.loads((run / "ablate_epochs" / passes / "pretrain" / "manifest.json").read_text())
+        assert trained_manifest["parameters"]["total"] == size  # the base's architecture, keyed on its files
+        assert trained_manifest["derived_from"]["config"]["model"]["base"] == str(base), passes
