@@ -78,6 +78,8 @@ class TrainManifest(Manifest, total=False):
     mfu: float | None
     device: str
     peak_memory_gb: float | None
+    base: str  # pretrain with model.base: the base handed on (steps 0) or continued
+    merge_base: dict[str, Any] | None  # finetune: the average with its start (finetune.merge_base)
 
 
 class EvalManifest(Manifest, total=False):

@@ -146,14 +146,19 @@ def jump_lines(m: dict[str, Any]) -> list[str]:
     pass beside its nearest finetuning exercise with that pair's detector scores."""
     ev = m.get("eval") or {}
     comparison, results = ev.get("comparison") or {}, ev.get("results") or {}
-    base = (m.get("pretrain") or {}).get("base")
+    pretrained = m.get("pretrain") or {}
+    base = pretrained.get("base")
     merged = (m.get("finetune") or {}).get("merge_base")
     lines: list[str] = []
     for name, c in comparison.items():
         modes = {label: (results.get(label, {}).get(name) or {}).get("chat") for label in ("base", "finetuned")}
         n = c["problems"]
         lines += [f"### Base vs finetuned: {name} (greedy, {n} problems)", ""]
-        base_name = f"base ({untrusted(Path(base).name)})" if base else "base (pretrained here)"
+        base_name = "base (pretrained here)"
+        if base:
+            steps = pretrained.get("steps") or 0
+            continued = f", its pretraining continued here for {steps} steps" if steps else ""
+            base_name = f"base ({untrusted(Path(base).name)}{continued})"
         tuned_name = "finetuned on the run's clean exercises"
         if merged:
             tuned_name += f", averaged with its start ({merged['weight']:g} of it: `finetune.merge_base`)"

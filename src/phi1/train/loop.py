@@ -238,6 +238,8 @@ def _train(
     summary = _summary(b, cfg, dist, accum, b.kernels, counts, fpt, metrics_path, final, best)
     if phase == "finetune":
         summary["merge_base"] = merged
+    elif config.model.base is not None:  # continued pretraining: the model it continued, as a handed-on base says
+        summary["base"] = str(config.model.base)
     return stage.finish(**summary) if dist.main else summary
 
 
