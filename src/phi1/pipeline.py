@@ -138,13 +138,12 @@ def _this_cpu(c: Config, mcfg: Any, flops: float) -> str | None:
     inner = getattr(mcfg, "intermediate_size", None) or getattr(mcfg, "n_inner", None) or 4 * width
     rate = cpu_matmul_gflops((min(4096, train.micro_batch_size * c.tokenize.seq_len), width, inner), bf16)
     seconds = flops / (CPU_TRAINING_SHARE * rate * 1e9)
-    took = (
-        f"{seconds:,.0f} s"
-        if seconds < 120
-        else f"{seconds / 60:,.0f} min"
-        if seconds < 7200
-        else (f"{seconds / 3600:,.1f} h")
-    )
+    if seconds < 120:
+        took = f"{seconds:,.0f} s"
+    elif seconds < 7200:
+        took = f"{seconds / 60:,.0f} min"
+    else:
+        took = f"{seconds / 3600:,.1f} h"
     return (
         f"this machine:  no GPU; ~{took} of training on its {len(os.sched_getaffinity(0))} CPU cores "
         f"({'bf16' if bf16 else 'fp32'} matmuls measured at {rate:,.0f} GFLOP/s, training at about "
