@@ -251,7 +251,7 @@ def test_run_continues_a_llama_base_and_a_phi_checkpoint_then_finetunes_and_eval
         # The base row names the user's model, and says when the base evaluated is it continued here.
         assert pre_m["base"] == str(base)
         continued = f", its pretraining continued here for {steps} steps" if steps else ""
-        assert f"| base ({base.name}{continued}) | {fmt} |" in report, report[report.find("### Base"):][:600]
+        assert f"| base ({base.name}{continued}) | {fmt} |" in report, report[report.find("### Base") :][:600]
 
 
 BASE_RUN = [
